@@ -1,0 +1,47 @@
+//! Writes the CRD manifests under `crds/` from the types, or checks them with `--check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let check = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--check") => true,
+        Some(other) => {
+            eprintln!("crdgen: unknown argument {other:?}; usage: crdgen [--check]");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut stale = Vec::new();
+    for manifest in crds::generate::crds() {
+        let path = dir.join(manifest.file_name);
+        let yaml = match crds::generate::to_yaml(&manifest.crd) {
+            Ok(yaml) => yaml,
+            Err(e) => {
+                eprintln!("crdgen: cannot render {}: {e}", manifest.file_name);
+                return ExitCode::FAILURE;
+            }
+        };
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == yaml {
+            continue;
+        }
+        if check {
+            stale.push(path.display().to_string());
+        } else if let Err(e) = std::fs::write(&path, yaml) {
+            eprintln!("crdgen: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        } else {
+            println!("crdgen: wrote {}", path.display());
+        }
+    }
+    if !stale.is_empty() {
+        eprintln!(
+            "crdgen: out of date: {}; run `cargo run -p crds --bin crdgen`",
+            stale.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

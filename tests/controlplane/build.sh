@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) and the
+# chart tools (helm, kubeconform) from the Go module proxy. Nothing prebuilt is downloaded.
+#
+# Each tool lands in its own versioned folder under the cache directory, so a second run builds
+# nothing, and a build that is interrupted leaves no half-written binary behind:
+#   ${VERDANT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/verdant}/controlplane/<name>-<version>/
+# The harness in tests/src/controlplane finds them there by the same versions.env.
+#
+# Usage: build.sh [--print-dirs]    (--print-dirs lists the bin folders and builds nothing)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+
+cache="${VERDANT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/verdant}/controlplane"
+k8s_dir="$cache/kubernetes-$KUBERNETES_VERSION"
+etcd_dir="$cache/etcd-$ETCD_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION"
+kubeconform_dir="$cache/kubeconform-$KUBECONFORM_VERSION"
+
+if [ "${1:-}" = "--print-dirs" ]; then
+  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$kubeconform_dir"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "build.sh: Go is needed to build the control plane (install golang)" >&2; exit 1; }
+mkdir -p "$cache"
+
+log() { printf '[controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# build_into DIR DESCRIPTION COMMAND...: runs COMMAND with $out set to a fresh temporary folder and
+# moves that folder to DIR only when the command succeeded.
+build_into() {
+  local dir=$1 what=$2
+  shift 2
+  if [ -d "$dir" ]; then
+    log "$what: cached in $dir"
+    return 0
+  fi
+  log "$what: building (cold builds take minutes; progress below)"
+  local start=$SECONDS
+  out=$(mktemp -d "$cache/.build.XXXXXX")
+  if ! "$@"; then
+    rm -rf "$out"
+    log "$what: build FAILED"
+    return 1
+  fi
+  chmod 755 "$out"
+  rm -rf "$dir"
+  mv "$out" "$dir"
+  log "$what: built in $((SECONDS - start)) s -> $dir"
+}
+
+# Print each package as it compiles so a long cold build shows progress.
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
+
+build_kubernetes() {
+  local minor=${KUBERNETES_VERSION#v1.}
+  minor=${minor%%.*}
+  local pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  (cd "$here/kubernetes" && go build -v -ldflags "$ldflags" -o "$out/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kubectl 2>&1 | progress)
+}
+
+build_etcd() {
+  (cd "$here/etcd" && go build -v -ldflags "-s -w" -o "$out/etcd" . 2>&1 | progress)
+}
+
+build_tool() {
+  local pkg=$1
+  GOBIN="$out" go install -v -ldflags "-s -w" "$pkg" 2>&1 | progress
+}
+
+# progress: condenses `go build -v` package lines and `go: downloading` lines into running counts;
+# passes everything else (errors) through unchanged.
+progress() {
+  awk '/^go: downloading / { d++; if (d % 50 == 0) { printf "  ... %d modules downloaded\n", d; fflush() } next }
+       /^[a-zA-Z0-9_.\/-]+$/ { n++; if (n % 200 == 0) { printf "  ... %d packages compiled\n", n; fflush() } next }
+       { print; fflush() }
+       END { printf "  ... %d modules downloaded, %d packages compiled\n", d, n }'
+}
+
+build_into "$etcd_dir" "etcd $ETCD_VERSION" build_etcd
+build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kubectl)" build_kubernetes
+build_into "$helm_dir" "helm $HELM_VERSION" build_tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+log "all tools ready under $cache"

@@ -1,0 +1,137 @@
+//! Finds the control-plane binaries that `tests/controlplane/build.sh` built.
+
+use std::path::{Path, PathBuf};
+
+use super::Error;
+
+/// The pinned versions, read from the same file the build script reads.
+const VERSIONS_ENV: &str = include_str!("../../controlplane/versions.env");
+
+/// The pinned version of each tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    /// `k8s.io/kubernetes`, e.g. `v1.36.3`.
+    pub kubernetes: String,
+    /// `go.etcd.io/etcd/server/v3`, e.g. `v3.6.16`.
+    pub etcd: String,
+    /// `helm.sh/helm/v3`.
+    pub helm: String,
+    /// `github.com/yannh/kubeconform`.
+    pub kubeconform: String,
+}
+
+impl Versions {
+    /// The versions pinned in `tests/controlplane/versions.env`.
+    pub fn pinned() -> Self {
+        Self::parse(VERSIONS_ENV)
+    }
+
+    fn parse(text: &str) -> Self {
+        let get = |key: &str| {
+            text.lines()
+                .filter_map(|line| line.split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            kubernetes: get("KUBERNETES_VERSION"),
+            etcd: get("ETCD_VERSION"),
+            helm: get("HELM_VERSION"),
+            kubeconform: get("KUBECONFORM_VERSION"),
+        }
+    }
+}
+
+/// Verdant's cache folder: `$VERDANT_CACHE_DIR`, else `$XDG_CACHE_HOME/verdant`, else
+/// `~/.cache/verdant` (the same rule as build.sh).
+pub fn cache_dir() -> PathBuf {
+    let env = |key: &str| {
+        std::env::var_os(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("VERDANT_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("verdant")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("verdant")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/verdant-cache"))
+}
+
+/// Paths of the built tools.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// etcd.
+    pub etcd: PathBuf,
+    /// kube-apiserver.
+    pub kube_apiserver: PathBuf,
+    /// kube-controller-manager.
+    pub kube_controller_manager: PathBuf,
+    /// kubectl, the same version as the apiserver.
+    pub kubectl: PathBuf,
+    /// helm.
+    pub helm: PathBuf,
+    /// kubeconform.
+    pub kubeconform: PathBuf,
+}
+
+impl Binaries {
+    /// Where build.sh puts each pinned tool; they may not exist yet.
+    pub fn expected() -> Self {
+        let v = Versions::pinned();
+        let dir = cache_dir().join("controlplane");
+        let k8s = dir.join(format!("kubernetes-{}", v.kubernetes));
+        Self {
+            etcd: dir.join(format!("etcd-{}", v.etcd)).join("etcd"),
+            kube_apiserver: k8s.join("kube-apiserver"),
+            kube_controller_manager: k8s.join("kube-controller-manager"),
+            kubectl: k8s.join("kubectl"),
+            helm: dir.join(format!("helm-{}", v.helm)).join("helm"),
+            kubeconform: dir
+                .join(format!("kubeconform-{}", v.kubeconform))
+                .join("kubeconform"),
+        }
+    }
+
+    /// The pinned tools, or an error naming the one that is missing and how to build it.
+    pub fn locate() -> Result<Self, Error> {
+        let bins = Self::expected();
+        for path in [
+            &bins.etcd,
+            &bins.kube_apiserver,
+            &bins.kube_controller_manager,
+            &bins.kubectl,
+        ] {
+            require(path)?;
+        }
+        Ok(bins)
+    }
+}
+
+fn require(path: &Path) -> Result<(), Error> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::MissingBinary(path.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_versions_are_all_set() {
+        let v = Versions::pinned();
+        assert!(v.kubernetes.starts_with("v1.36.") || v.kubernetes.starts_with("v1.37."));
+        assert!(v.etcd.starts_with("v3.6."), "{v:?}");
+        assert!(!v.helm.is_empty() && !v.kubeconform.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn parse_ignores_comments_and_spaces() {
+        let v = Versions::parse("# c\nKUBERNETES_VERSION = v1.37.2\nETCD_VERSION=v3.6.1\n");
+        assert_eq!(v.kubernetes, "v1.37.2");
+        assert_eq!(v.etcd, "v3.6.1");
+        assert_eq!(v.helm, "");
+    }
+}

@@ -1,0 +1,529 @@
+//! A real Kubernetes control plane for tests: etcd, kube-apiserver and, on request,
+//! kube-controller-manager, built from pinned Go modules by `tests/controlplane/build.sh`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tests::controlplane::Error> {
+//! let cp = tests::controlplane::ControlPlane::start().await?;
+//! let client = cp.client(); // a kube::Client authenticated as a cluster admin
+//! # Ok(()) }
+//! ```
+//!
+//! Every instance lives on its own free loopback ports and in its own temporary folder, so tests
+//! may run several at once. Dropping it stops every process and removes the folder, also when
+//! the test panics; and each process dies with the thread that started it, so a test that is
+//! killed outright leaves nothing running either.
+
+mod binaries;
+mod crds;
+mod pki;
+mod process;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+pub use binaries::{Binaries, Versions, cache_dir};
+pub use crds::{committed_crds, install_crds};
+pub use pki::{ADMIN_USER, Pki};
+pub use process::{Process, log_tail};
+
+/// How long the apiserver may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often to try again with new ports when one was taken by someone else meanwhile.
+const PORT_ATTEMPTS: usize = 3;
+
+/// What went wrong while starting or using a control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A built tool is missing.
+    #[error(
+        "Control-plane binary {0} is missing; build the pinned tools with `bash tests/controlplane/build.sh`"
+    )]
+    MissingBinary(PathBuf),
+    /// A file operation failed.
+    #[error("Cannot use {path}: {source}")]
+    Io {
+        /// The file or program.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Generating keys or certificates failed.
+    #[error("Cannot generate the control plane's certificates: {0}")]
+    Pki(String),
+    /// A process exited while it should be running.
+    #[error("{name} exited ({status}); the end of its log:\n{log_tail}")]
+    Exited {
+        /// The process.
+        name: &'static str,
+        /// How it exited.
+        status: String,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// The apiserver did not become ready in time.
+    #[error(
+        "kube-apiserver was not ready after {seconds} s (last error: {last_error}); the end of its log:\n{log_tail}"
+    )]
+    NotReady {
+        /// How long we waited.
+        seconds: u64,
+        /// The last readiness error.
+        last_error: String,
+        /// The end of the apiserver's log.
+        log_tail: String,
+    },
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The kubeconfig could not be loaded.
+    #[error("Kubeconfig {path}: {message}")]
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A committed CRD manifest could not be parsed.
+    #[error("CRD manifest {file}: {message}")]
+    Manifest {
+        /// The manifest.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Watching a resource failed.
+    #[error("Watch failed: {0}")]
+    Watch(String),
+    /// A CRD was not Established in time.
+    #[error("CRD {0} was not Established within 30 s")]
+    NotEstablished(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// How to start a control plane.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Also run kube-controller-manager (garbage collection, ReplicaSets, service accounts).
+    pub controller_manager: bool,
+    /// Keep the processes and files in this folder instead of a new temporary one. It is
+    /// created if missing and removed on drop all the same.
+    pub dir: Option<PathBuf>,
+    /// Let the processes outlive the thread that started them (for `verdant-dev up`, which
+    /// stops them itself). Tests leave this `false`.
+    pub detached: bool,
+}
+
+/// A running control plane. Dropping it stops every process and removes its folder.
+pub struct ControlPlane {
+    dir: PathBuf,
+    etcd: Process,
+    apiserver: Process,
+    controller_manager: Option<Process>,
+    kubeconfig: PathBuf,
+    server: String,
+    pki: Pki,
+    client: Client,
+    binaries: Binaries,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver in a new temporary folder and waits until they serve.
+    pub async fn start() -> Result<Self, Error> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts etcd, kube-apiserver and kube-controller-manager.
+    pub async fn start_with_controller_manager() -> Result<Self, Error> {
+        Self::start_with(Options {
+            controller_manager: true,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Starts a control plane as `options` say and waits until it serves.
+    pub async fn start_with(options: Options) -> Result<Self, Error> {
+        let binaries = Binaries::locate()?;
+        let dir = match &options.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                dir.clone()
+            }
+            None => tempfile::Builder::new()
+                .prefix("verdant-controlplane-")
+                .tempdir()
+                .map_err(|e| Error::io(&std::env::temp_dir(), e))?
+                .keep(),
+        };
+        // Until the control plane is up, a failure removes the folder again.
+        let mut dir_guard = DirGuard(Some(dir.clone()));
+        let pki = Pki::generate(&dir)?;
+
+        let mut attempt = 1;
+        loop {
+            match Self::launch(&binaries, &dir, &pki, &options).await {
+                Ok(cp) => {
+                    dir_guard.0 = None;
+                    return Ok(cp);
+                }
+                Err(e) if attempt < PORT_ATTEMPTS && port_clash(&e) => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn launch(
+        binaries: &Binaries,
+        dir: &Path,
+        pki: &Pki,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        let [etcd_client, etcd_peer, apiserver_port] = free_ports()?;
+        let etcd_data = dir.join("etcd");
+        let _ = std::fs::remove_dir_all(&etcd_data);
+
+        let mut etcd_cmd = Command::new(&binaries.etcd);
+        etcd_cmd.args([
+            "--name=verdant".to_owned(),
+            format!("--data-dir={}", etcd_data.display()),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-cluster=verdant=http://127.0.0.1:{etcd_peer}"),
+            // Test data is thrown away; fsync only slows every write down.
+            "--unsafe-no-fsync=true".to_owned(),
+            "--log-level=warn".to_owned(),
+        ]);
+        let mut etcd = Process::spawn("etcd", etcd_cmd, &dir.join("etcd.log"), !options.detached)?;
+
+        let mut apiserver_cmd = Command::new(&binaries.kube_apiserver);
+        apiserver_cmd.args([
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={apiserver_port}"),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki.serving_cert.display()),
+            format!("--tls-private-key-file={}", pki.serving_key.display()),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_pub.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--authorization-mode=RBAC".to_owned(),
+            "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+            "--v=1".to_owned(),
+        ]);
+        let mut apiserver = Process::spawn(
+            "kube-apiserver",
+            apiserver_cmd,
+            &dir.join("kube-apiserver.log"),
+            !options.detached,
+        )?;
+
+        let server = format!("https://127.0.0.1:{apiserver_port}");
+        let kubeconfig = dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &server, pki)?;
+        let client = client_from_kubeconfig(&kubeconfig).await?;
+
+        wait_ready(&client, &mut etcd, &mut apiserver).await?;
+
+        let controller_manager = if options.controller_manager {
+            let mut cmd = Command::new(&binaries.kube_controller_manager);
+            cmd.args([
+                format!("--kubeconfig={}", kubeconfig.display()),
+                "--bind-address=127.0.0.1".to_owned(),
+                "--secure-port=0".to_owned(),
+                "--leader-elect=false".to_owned(),
+                "--use-service-account-credentials=false".to_owned(),
+                format!(
+                    "--service-account-private-key-file={}",
+                    pki.service_account_key.display()
+                ),
+                format!("--root-ca-file={}", pki.ca_cert.display()),
+                format!("--cluster-signing-cert-file={}", pki.ca_cert.display()),
+                format!("--cluster-signing-key-file={}", pki.ca_key.display()),
+                "--controllers=*".to_owned(),
+                "--v=1".to_owned(),
+            ]);
+            let mut kcm = Process::spawn(
+                "kube-controller-manager",
+                cmd,
+                &dir.join("kube-controller-manager.log"),
+                !options.detached,
+            )?;
+            wait_controller_manager(&client, &mut kcm).await?;
+            Some(kcm)
+        } else {
+            None
+        };
+
+        Ok(Self {
+            dir: dir.to_owned(),
+            etcd,
+            apiserver,
+            controller_manager,
+            kubeconfig,
+            server,
+            pki: pki.clone(),
+            client,
+            binaries: binaries.clone(),
+        })
+    }
+
+    /// A client authenticated as a cluster admin.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A kubeconfig file for this control plane (for kubectl, helm, or another process).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The apiserver URL, e.g. `https://127.0.0.1:40123`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The keys and certificates of this control plane.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// The folder holding its data, logs and kubeconfig.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The tools it runs (and kubectl, helm, kubeconform of the same pins).
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
+
+    /// Process ids of the running processes (etcd, kube-apiserver, kube-controller-manager).
+    pub fn pids(&self) -> Vec<u32> {
+        [
+            Some(&self.etcd),
+            Some(&self.apiserver),
+            self.controller_manager.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Process::pid)
+        .collect()
+    }
+
+    /// A `kubectl` command already pointed at this control plane.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(&self.binaries.kubectl);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()));
+        cmd
+    }
+
+    /// Fails if any process has exited.
+    pub fn check_running(&mut self) -> Result<(), Error> {
+        self.etcd.check_running()?;
+        self.apiserver.check_running()?;
+        if let Some(kcm) = self.controller_manager.as_mut() {
+            kcm.check_running()?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("server", &self.server)
+            .field("dir", &self.dir)
+            .field("pids", &self.pids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "control plane in {} (test panicked); the end of kube-apiserver's log:\n{}",
+                self.dir.display(),
+                self.apiserver.log_tail(20)
+            );
+        }
+        if let Some(kcm) = self.controller_manager.as_mut() {
+            kcm.stop();
+        }
+        self.apiserver.stop();
+        self.etcd.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a folder on drop unless emptied first.
+struct DirGuard(Option<PathBuf>);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Three loopback ports that were free a moment ago. Holding all listeners until all are
+/// chosen keeps the ports of one call distinct; another process may still take one before our
+/// server binds it, which `start_with` answers by trying again.
+fn free_ports() -> Result<[u16; 3], Error> {
+    let bind =
+        || TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io(Path::new("127.0.0.1:0"), e));
+    let listeners = [bind()?, bind()?, bind()?];
+    let mut ports = [0; 3];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener
+            .local_addr()
+            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?
+            .port();
+    }
+    Ok(ports)
+}
+
+fn port_clash(error: &Error) -> bool {
+    match error {
+        Error::Exited { log_tail, .. } | Error::NotReady { log_tail, .. } => {
+            log_tail.contains("address already in use")
+        }
+        _ => false,
+    }
+}
+
+fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<(), Error> {
+    let b64 = |p: &Path| -> Result<String, Error> {
+        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: verdant
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: verdant
+  context:
+    cluster: verdant
+    user: {user}
+current-context: verdant
+",
+        ca = b64(&pki.ca_cert)?,
+        cert = b64(&pki.admin_cert)?,
+        key = b64(&pki.admin_key)?,
+        user = ADMIN_USER,
+    );
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// A client for the current context of a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, Error> {
+    let kube_err = |message: String| Error::Kubeconfig {
+        path: path.to_owned(),
+        message,
+    };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| kube_err(e.to_string()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| kube_err(e.to_string()))?;
+    Client::try_from(config).map_err(Error::Kube)
+}
+
+/// Waits for `/readyz` and the `default` namespace, failing early if a process dies.
+async fn wait_ready(
+    client: &Client,
+    etcd: &mut Process,
+    apiserver: &mut Process,
+) -> Result<(), Error> {
+    let start = Instant::now();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    loop {
+        etcd.check_running()?;
+        apiserver.check_running()?;
+        let last_error = match readyz(client).await {
+            Ok(()) => match namespaces.get_opt("default").await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => "namespace default not created yet".to_owned(),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e,
+        };
+        if start.elapsed() > READY_TIMEOUT {
+            return Err(Error::NotReady {
+                seconds: READY_TIMEOUT.as_secs(),
+                last_error,
+                log_tail: apiserver.log_tail(30),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn readyz(client: &Client) -> Result<(), String> {
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(request)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until kube-controller-manager has created the `default` service account, which shows
+/// its controllers run.
+async fn wait_controller_manager(client: &Client, kcm: &mut Process) -> Result<(), Error> {
+    let start = Instant::now();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    loop {
+        kcm.check_running()?;
+        if accounts.get_opt("default").await?.is_some() {
+            return Ok(());
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            return Err(Error::NotReady {
+                seconds: READY_TIMEOUT.as_secs(),
+                last_error: "kube-controller-manager created no default service account".into(),
+                log_tail: kcm.log_tail(30),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

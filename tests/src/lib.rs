@@ -1,0 +1,6 @@
+//! Verdant's test support: a real control plane (etcd + kube-apiserver + kube-controller-manager
+//! built from pinned Go modules) and the helpers end-to-end tests share.
+
+pub mod controlplane;
+
+pub use controlplane::ControlPlane;
