@@ -127,7 +127,8 @@ pub struct DesktopTemplate {
     pub metadata: Option<TemplateMetadata>,
     /// The spec of each desktop; `user` is set per desktop on assignment, never here.
     #[x_kube(validation = Rule::new("!has(self.user)")
-        .message("spec.template.spec.user must be unset: users are assigned to a pool's desktops one by one"))]
+        .message("spec.template.spec.user must be unset: users are assigned to a pool's desktops one by one")
+        .field_path(".user"))]
     pub spec: DesktopSpec,
 }
 

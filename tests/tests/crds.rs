@@ -1,0 +1,542 @@
+//! The CRDs against a real kube-apiserver: they install, the examples apply, `/scale` works, and
+//! the schema and CEL rules refuse bad input with a message that names the field.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tests::ControlPlane;
+use tests::controlplane::install_crds;
+
+const NS: &str = "team-a";
+
+async fn control_plane_with_crds() -> ControlPlane {
+    let cp = ControlPlane::start().await.expect("control plane starts");
+    install_crds(&cp.client()).await.expect("CRDs install");
+    let ns: Api<Namespace> = Api::all(cp.client());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(NS.into());
+    ns.create(&PostParams::default(), &namespace)
+        .await
+        .expect("namespace");
+    cp
+}
+
+fn api(client: &Client, kind: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(crds::GROUP, crds::VERSION, kind);
+    Api::namespaced_with(client.clone(), NS, &ApiResource::from_gvk(&gvk))
+}
+
+fn kubectl_ok(cp: &ControlPlane, args: &[&str]) -> String {
+    let out = cp.kubectl().args(args).output().expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crds_install_and_become_established() {
+    let cp = ControlPlane::start().await.expect("control plane starts");
+    let installed = install_crds(&cp.client()).await.expect("CRDs install");
+    let names: Vec<_> = installed
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["desktops.vdi.verdant.dev", "desktoppools.vdi.verdant.dev"]
+    );
+    for crd in &installed {
+        let established = crd
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{:?} not Established", crd.metadata.name);
+    }
+    // Discovery knows the short names and the category.
+    let out = kubectl_ok(
+        &cp,
+        &["api-resources", "--api-group=vdi.verdant.dev", "-o", "wide"],
+    );
+    for expected in [
+        "desktops",
+        "dt,desk",
+        "desktoppools",
+        "dtp,deskpool",
+        "verdant",
+    ] {
+        assert!(
+            out.contains(expected),
+            "api-resources lacks {expected:?}:\n{out}"
+        );
+    }
+    // Installing again is a no-op, not an error.
+    install_crds(&cp.client())
+        .await
+        .expect("CRDs install twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_applies_and_prints_its_columns() {
+    let cp = control_plane_with_crds().await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/examples");
+    let out = kubectl_ok(&cp, &["apply", "--server-side", "-n", NS, "-f", examples]);
+    for expected in [
+        "desktop.vdi.verdant.dev/alice-dev serverside-applied",
+        "desktoppool.vdi.verdant.dev/classroom serverside-applied",
+        "desktoppool.vdi.verdant.dev/developers serverside-applied",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    let desktops = kubectl_ok(&cp, &["get", "desktops", "-n", NS]);
+    let header: Vec<_> = desktops
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "PHASE", "USER", "READY", "NODE", "AGE"]);
+    assert!(desktops.contains("alice-dev") && desktops.contains("alice"));
+
+    let pools = kubectl_ok(&cp, &["get", "deskpool", "-n", NS]);
+    let header: Vec<_> = pools
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "DESIRED", "READY", "AVAILABLE", "ASSIGNED", "AGE"]
+    );
+
+    // The category lists both kinds.
+    let all = kubectl_ok(&cp, &["get", "verdant", "-n", NS, "-o", "name"]);
+    let mut names: Vec<_> = all.lines().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "desktop.vdi.verdant.dev/alice-dev",
+            "desktoppool.vdi.verdant.dev/classroom",
+            "desktoppool.vdi.verdant.dev/developers",
+        ]
+    );
+
+    // Defaults from the schema are filled in by the apiserver.
+    let pool = api(&cp.client(), "DesktopPool")
+        .get("developers")
+        .await
+        .expect("pool");
+    assert_eq!(
+        pool.data["spec"]["template"]["spec"]["disks"][1]["mode"],
+        "ReadWrite"
+    );
+    assert_eq!(pool.data["spec"]["template"]["spec"]["running"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_subresource_moves_spec_replicas_within_max_replicas() {
+    let cp = control_plane_with_crds().await;
+    let examples = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/examples/pool-dedicated.yaml"
+    );
+    kubectl_ok(&cp, &["apply", "-n", NS, "-f", examples]);
+
+    kubectl_ok(
+        &cp,
+        &["scale", "-n", NS, "desktoppool/developers", "--replicas=3"],
+    );
+    let pool = api(&cp.client(), "DesktopPool")
+        .get("developers")
+        .await
+        .unwrap();
+    assert_eq!(pool.data["spec"]["replicas"], 3);
+
+    // The scale endpoint reports the spec and the status selector path, as HPA reads them.
+    let scale = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "--raw",
+            "/apis/vdi.verdant.dev/v1alpha1/namespaces/team-a/desktoppools/developers/scale",
+        ],
+    );
+    let scale: Value = serde_json::from_str(&scale).expect("scale JSON");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+
+    // maxReplicas is 25: scaling past it is refused, and says why.
+    let out = cp
+        .kubectl()
+        .args(["scale", "-n", NS, "desktoppool/developers", "--replicas=26"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "scaling past maxReplicas succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.replicas") && stderr.contains("maxReplicas"),
+        "{stderr}"
+    );
+    let pool = api(&cp.client(), "DesktopPool")
+        .get("developers")
+        .await
+        .unwrap();
+    assert_eq!(
+        pool.data["spec"]["replicas"], 3,
+        "a refused scale changes nothing"
+    );
+}
+
+fn valid_desktop(name: &str) -> Value {
+    json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "Desktop",
+        "metadata": {"name": name},
+        "spec": {
+            "user": "alice",
+            "resources": {"cpus": 2, "memory": "4Gi"},
+            "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}, "cmdline": "console=ttyS0"},
+            "disks": [{"name": "root", "source": {"image": {"reference": "registry.example/debian:13"}}, "mode": "Overlay"}],
+            "display": {"width": 1280, "height": 800},
+            "network": {"mode": "Masquerade"}
+        }
+    })
+}
+
+fn valid_pool(name: &str) -> Value {
+    let mut template = valid_desktop("unused")["spec"].clone();
+    template.as_object_mut().unwrap().remove("user");
+    json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "spare": 1,
+            "maxReplicas": 3,
+            "assignment": "Floating",
+            "session": {"idleTimeout": "30m"},
+            "template": {"spec": template}
+        }
+    })
+}
+
+/// One bad manifest: how to spoil a valid one, and what the apiserver's message must contain.
+struct Case {
+    name: &'static str,
+    kind: &'static str,
+    spoil: fn(&mut Value),
+    field: &'static str,
+    says: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "cpus-zero",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["resources"]["cpus"] = json!(0),
+            field: "spec.resources.cpus",
+            says: "greater than or equal to 1",
+        },
+        Case {
+            name: "cpus-too-many",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["resources"]["cpus"] = json!(65),
+            field: "spec.resources.cpus",
+            says: "less than or equal to 64",
+        },
+        Case {
+            name: "memory-too-small",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["resources"]["memory"] = json!("64Mi"),
+            field: "spec.resources.memory",
+            says: "at least 128Mi",
+        },
+        Case {
+            name: "memory-too-big",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["resources"]["memory"] = json!("2Ti"),
+            field: "spec.resources.memory",
+            says: "at most 1Ti",
+        },
+        Case {
+            name: "memory-not-quantity",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["resources"]["memory"] = json!("lots"),
+            field: "spec.resources.memory",
+            says: "quantity such as",
+        },
+        Case {
+            name: "resources-missing",
+            kind: "Desktop",
+            spoil: |v| {
+                v["spec"].as_object_mut().unwrap().remove("resources");
+            },
+            field: "spec.resources",
+            says: "Required value",
+        },
+        Case {
+            name: "kernel-missing",
+            kind: "Desktop",
+            spoil: |v| {
+                v["spec"]["boot"].as_object_mut().unwrap().remove("kernel");
+            },
+            field: "spec.boot.kernel",
+            says: "Required value",
+        },
+        Case {
+            name: "kernel-two-sources",
+            kind: "Desktop",
+            spoil: |v| {
+                v["spec"]["boot"]["kernel"]["image"] = json!({"reference": "r", "path": "/k"})
+            },
+            field: "spec.boot.kernel",
+            says: "exactly one of hostPath, image or persistentVolumeClaim",
+        },
+        Case {
+            name: "kernel-no-source",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["boot"]["kernel"] = json!({}),
+            field: "spec.boot.kernel",
+            says: "exactly one of hostPath, image or persistentVolumeClaim",
+        },
+        Case {
+            name: "kernel-relative-path",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["boot"]["kernel"]["hostPath"] = json!("vmlinuz"),
+            field: "spec.boot.kernel.hostPath",
+            says: "absolute path",
+        },
+        Case {
+            name: "cmdline-too-long",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["boot"]["cmdline"] = json!("x".repeat(2049)),
+            field: "spec.boot.cmdline",
+            says: "2048",
+        },
+        Case {
+            name: "display-too-narrow",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["display"]["width"] = json!(320),
+            field: "spec.display.width",
+            says: "greater than or equal to 640",
+        },
+        Case {
+            name: "display-too-tall",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["display"]["height"] = json!(5000),
+            field: "spec.display.height",
+            says: "less than or equal to 4320",
+        },
+        Case {
+            name: "disk-names-repeat",
+            kind: "Desktop",
+            spoil: |v| {
+                let d = v["spec"]["disks"][0].clone();
+                v["spec"]["disks"].as_array_mut().unwrap().push(d);
+            },
+            field: "spec.disks[1]",
+            says: "Duplicate value",
+        },
+        Case {
+            name: "disk-name-not-dns-label",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["disks"][0]["name"] = json!("Root_Disk"),
+            field: "spec.disks[0].name",
+            says: "DNS label",
+        },
+        Case {
+            name: "disk-mode-unknown",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["disks"][0]["mode"] = json!("Snapshot"),
+            field: "spec.disks[0].mode",
+            says: "Unsupported value",
+        },
+        Case {
+            name: "image-disk-read-write",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["disks"][0]["mode"] = json!("ReadWrite"),
+            field: "spec.disks[0].mode",
+            says: "use mode Overlay",
+        },
+        Case {
+            name: "empty-disk-overlay",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["disks"][0]["source"] = json!({"empty": {"size": "10Gi"}}),
+            field: "spec.disks[0].mode",
+            says: "use mode ReadWrite",
+        },
+        Case {
+            name: "empty-disk-size-zero",
+            kind: "Desktop",
+            spoil: |v| {
+                v["spec"]["disks"][0] =
+                    json!({"name": "scratch", "source": {"empty": {"size": "0"}}})
+            },
+            field: "spec.disks[0].source.empty.size",
+            says: "at least 1Mi",
+        },
+        Case {
+            name: "too-many-disks",
+            kind: "Desktop",
+            spoil: |v| {
+                v["spec"]["disks"] = (0..17)
+                    .map(|i| json!({"name": format!("d{i}"), "source": {"empty": {"size": "1Gi"}}}))
+                    .collect()
+            },
+            field: "spec.disks",
+            says: "must have at most 16 items",
+        },
+        Case {
+            name: "network-mode-unknown",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["network"]["mode"] = json!("Bridge"),
+            field: "spec.network.mode",
+            says: "Unsupported value",
+        },
+        Case {
+            name: "user-with-space",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["user"] = json!("alice smith"),
+            field: "spec.user",
+            says: "must be a user name",
+        },
+        Case {
+            name: "pool-replicas-over-max",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["replicas"] = json!(5),
+            field: "spec.replicas",
+            says: "must not exceed spec.maxReplicas",
+        },
+        Case {
+            name: "pool-spare-over-max",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["spare"] = json!(4),
+            field: "spec.spare",
+            says: "must not exceed spec.maxReplicas",
+        },
+        Case {
+            name: "pool-replicas-negative",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["replicas"] = json!(-1),
+            field: "spec.replicas",
+            says: "greater than or equal to 0",
+        },
+        Case {
+            name: "pool-assignment-unknown",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["assignment"] = json!("Shared"),
+            field: "spec.assignment",
+            says: "Unsupported value",
+        },
+        Case {
+            name: "pool-idle-timeout-not-duration",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["session"]["idleTimeout"] = json!("soon"),
+            field: "spec.session.idleTimeout",
+            says: "positive duration",
+        },
+        Case {
+            name: "pool-template-names-user",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["template"]["spec"]["user"] = json!("alice"),
+            field: "spec.template.spec.user",
+            says: "must be unset",
+        },
+        Case {
+            name: "pool-template-missing",
+            kind: "DesktopPool",
+            spoil: |v| {
+                v["spec"].as_object_mut().unwrap().remove("template");
+            },
+            field: "spec.template",
+            says: "Required value",
+        },
+        Case {
+            name: "pool-template-cpus-zero",
+            kind: "DesktopPool",
+            spoil: |v| v["spec"]["template"]["spec"]["resources"]["cpus"] = json!(0),
+            field: "spec.template.spec.resources.cpus",
+            says: "greater than or equal to 1",
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apiserver_refuses_each_invalid_manifest_naming_the_field() {
+    let cp = control_plane_with_crds().await;
+    let client = cp.client();
+
+    // The unspoilt manifests are valid, so each refusal below is the spoiling's doing.
+    for (kind, object) in [
+        ("Desktop", valid_desktop("valid")),
+        ("DesktopPool", valid_pool("valid")),
+    ] {
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        api(&client, kind)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("valid {kind} refused: {e}"));
+    }
+
+    let cases = cases();
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut object = match case.kind {
+            "Desktop" => valid_desktop(case.name),
+            _ => valid_pool(case.name),
+        };
+        (case.spoil)(&mut object);
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        match api(&client, case.kind)
+            .create(&PostParams::default(), &object)
+            .await
+        {
+            Ok(_) => failures.push(format!("{}: accepted", case.name)),
+            Err(kube::Error::Api(status)) => {
+                let message = &status.message;
+                let names_field = message.contains(&format!("{}:", case.field));
+                if status.code != 422 || !names_field || !message.contains(case.says) {
+                    failures.push(format!(
+                        "{}: want 422 naming {:?} and saying {:?}, got {}: {message}",
+                        case.name, case.field, case.says, status.code
+                    ));
+                } else {
+                    eprintln!("{:<32} {message}", case.name);
+                }
+            }
+            Err(e) => failures.push(format!("{}: unexpected error {e}", case.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // Nothing of the refused objects was stored.
+    for kind in ["Desktop", "DesktopPool"] {
+        let list = api(&client, kind).list(&Default::default()).await.unwrap();
+        let names: Vec<_> = list
+            .items
+            .iter()
+            .filter_map(|o| o.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["valid"], "{kind}");
+    }
+}
