@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::common::Condition;
 
 /// The desired state of a desktop.
+// Repeated `printcolumn(type_ = ...)` keys are separate columns, not duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vdi.verdant.dev",

@@ -13,6 +13,8 @@ use crate::desktop::DesktopSpec;
 pub const MAX_POOL_SIZE: i32 = 10_000;
 
 /// The desired state of a pool.
+// Repeated `printcolumn(type_ = ...)` keys are separate columns, not duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vdi.verdant.dev",

@@ -1,1 +1,339 @@
-fn main() {}
+//! `verdant-dev`: Verdant's local environment on this machine.
+//!
+//! `verdant-dev up` starts a real control plane (etcd, kube-apiserver, kube-controller-manager,
+//! built from pinned Go modules on first use) in the background, installs Verdant's CRDs and
+//! prints the `KUBECONFIG` to use; `verdant-dev down` stops it and leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+use tests::controlplane::{self, ControlPlane, Options, Versions};
+
+const USAGE: &str = "\
+usage: verdant-dev <command> [--state-dir DIR]
+
+commands:
+  up       start the local control plane in the background and install the CRDs
+  down     stop it and remove its data
+  status   say whether it runs
+
+The state folder defaults to $VERDANT_STATE_DIR, else $XDG_STATE_HOME/verdant/dev,
+else ~/.local/state/verdant/dev.";
+
+/// How long `up` waits for the background environment.
+const UP_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `down` waits for a graceful stop before killing.
+const DOWN_GRACE: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut command = None;
+    let mut state_dir = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--state-dir" => match iter.next() {
+                Some(dir) => state_dir = Some(PathBuf::from(dir)),
+                None => return usage_error("--state-dir needs a folder"),
+            },
+            "-h" | "--help" | "help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other if command.is_none() && !other.starts_with('-') => {
+                command = Some(other.to_owned())
+            }
+            other => return usage_error(&format!("unexpected argument {other:?}")),
+        }
+    }
+    let state = State::new(state_dir.unwrap_or_else(default_state_dir));
+    let result = match command.as_deref() {
+        Some("up") => up(&state),
+        Some("down") => down(&state),
+        Some("status") => status(&state),
+        Some("serve") => serve(&state),
+        Some(other) => return usage_error(&format!("unknown command {other:?}")),
+        None => return usage_error("a command is needed"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("verdant-dev: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("verdant-dev: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn default_state_dir() -> PathBuf {
+    let env = |key: &str| {
+        std::env::var_os(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("VERDANT_STATE_DIR")
+        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("verdant").join("dev")))
+        .or_else(|| env("HOME").map(|d| d.join(".local/state/verdant/dev")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/verdant-dev"))
+}
+
+/// The files of one environment.
+struct State {
+    dir: PathBuf,
+}
+
+impl State {
+    fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("verdant-dev.pid")
+    }
+    fn ready_file(&self) -> PathBuf {
+        self.dir.join("ready")
+    }
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("verdant-dev.log")
+    }
+    fn controlplane_dir(&self) -> PathBuf {
+        self.dir.join("controlplane")
+    }
+    fn kubeconfig(&self) -> PathBuf {
+        self.controlplane_dir().join("kubeconfig")
+    }
+
+    /// The pid of the background process, if it runs.
+    fn running_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    fn clear(&self) {
+        for file in [self.pid_file(), self.ready_file()] {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is not alive: its state letter in /proc/<pid>/stat is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn up(state: &State) -> Result<(), String> {
+    if state.running_pid().is_some() && state.ready_file().exists() {
+        println!("verdant-dev: already up.");
+        print_how_to_use(state);
+        return Ok(());
+    }
+    if let Some(pid) = state.running_pid() {
+        return Err(format!(
+            "an environment (pid {pid}) is starting or stuck in {}; run `verdant-dev down` first",
+            state.dir.display()
+        ));
+    }
+    state.clear();
+    std::fs::create_dir_all(&state.dir)
+        .map_err(|e| format!("cannot create {}: {e}", state.dir.display()))?;
+
+    // Build missing tools here, in the foreground, so their progress shows.
+    controlplane::Binaries::locate().map_err(|e| e.to_string())?;
+
+    let log = std::fs::File::create(state.log_file())
+        .map_err(|e| format!("cannot create {}: {e}", state.log_file().display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let mut serve = Command::new(exe);
+    serve
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(&state.dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // SAFETY: setsid() is async-signal-safe and only detaches the forked child from our session,
+    // so the environment outlives this terminal.
+    unsafe {
+        serve.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = serve
+        .spawn()
+        .map_err(|e| format!("cannot start the background process: {e}"))?;
+    println!(
+        "verdant-dev: starting etcd, kube-apiserver {} and kube-controller-manager (log: {})",
+        Versions::pinned().kubernetes,
+        state.log_file().display()
+    );
+
+    let start = Instant::now();
+    loop {
+        if state.ready_file().exists() {
+            println!(
+                "verdant-dev: up in {:.1} s; Verdant's CRDs are installed.",
+                start.elapsed().as_secs_f64()
+            );
+            print_how_to_use(state);
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            state.clear();
+            return Err(format!(
+                "the environment failed to start ({status}); the end of its log:\n{}",
+                controlplane::log_tail(&state.log_file(), 30)
+            ));
+        }
+        if start.elapsed() > UP_TIMEOUT {
+            let _ = down(state);
+            return Err(format!(
+                "the environment was not up after {} s; the end of its log:\n{}",
+                UP_TIMEOUT.as_secs(),
+                controlplane::log_tail(&state.log_file(), 30)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn print_how_to_use(state: &State) {
+    let kubectl = controlplane::Binaries::expected().kubectl;
+    println!();
+    println!("  export KUBECONFIG={}", state.kubeconfig().display());
+    println!();
+    println!(
+        "Then, with any kubectl (a matching one is {}):",
+        kubectl.display()
+    );
+    println!("  kubectl get desktops,desktoppools -A");
+    println!("  kubectl apply -f crds/examples/");
+    println!("Stop it with `verdant-dev down`.");
+}
+
+fn down(state: &State) -> Result<(), String> {
+    let Some(pid) = state.running_pid() else {
+        state.clear();
+        println!("verdant-dev: not running.");
+        return Ok(());
+    };
+    // SAFETY: kill() with a plain pid and a valid signal.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + DOWN_GRACE;
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The background process leads its own process group: whatever of it is left goes now.
+    let leftovers = group_members(pid);
+    if alive(pid) || !leftovers.is_empty() {
+        // SAFETY: kill() with a negative pid signals the process group `pid` leads.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        eprintln!(
+            "verdant-dev: killed {} process(es) that did not stop in time",
+            leftovers.len().max(1)
+        );
+    }
+    let _ = std::fs::remove_dir_all(state.controlplane_dir());
+    state.clear();
+    println!("verdant-dev: stopped.");
+    Ok(())
+}
+
+/// Live processes in process group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // Fields after the command: state, ppid, pgrp, ...
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+fn status(state: &State) -> Result<(), String> {
+    match state.running_pid() {
+        Some(pid) if state.ready_file().exists() => {
+            println!("verdant-dev: up (pid {pid}).");
+            print_how_to_use(state);
+        }
+        Some(pid) => println!("verdant-dev: starting (pid {pid})."),
+        None => println!("verdant-dev: not running."),
+    }
+    Ok(())
+}
+
+/// The background process: runs the control plane until SIGTERM or SIGINT.
+fn serve(state: &State) -> Result<(), String> {
+    std::fs::write(state.pid_file(), std::process::id().to_string())
+        .map_err(|e| format!("cannot write {}: {e}", state.pid_file().display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    // The control plane's processes die with the thread that starts them: block_on runs this
+    // future on the main thread, which lives until the end.
+    let result = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        let options = Options {
+            controller_manager: true,
+            dir: Some(state.controlplane_dir()),
+        };
+        let cp = ControlPlane::start_with(options)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!("control plane up at {}", cp.server());
+        controlplane::install_crds(&cp.client())
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!("CRDs installed");
+        write_ready(state, &cp)?;
+        tokio::select! {
+            _ = term.recv() => eprintln!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => eprintln!("SIGINT: stopping"),
+        }
+        drop(cp);
+        eprintln!("stopped");
+        Ok::<(), String>(())
+    });
+    state.clear();
+    result
+}
+
+fn write_ready(state: &State, cp: &ControlPlane) -> Result<(), String> {
+    let text = format!("{}\n{}\n", cp.server(), cp.kubeconfig().display());
+    write_atomically(&state.ready_file(), &text)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,6 +1,9 @@
-//! Finds the control-plane binaries that `tests/controlplane/build.sh` built.
+//! Finds the control-plane binaries that `tests/controlplane/build.sh` builds, building them
+//! first when they are missing.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
 
 use super::Error;
 
@@ -92,26 +95,57 @@ impl Binaries {
         }
     }
 
-    /// The pinned tools, or an error naming the one that is missing and how to build it.
+    /// The pinned tools. When one is missing, runs build.sh (its progress goes straight to the
+    /// terminal; a cold build takes minutes) and looks again.
     pub fn locate() -> Result<Self, Error> {
         let bins = Self::expected();
-        for path in [
-            &bins.etcd,
-            &bins.kube_apiserver,
-            &bins.kube_controller_manager,
-            &bins.kubectl,
-        ] {
-            require(path)?;
+        if bins.missing().is_none() {
+            return Ok(bins);
         }
-        Ok(bins)
+        // One build at a time in this process; build.sh itself skips what another run finished.
+        let _one_build = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if bins.missing().is_some() {
+            run_build_script()?;
+        }
+        match bins.missing() {
+            None => Ok(bins),
+            Some(path) => Err(Error::MissingBinary(path.to_owned())),
+        }
+    }
+
+    fn missing(&self) -> Option<&Path> {
+        [
+            &self.etcd,
+            &self.kube_apiserver,
+            &self.kube_controller_manager,
+            &self.kubectl,
+            &self.helm,
+            &self.kubeconform,
+        ]
+        .into_iter()
+        .find(|p| !p.is_file())
+        .map(PathBuf::as_path)
     }
 }
 
-fn require(path: &Path) -> Result<(), Error> {
-    if path.is_file() {
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The build script, where this crate was compiled from.
+const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/controlplane/build.sh");
+
+fn run_build_script() -> Result<(), Error> {
+    let script = Path::new(BUILD_SCRIPT);
+    eprintln!(
+        "control-plane tools missing: running {BUILD_SCRIPT} (a cold build takes several minutes)"
+    );
+    let status = Command::new("bash")
+        .arg(script)
+        .status()
+        .map_err(|e| Error::io(script, e))?;
+    if status.success() {
         Ok(())
     } else {
-        Err(Error::MissingBinary(path.to_owned()))
+        Err(Error::BuildFailed(status.to_string()))
     }
 }
 

@@ -46,6 +46,9 @@ pub enum Error {
         "Control-plane binary {0} is missing; build the pinned tools with `bash tests/controlplane/build.sh`"
     )]
     MissingBinary(PathBuf),
+    /// build.sh failed.
+    #[error("Building the control-plane tools failed ({0}); see build.sh's output above")]
+    BuildFailed(String),
     /// A file operation failed.
     #[error("Cannot use {path}: {source}")]
     Io {
@@ -123,9 +126,6 @@ pub struct Options {
     /// Keep the processes and files in this folder instead of a new temporary one. It is
     /// created if missing and removed on drop all the same.
     pub dir: Option<PathBuf>,
-    /// Let the processes outlive the thread that started them (for `verdant-dev up`, which
-    /// stops them itself). Tests leave this `false`.
-    pub detached: bool,
 }
 
 /// A running control plane. Dropping it stops every process and removes its folder.
@@ -210,7 +210,7 @@ impl ControlPlane {
             "--unsafe-no-fsync=true".to_owned(),
             "--log-level=warn".to_owned(),
         ]);
-        let mut etcd = Process::spawn("etcd", etcd_cmd, &dir.join("etcd.log"), !options.detached)?;
+        let mut etcd = Process::spawn("etcd", etcd_cmd, &dir.join("etcd.log"))?;
 
         let mut apiserver_cmd = Command::new(&binaries.kube_apiserver);
         apiserver_cmd.args([
@@ -241,7 +241,6 @@ impl ControlPlane {
             "kube-apiserver",
             apiserver_cmd,
             &dir.join("kube-apiserver.log"),
-            !options.detached,
         )?;
 
         let server = format!("https://127.0.0.1:{apiserver_port}");
@@ -273,7 +272,6 @@ impl ControlPlane {
                 "kube-controller-manager",
                 cmd,
                 &dir.join("kube-controller-manager.log"),
-                !options.detached,
             )?;
             wait_controller_manager(&client, &mut kcm).await?;
             Some(kcm)

@@ -20,31 +20,24 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with stdout and stderr appended to `log`.
+    /// Starts `command` with stdout and stderr written to `log`.
     ///
-    /// With `die_with_parent`, the kernel kills the process when the thread that started it ends,
-    /// so a test that is killed outright leaves nothing running; a background environment
-    /// (`verdant-dev up`) passes `false` and stops its processes itself.
-    pub fn spawn(
-        name: &'static str,
-        mut command: Command,
-        log: &Path,
-        die_with_parent: bool,
-    ) -> Result<Self, Error> {
+    /// The kernel kills the process when the thread that started it ends, so a test (or a
+    /// `verdant-dev` environment) that is killed outright leaves nothing running. Start it from a
+    /// thread that outlives it: a test's own thread, or the main thread.
+    pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> Result<Self, Error> {
         let out = File::create(log).map_err(|e| Error::io(log, e))?;
         let err = out.try_clone().map_err(|e| Error::io(log, e))?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
-        if die_with_parent {
-            // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
-            // is async-signal-safe; it touches no memory of the parent.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+        // async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let program = command.get_program().to_owned();
         let child = command

@@ -1,0 +1,121 @@
+//! `verdant-dev up` / `down`: the README's local environment, end to end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tests::controlplane::Binaries;
+
+fn verdant_dev(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verdant-dev"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("verdant-dev runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Live (non-zombie) processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !zombie && cmdline.contains(needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+#[test]
+fn up_serves_kubectl_and_down_leaves_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("dev");
+    let marker = state_dir.to_string_lossy().into_owned();
+
+    // Make sure a failure below still stops the environment.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = verdant_dev(self.0, &["down"]);
+        }
+    }
+    let _down = Down(&state_dir);
+
+    let out = verdant_dev(&state_dir, &["up"]);
+    assert!(out.status.success(), "up failed:\n{}", text(&out));
+    let kubeconfig = state_dir.join("controlplane/kubeconfig");
+    assert!(
+        text(&out).contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "up does not print the KUBECONFIG line:\n{}",
+        text(&out)
+    );
+    // etcd, kube-apiserver and kube-controller-manager run from this state folder.
+    let running = processes_mentioning(&marker);
+    assert!(
+        running.len() >= 4,
+        "expected serve + 3 processes, got {running:?}"
+    );
+
+    // A second `up` reports the running environment instead of starting another.
+    let again = verdant_dev(&state_dir, &["up"]);
+    assert!(
+        again.status.success() && text(&again).contains("already up"),
+        "{}",
+        text(&again)
+    );
+
+    let kubectl = |args: &[&str]| {
+        let out = Command::new(Binaries::expected().kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(out.status.success(), "kubectl {args:?}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl(&["get", "desktops,desktoppools", "-A"]);
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/examples");
+    kubectl(&["apply", "-f", examples]);
+    kubectl(&["scale", "desktoppool/classroom", "--replicas=3"]);
+    let replicas = kubectl(&[
+        "get",
+        "desktoppool",
+        "classroom",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "3");
+
+    let out = verdant_dev(&state_dir, &["down"]);
+    assert!(out.status.success(), "down failed:\n{}", text(&out));
+    let left = processes_mentioning(&marker);
+    assert!(left.is_empty(), "processes left after down: {left:?}");
+    assert!(
+        !state_dir.join("controlplane").exists(),
+        "control-plane data left after down"
+    );
+
+    let status = verdant_dev(&state_dir, &["status"]);
+    assert!(text(&status).contains("not running"), "{}", text(&status));
+}
