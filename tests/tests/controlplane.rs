@@ -63,3 +63,59 @@ async fn starts_serves_and_cleans_up() {
     }
     assert!(!dir.exists(), "{} still exists after drop", dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_control_planes_run_side_by_side() {
+    let (a, b) = tokio::join!(ControlPlane::start(), ControlPlane::start());
+    let (a, b) = (a.expect("first starts"), b.expect("second starts"));
+    assert_ne!(a.server(), b.server());
+    assert_ne!(a.dir(), b.dir());
+    // An object made in one is not in the other.
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("only-in-a".into());
+    Api::<ConfigMap>::namespaced(a.client(), "default")
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let in_b = Api::<ConfigMap>::namespaced(b.client(), "default")
+        .get_opt("only-in-a")
+        .await
+        .unwrap();
+    assert!(in_b.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_manager_collects_garbage() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::DeleteParams;
+
+    let cp = ControlPlane::start_with_controller_manager()
+        .await
+        .expect("control plane with kube-controller-manager starts");
+    let cms: Api<ConfigMap> = Api::namespaced(cp.client(), "default");
+    let mut owner = ConfigMap::default();
+    owner.metadata.name = Some("owner".into());
+    let owner = cms.create(&PostParams::default(), &owner).await.unwrap();
+    let mut dependent = ConfigMap::default();
+    dependent.metadata.name = Some("dependent".into());
+    dependent.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: owner.metadata.uid.clone().unwrap(),
+        ..OwnerReference::default()
+    }]);
+    cms.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+
+    cms.delete("owner", &DeleteParams::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cms.get_opt("dependent").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the garbage collector left the dependent for 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
