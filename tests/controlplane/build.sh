@@ -29,12 +29,18 @@ mkdir -p "$cache"
 
 log() { printf '[controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-# build_into DIR DESCRIPTION COMMAND...: runs COMMAND with $out set to a fresh temporary folder and
-# moves that folder to DIR only when the command succeeded.
+# build_into DIR DESCRIPTION INPUTS COMMAND...: runs COMMAND with $out set to a fresh temporary
+# folder and moves that folder to DIR only when the command succeeded. DIR is reused while its
+# recipe stamp matches: a hash of the COMMAND (with the body of its shell function), GOFLAGS and
+# the files named in INPUTS (the wrapper module's go.mod and go.sum). So editing how a tool is
+# built, or its pins, rebuilds just that tool.
 build_into() {
-  local dir=$1 what=$2
-  shift 2
-  if [ -d "$dir" ]; then
+  local dir=$1 what=$2 inputs=$3
+  shift 3
+  local recipe
+  # shellcheck disable=SC2086 # INPUTS is a list of paths without spaces
+  recipe=$({ declare -f "$1"; printf '%s\n' "$@" "$GOFLAGS"; [ -z "$inputs" ] || cat $inputs; } | sha256sum | cut -c1-16)
+  if [ -d "$dir" ] && [ "$(cat "$dir/.recipe" 2>/dev/null)" = "$recipe" ]; then
     log "$what: cached in $dir"
     return 0
   fi
@@ -46,14 +52,15 @@ build_into() {
     log "$what: build FAILED"
     return 1
   fi
+  echo "$recipe" > "$out/.recipe"
   chmod 755 "$out"
   rm -rf "$dir"
   mv "$out" "$dir"
   log "$what: built in $((SECONDS - start)) s -> $dir"
 }
 
-# Print each package as it compiles so a long cold build shows progress.
-export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
+# Fixed, not inherited: the recipe stamps must not depend on the caller's environment.
+export GOFLAGS="-buildvcs=false -trimpath"
 
 build_kubernetes() {
   local minor=${KUBERNETES_VERSION#v1.}
@@ -71,9 +78,10 @@ build_etcd() {
   (cd "$here/etcd" && go build -v -ldflags "-s -w" -o "$out/etcd" . 2>&1 | progress)
 }
 
+# build_tool PACKAGE@VERSION VERSION_VARIABLE: go install, stamping the version the tool reports.
 build_tool() {
-  local pkg=$1
-  GOBIN="$out" go install -v -ldflags "-s -w" "$pkg" 2>&1 | progress
+  local pkg=$1 version_var=$2
+  GOBIN="$out" go install -v -ldflags "-s -w -X $version_var=${pkg##*@}" "$pkg" 2>&1 | progress
 }
 
 # progress: condenses `go build -v` package lines and `go: downloading` lines into running counts;
@@ -85,8 +93,9 @@ progress() {
        END { printf "  ... %d modules downloaded, %d packages compiled\n", d, n }'
 }
 
-build_into "$etcd_dir" "etcd $ETCD_VERSION" build_etcd
-build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kubectl)" build_kubernetes
-build_into "$helm_dir" "helm $HELM_VERSION" build_tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+build_into "$etcd_dir" "etcd $ETCD_VERSION" "$here/etcd/go.mod $here/etcd/go.sum $here/etcd/main.go" build_etcd
+build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kubectl)" \
+  "$here/kubernetes/go.mod $here/kubernetes/go.sum" build_kubernetes
+build_into "$helm_dir" "helm $HELM_VERSION" "" build_tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm.sh/helm/v3/internal/version.version
+build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" "" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" main.version
 log "all tools ready under $cache"

@@ -119,3 +119,29 @@ async fn controller_manager_collects_garbage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[test]
+fn chart_tools_are_built_at_their_pinned_versions() {
+    let bins = tests::controlplane::Binaries::locate().expect("tools build");
+    let pins = tests::controlplane::Versions::pinned();
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed",
+            program.display()
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert!(run(&bins.helm, &["version", "--short"]).contains(&pins.helm));
+    assert!(run(&bins.kubeconform, &["-v"]).contains(pins.kubeconform.trim_start_matches('v')));
+    assert!(run(&bins.kubectl, &["version", "--client"]).contains(&pins.kubernetes));
+    assert!(run(&bins.etcd, &["--version"]).contains(pins.etcd.trim_start_matches('v')));
+}
