@@ -70,6 +70,17 @@ mod tests {
         }
     }
 
+    fn column_names(
+        version: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion,
+    ) -> Vec<&str> {
+        version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     #[test]
     fn crds_declare_names_subresources_and_columns() {
         let desktop = Desktop::crd();
@@ -83,12 +94,7 @@ mod tests {
         let subresources = version.subresources.as_ref().expect("subresources");
         assert!(subresources.status.is_some());
         assert!(subresources.scale.is_none());
-        let columns: Vec<_> = version
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
+        let columns = column_names(version);
         assert_eq!(columns, ["Phase", "User", "Ready", "Node", "Age"]);
 
         let pool = DesktopPool::crd();
@@ -104,12 +110,7 @@ mod tests {
             scale.label_selector_path.as_deref(),
             Some(".status.labelSelector")
         );
-        let columns: Vec<_> = version
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
+        let columns = column_names(version);
         assert_eq!(
             columns,
             ["Desired", "Ready", "Available", "Assigned", "Age"]

@@ -6,16 +6,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
 use tests::ControlPlane;
-
-fn process_alive(pid: u32) -> bool {
-    // A zombie still has /proc/<pid>; its state letter is Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
+use tests::controlplane::process_alive;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn starts_serves_and_cleans_up() {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use tests::controlplane::Binaries;
+use tests::controlplane::{Binaries, process_alive};
 
 fn verdant_dev(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_verdant-dev"))
@@ -22,7 +22,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Live (non-zombie) processes whose command line mentions `needle`.
+/// Live processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -33,13 +33,7 @@ fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if !zombie && cmdline.contains(needle) {
+        if process_alive(pid) && cmdline.contains(needle) {
             found.push((pid, cmdline));
         }
     }

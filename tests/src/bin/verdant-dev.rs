@@ -127,11 +127,7 @@ impl State {
 }
 
 fn alive(pid: i32) -> bool {
-    // A zombie is not alive: its state letter in /proc/<pid>/stat is Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
+    u32::try_from(pid).is_ok_and(controlplane::process_alive)
 }
 
 fn up(state: &State) -> Result<(), String> {

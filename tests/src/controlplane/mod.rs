@@ -31,7 +31,7 @@ use kube::{Api, Client, Config};
 pub use binaries::{Binaries, Versions, cache_dir};
 pub use crds::{committed_crds, install_crds};
 pub use pki::{ADMIN_USER, Pki};
-pub use process::{Process, log_tail};
+pub use process::{Process, log_tail, process_alive};
 
 /// How long the apiserver may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
