@@ -1,11 +1,208 @@
-//! `verdant-launcher`: the VMM that runs one desktop's VM through /dev/kvm.
-//!
-//! A placeholder until its issue lands: it says so and exits with status 2, so nothing mistakes
-//! it for a working component.
+//! `verdant-launcher`: runs one desktop's VM. See `verdant-launcher --help`.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use launcher::config::LauncherConfig;
+use launcher::machine::{ConsoleOptions, Machine, VmExit};
+
+const USAGE: &str = "\
+usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
+                            [--cmdline STR] [--memory SIZE] [--cpus N]
+
+Runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
+Guest console output goes to stdout.
+
+Exit status: 0 the guest powered off, 3 it reset, 4 it crashed (the registers are printed),
+5 it was stopped by SIGTERM or SIGINT, 1 the launcher failed, 2 bad usage.";
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Release);
+}
 
 fn main() -> ExitCode {
-    eprintln!("verdant-launcher is not built yet: the VMM core arrives with issue #3");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => usage_error(&format!("unknown command {other:?}")),
+        None => usage_error("a command is needed"),
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("verdant-launcher: {message}\n\n{USAGE}");
     ExitCode::from(2)
+}
+
+/// Parses `run`'s flags into a config: the file or JSON first, then each flag on top.
+fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
+    let mut base: Option<LauncherConfig> = None;
+    let mut overrides: Vec<(&str, &str)> = Vec::new();
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        let value = iter
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?
+            .as_str();
+        match flag.as_str() {
+            "--config" => {
+                let text = std::fs::read_to_string(value)
+                    .map_err(|e| format!("cannot read --config {value}: {e}"))?;
+                base = Some(LauncherConfig::from_json(&text).map_err(|e| format!("{value}: {e}"))?);
+            }
+            "--config-json" => {
+                base = Some(LauncherConfig::from_json(value).map_err(|e| e.to_string())?);
+            }
+            "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" => {
+                overrides.push((flag.as_str(), value));
+            }
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    let mut config = match base {
+        Some(config) => config,
+        None => {
+            let kernel = overrides
+                .iter()
+                .find(|(f, _)| *f == "--kernel")
+                .map(|(_, v)| *v)
+                .ok_or("--kernel (or --config) is needed")?;
+            LauncherConfig::new(kernel)
+        }
+    };
+    for (flag, value) in overrides {
+        match flag {
+            "--kernel" => config.kernel = value.into(),
+            "--initrd" => config.initrd = Some(value.into()),
+            "--cmdline" => config.cmdline = value.into(),
+            "--memory" => config.memory = value.into(),
+            "--cpus" => {
+                config.cpus = value
+                    .parse()
+                    .map_err(|_| format!("--cpus {value:?} is not a number of vCPUs (1 to 64)"))?;
+            }
+            _ => unreachable!("only the flags matched above are collected"),
+        }
+    }
+    Ok(config)
+}
+
+fn run(args: &[String]) -> ExitCode {
+    let config = match parse_run_flags(args) {
+        Ok(config) => config,
+        Err(message) => return usage_error(&message),
+    };
+    let vm = match config.validate() {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("verdant-launcher: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+    let machine = match Machine::build(&vm, ConsoleOptions::default()) {
+        Ok(machine) => machine,
+        Err(e) => {
+            eprintln!("verdant-launcher: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "verdant-launcher: VM built in {:.1} ms ({} vCPU, {} MiB); running",
+        machine.started().elapsed().as_secs_f64() * 1000.0,
+        vm.cpus,
+        vm.memory >> 20
+    );
+    match machine.run(&STOP) {
+        Ok(exit) => {
+            match &exit {
+                VmExit::PowerOff => eprintln!("verdant-launcher: the guest powered off"),
+                VmExit::Reset => eprintln!(
+                    "verdant-launcher: the guest asked for a reset; exiting so the pod restarts it"
+                ),
+                VmExit::Stopped => eprintln!(
+                    "verdant-launcher: stopped on request (the guest cannot yet be asked to shut down: that needs the ACPI power button)"
+                ),
+                VmExit::Crashed { reason, registers } => {
+                    eprintln!("verdant-launcher: the VM crashed: {reason}\n{registers}");
+                }
+            }
+            ExitCode::from(exit.exit_code())
+        }
+        Err(e) => {
+            eprintln!("verdant-launcher: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_build_a_config_and_override_json() {
+        let cfg = parse_run_flags(&args(&[
+            "--kernel", "/k", "--cpus", "2", "--memory", "64Mi",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (cfg.kernel.to_str(), cfg.cpus, cfg.memory.as_str()),
+            (Some("/k"), 2, "64Mi")
+        );
+        let cfg = parse_run_flags(&args(&[
+            "--config-json",
+            r#"{"kernel":"/a","cpus":4,"cmdline":"x"}"#,
+            "--cpus",
+            "1",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (cfg.kernel.to_str(), cfg.cpus, cfg.cmdline.as_str()),
+            (Some("/a"), 1, "x")
+        );
+    }
+
+    #[test]
+    fn flag_errors_say_what_is_wrong() {
+        assert!(
+            parse_run_flags(&args(&["--cpus", "2"]))
+                .unwrap_err()
+                .contains("--kernel")
+        );
+        assert!(
+            parse_run_flags(&args(&["--kernel"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse_run_flags(&args(&["--kernel", "/k", "--cpus", "x"]))
+                .unwrap_err()
+                .contains("--cpus")
+        );
+        assert!(
+            parse_run_flags(&args(&["--bogus", "1"]))
+                .unwrap_err()
+                .contains("unknown flag")
+        );
+        let err = parse_run_flags(&args(&[
+            "--config-json",
+            "{\"kernel\":\"/k\",\"cpus\":true}",
+        ]))
+        .unwrap_err();
+        assert!(err.contains("cpus"), "{err}");
+    }
 }

@@ -1,0 +1,27 @@
+/* progress: reports boot-progress codes on port 0x80 (0x40 kernel, 0x60 first userspace step),
+ * prints, then powers off. */
+#include "common.S"
+    PVH_NOTE _start
+    .section .text.entry, "ax"
+    .code32
+    .globl _start
+_start:
+    mov $stack_top, %esp
+    mov $BOOT_PROGRESS, %dx
+    mov $0x40, %al
+    out %al, %dx
+    mov $0x60, %al
+    out %al, %dx
+    mov $msg, %esi
+    call print
+    mov $PM_SLEEP_CTL, %dx
+    mov $SLP_S5_EN, %al
+    out %al, %dx
+1:  hlt
+    jmp 1b
+msg:
+    .asciz "userspace reached\n"
+#include "print.S"
+    .section .bss
+    .space 256
+stack_top:

@@ -1,0 +1,363 @@
+//! The launcher's configuration: one serde type, read from a file or one JSON argument, or built
+//! from `run` flags. The operator's pod builder writes the same type.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::arch::layout::CMDLINE_MAX_SIZE;
+
+/// Most vCPUs a VM may have (the CRD's bound too).
+pub const MAX_CPUS: u32 = 64;
+/// Least guest memory: the kernel loads at 1 MiB and needs room above it.
+pub const MIN_MEMORY: u64 = 2 << 20;
+/// Most guest memory (the CRD's bound too).
+pub const MAX_MEMORY: u64 = 1 << 40;
+/// Guest memory is rounded up to a multiple of this.
+pub const MEMORY_GRANULE: u64 = 2 << 20;
+
+/// How to run one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LauncherConfig {
+    /// The kernel: an ELF vmlinux (PVH or 64-bit entry) or a bzImage.
+    pub kernel: PathBuf,
+    /// The initrd, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line.
+    #[serde(default)]
+    pub cmdline: String,
+    /// Number of vCPUs, 1 to 64.
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    /// Guest memory as a quantity (`512Mi`, `4Gi`, `1G`, or bytes), 2Mi to 1Ti.
+    #[serde(default = "default_memory")]
+    pub memory: String,
+}
+
+fn default_cpus() -> u32 {
+    1
+}
+
+fn default_memory() -> String {
+    "512Mi".to_owned()
+}
+
+/// A checked configuration, with memory in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initrd.
+    pub initrd: Option<PathBuf>,
+    /// The command line.
+    pub cmdline: String,
+    /// vCPUs.
+    pub cpus: u8,
+    /// Guest memory in bytes, a multiple of 2 MiB.
+    pub memory: u64,
+}
+
+impl LauncherConfig {
+    /// A config for `kernel` with every other field at its default.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            initrd: None,
+            cmdline: String::new(),
+            cpus: default_cpus(),
+            memory: default_memory(),
+        }
+    }
+
+    /// Parses JSON, naming the field of any error.
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Error::Config {
+                field: if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
+                message: inner.to_string(),
+            }
+        })
+    }
+
+    /// Checks every field and resolves the memory size.
+    pub fn validate(&self) -> Result<VmConfig, Error> {
+        let bad = |field: &str, message: String| Error::Config {
+            field: field.into(),
+            message,
+        };
+        if self.kernel.as_os_str().is_empty() {
+            return Err(bad("kernel", "must name the kernel image file".into()));
+        }
+        if self
+            .initrd
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(bad("initrd", "must name a file, or be left out".into()));
+        }
+        let cpus = u8::try_from(self.cpus)
+            .ok()
+            .filter(|&c| (1..=MAX_CPUS as u8).contains(&c))
+            .ok_or_else(|| {
+                bad(
+                    "cpus",
+                    format!("{} is not allowed: use 1 to {MAX_CPUS}", self.cpus),
+                )
+            })?;
+        let memory = parse_size(&self.memory).map_err(|m| bad("memory", m))?;
+        if memory < MIN_MEMORY {
+            return Err(bad(
+                "memory",
+                format!("{:?} is below the 2Mi minimum", self.memory),
+            ));
+        }
+        if memory > MAX_MEMORY {
+            return Err(bad(
+                "memory",
+                format!("{:?} is above the 1Ti maximum", self.memory),
+            ));
+        }
+        if self.cmdline.len() >= CMDLINE_MAX_SIZE {
+            return Err(bad(
+                "cmdline",
+                format!(
+                    "{} bytes is longer than the {} bytes x86 kernels accept",
+                    self.cmdline.len(),
+                    CMDLINE_MAX_SIZE - 1
+                ),
+            ));
+        }
+        if self.cmdline.contains('\0') {
+            return Err(bad("cmdline", "must not contain NUL bytes".into()));
+        }
+        Ok(VmConfig {
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline.clone(),
+            cpus,
+            memory: memory.div_ceil(MEMORY_GRANULE) * MEMORY_GRANULE,
+        })
+    }
+}
+
+/// Parses a size: a whole number with an optional Kubernetes suffix (`Ki`, `Mi`, `Gi`, `Ti`
+/// binary; `K`/`k`, `M`, `G`, `T` decimal).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "{text:?} is not a size: write a number with an optional suffix, such as 512Mi or 4Gi"
+        ));
+    }
+    let multiplier: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "{other:?} is not a size suffix: use Ki, Mi, Gi, Ti (or K, M, G, T)"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(err: Error) -> (String, String) {
+        match err {
+            Error::Config { field, message } => (field, message),
+            other => panic!("not a config error: {other}"),
+        }
+    }
+
+    #[test]
+    fn minimal_json_takes_defaults() {
+        let cfg = LauncherConfig::from_json(r#"{"kernel": "/k"}"#).unwrap();
+        assert_eq!(cfg, LauncherConfig::new("/k"));
+        let vm = cfg.validate().unwrap();
+        assert_eq!((vm.cpus, vm.memory), (1, 512 << 20));
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let cases = [
+            (r#"{}"#, "(top level)", "missing field `kernel`"),
+            (r#"{"kernel": "/k", "cpus": "two"}"#, "cpus", "invalid type"),
+            (r#"{"kernel": "/k", "cpus": -1}"#, "cpus", "invalid value"),
+            (
+                r#"{"kernel": "/k", "memroy": "1Gi"}"#,
+                "memroy",
+                "unknown field",
+            ),
+            (r#"{"kernel": 7}"#, "kernel", "invalid type"),
+        ];
+        for (json, field, says) in cases {
+            let (f, m) = field_of(LauncherConfig::from_json(json).unwrap_err());
+            assert_eq!(f, field, "{json}: {m}");
+            assert!(m.contains(says), "{json}: {m}");
+        }
+    }
+
+    #[test]
+    fn validation_errors_name_the_field_and_the_bound() {
+        let base = LauncherConfig::new("/k");
+        let cases: Vec<(LauncherConfig, &str, &str)> = vec![
+            (
+                LauncherConfig {
+                    cpus: 0,
+                    ..base.clone()
+                },
+                "cpus",
+                "use 1 to 64",
+            ),
+            (
+                LauncherConfig {
+                    cpus: 65,
+                    ..base.clone()
+                },
+                "cpus",
+                "use 1 to 64",
+            ),
+            (
+                LauncherConfig {
+                    cpus: 300,
+                    ..base.clone()
+                },
+                "cpus",
+                "use 1 to 64",
+            ),
+            (
+                LauncherConfig {
+                    memory: "1Mi".into(),
+                    ..base.clone()
+                },
+                "memory",
+                "2Mi minimum",
+            ),
+            (
+                LauncherConfig {
+                    memory: "2Ti".into(),
+                    ..base.clone()
+                },
+                "memory",
+                "1Ti maximum",
+            ),
+            (
+                LauncherConfig {
+                    memory: "lots".into(),
+                    ..base.clone()
+                },
+                "memory",
+                "not a size",
+            ),
+            (
+                LauncherConfig {
+                    memory: "4GB".into(),
+                    ..base.clone()
+                },
+                "memory",
+                "not a size suffix",
+            ),
+            (
+                LauncherConfig {
+                    memory: "99999999999999999999Ti".into(),
+                    ..base.clone()
+                },
+                "memory",
+                "too large",
+            ),
+            (
+                LauncherConfig {
+                    kernel: "".into(),
+                    ..base.clone()
+                },
+                "kernel",
+                "must name",
+            ),
+            (
+                LauncherConfig {
+                    initrd: Some("".into()),
+                    ..base.clone()
+                },
+                "initrd",
+                "must name a file",
+            ),
+            (
+                LauncherConfig {
+                    cmdline: "x".repeat(2048),
+                    ..base.clone()
+                },
+                "cmdline",
+                "2047 bytes",
+            ),
+            (
+                LauncherConfig {
+                    cmdline: "a\0b".into(),
+                    ..base.clone()
+                },
+                "cmdline",
+                "NUL",
+            ),
+        ];
+        for (cfg, field, says) in cases {
+            let (f, m) = field_of(cfg.validate().unwrap_err());
+            assert_eq!(f, field, "{m}");
+            assert!(m.contains(says), "{field}: {m}");
+        }
+    }
+
+    #[test]
+    fn sizes_follow_kubernetes_suffixes_and_round_to_2mib() {
+        assert_eq!(parse_size("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_size("1G"), Ok(1_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        let vm = LauncherConfig {
+            memory: "1G".into(),
+            ..LauncherConfig::new("/k")
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(vm.memory % (2 << 20), 0);
+        assert!(vm.memory >= 1_000_000_000 && vm.memory - 1_000_000_000 < 2 << 20);
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let cfg = LauncherConfig {
+            initrd: Some("/i".into()),
+            cmdline: "console=ttyS0".into(),
+            cpus: 4,
+            memory: "4Gi".into(),
+            ..LauncherConfig::new("/k")
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(LauncherConfig::from_json(&json).unwrap(), cfg);
+    }
+}

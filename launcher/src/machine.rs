@@ -1,0 +1,229 @@
+//! The one place a VM is assembled, and the loop that runs it until it ends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::Kvm;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+use crate::Error;
+use crate::boot;
+use crate::config::VmConfig;
+use crate::devices::Devices;
+use crate::devices::serial::{COM1_IRQ, ConsoleBuffer, ConsoleSink, new_com1};
+use crate::vstate::vcpu::{Outcome, Vcpu};
+use crate::vstate::{memory, vm::Vm};
+
+/// The signal that kicks a vCPU thread out of `KVM_RUN`.
+fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+/// How the console is wired.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    /// Copy guest output to the launcher's stdout.
+    pub stdout: bool,
+    /// Bytes of console history kept for `/console`.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        Self {
+            stdout: true,
+            buffer_bytes: 64 << 10,
+        }
+    }
+}
+
+/// How a VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmExit {
+    /// The guest powered off.
+    PowerOff,
+    /// The guest asked for a reset (a reboot); the pod's restart policy brings it back.
+    Reset,
+    /// The VMM stopped it (SIGTERM past the grace period, or a caller's request).
+    Stopped,
+    /// The guest crashed or KVM failed: what happened, with the registers.
+    Crashed {
+        /// What happened, naming the vCPU.
+        reason: String,
+        /// The vCPU's registers at that moment.
+        registers: String,
+    },
+}
+
+impl VmExit {
+    /// The launcher's process exit status for this ending: 0 power-off, 3 reset, 4 crash,
+    /// 5 stopped (1 and 2 are the launcher's own errors and usage errors).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VmExit::PowerOff => 0,
+            VmExit::Reset => 3,
+            VmExit::Crashed { .. } => 4,
+            VmExit::Stopped => 5,
+        }
+    }
+}
+
+/// A VM, built and ready to run.
+pub struct Machine {
+    // Field order matters on drop: vCPUs and the VM go before the memory they map.
+    vcpus: Vec<Vcpu>,
+    vm: Vm,
+    devices: Arc<Devices>,
+    console: ConsoleBuffer,
+    mem: GuestMemoryMmap,
+    started: Instant,
+}
+
+impl Machine {
+    /// Opens `/dev/kvm` and builds the VM `config` describes: memory, irqchip, devices, boot
+    /// structures and vCPUs.
+    pub fn build(config: &VmConfig, console: ConsoleOptions) -> Result<Self, Error> {
+        let started = Instant::now();
+        let kvm = Kvm::new()
+            .map_err(|e| Error::KvmUnavailable(std::io::Error::from_raw_os_error(e.errno())))?;
+        let mem = memory::create(config.memory)?;
+        let vm = Vm::new(&kvm, &mem)?;
+
+        let buffer = ConsoleBuffer::new(console.buffer_bytes);
+        let com1 = new_com1(
+            vm.irqfd(COM1_IRQ)?,
+            ConsoleSink::new(buffer.clone(), console.stdout),
+        );
+        let devices = Arc::new(Devices::new(com1, started));
+
+        let entry = boot::load(
+            &mem,
+            config.memory,
+            &config.kernel,
+            config.initrd.as_deref(),
+            &config.cmdline,
+        )?;
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| Error::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+        let vcpus = (0..config.cpus)
+            .map(|i| {
+                Vcpu::new(
+                    &vm,
+                    i,
+                    config.cpus,
+                    &supported,
+                    &mem,
+                    (i == 0).then_some(entry),
+                )
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+
+        Ok(Self {
+            vcpus,
+            vm,
+            devices,
+            console: buffer,
+            mem,
+            started,
+        })
+    }
+
+    /// The console history, shared with whoever serves it.
+    pub fn console(&self) -> ConsoleBuffer {
+        self.console.clone()
+    }
+
+    /// The devices (boot progress, ...).
+    pub fn devices(&self) -> Arc<Devices> {
+        Arc::clone(&self.devices)
+    }
+
+    /// When building started; boot progress is timed from here.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Runs every vCPU on its own thread until the guest powers off, resets or crashes, or
+    /// until `stop` is set. Always joins every vCPU thread before returning.
+    pub fn run(self, stop: &AtomicBool) -> Result<VmExit, Error> {
+        // A no-op handler: the signal's only job is to make KVM_RUN return EINTR.
+        register_signal_handler(kick_signal(), noop_signal_handler).map_err(|e| {
+            Error::Io(
+                "registering the vCPU kick signal",
+                std::io::Error::from_raw_os_error(e.errno()),
+            )
+        })?;
+
+        let Machine {
+            vcpus,
+            vm,
+            devices,
+            mem,
+            ..
+        } = self;
+        let halt = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<Outcome>();
+        let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(vcpus.len());
+        for mut vcpu in vcpus {
+            let devices = Arc::clone(&devices);
+            let halt = Arc::clone(&halt);
+            let tx = tx.clone();
+            let name = format!("vcpu{}", vcpu.index());
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let outcome = vcpu.run(&devices, &halt);
+                    let _ = tx.send(outcome);
+                })
+                .map_err(|e| Error::Io("spawning a vCPU thread", e))?;
+            threads.push(thread);
+        }
+        drop(tx);
+
+        let exit = loop {
+            if stop.load(Ordering::Acquire) {
+                break VmExit::Stopped;
+            }
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Outcome::Stopped) => continue,
+                Ok(Outcome::PowerOff) => break VmExit::PowerOff,
+                Ok(Outcome::Reset) => break VmExit::Reset,
+                Ok(Outcome::Failed { reason, registers }) => {
+                    break VmExit::Crashed { reason, registers };
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break VmExit::Crashed {
+                        reason: "every vCPU thread ended without a reason".into(),
+                        registers: String::new(),
+                    };
+                }
+            }
+        };
+
+        // Stop the other vCPUs: set the flag, then kick until every thread is gone (a kick can
+        // land just before a thread enters KVM_RUN, so one is not enough).
+        halt.store(true, Ordering::Release);
+        while threads.iter().any(|t| !t.is_finished()) {
+            for t in threads.iter().filter(|t| !t.is_finished()) {
+                let _ = t.kill(kick_signal());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        drop(vm);
+        drop(mem);
+        Ok(exit)
+    }
+}
+
+extern "C" fn noop_signal_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}

@@ -1,0 +1,80 @@
+//! The KVM VM: in-kernel interrupt controllers and timer, memory slots, irqfds.
+
+use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::Error;
+use crate::arch::layout::KVM_TSS_ADDRESS;
+
+/// KVM capabilities the VMM cannot run without, with what each is for.
+pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
+    (Cap::Irqchip, "in-kernel PIC, I/O APIC and local APICs"),
+    (Cap::Pit2, "in-kernel PIT timer"),
+    (Cap::UserMemory, "guest memory slots"),
+    (Cap::SetTssAddr, "the TSS address Intel VMX needs"),
+    (Cap::ExtCpuid, "KVM_GET_SUPPORTED_CPUID"),
+    (Cap::Irqfd, "interrupts from device threads"),
+];
+
+/// A VM with its interrupt controllers and memory in place.
+pub struct Vm {
+    fd: VmFd,
+}
+
+impl Vm {
+    /// Creates the VM, its in-kernel irqchip and PIT, and registers `mem`.
+    pub fn new(kvm: &Kvm, mem: &GuestMemoryMmap) -> Result<Self, Error> {
+        for (cap, what) in REQUIRED_CAPS {
+            if !kvm.check_extension(cap) {
+                return Err(Error::MissingCapability {
+                    cap: format!("{cap:?}"),
+                    what,
+                });
+            }
+        }
+        let fd = kvm
+            .create_vm()
+            .map_err(|e| Error::kvm("KVM_CREATE_VM", e))?;
+        fd.set_tss_address(KVM_TSS_ADDRESS as usize)
+            .map_err(|e| Error::kvm("KVM_SET_TSS_ADDR", e))?;
+        fd.create_irq_chip()
+            .map_err(|e| Error::kvm("KVM_CREATE_IRQCHIP", e))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        fd.create_pit2(pit)
+            .map_err(|e| Error::kvm("KVM_CREATE_PIT2", e))?;
+
+        for (slot, region) in mem.iter().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: slot as u32,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: region.as_ptr() as u64,
+                flags: 0,
+            };
+            // SAFETY: the region is a live mapping owned by `mem`, which the caller keeps alive
+            // (in the Machine) for as long as this VM exists; the slots do not overlap.
+            unsafe { fd.set_user_memory_region(region) }
+                .map_err(|e| Error::kvm("KVM_SET_USER_MEMORY_REGION", e))?;
+        }
+        Ok(Self { fd })
+    }
+
+    /// The KVM VM file descriptor.
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    /// An eventfd that raises legacy interrupt line `gsi` when written.
+    pub fn irqfd(&self, gsi: u32) -> Result<EventFd, Error> {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Io("eventfd", e))?;
+        self.fd
+            .register_irqfd(&evt, gsi)
+            .map_err(|e| Error::kvm("KVM_IRQFD", e))?;
+        Ok(evt)
+    }
+}

@@ -1,0 +1,269 @@
+//! Every test guest through the real `/dev/kvm`, via the `verdant-launcher` binary: serial
+//! output, exit status and error reports. Skips, saying why, where `/dev/kvm` or the guests
+//! are missing.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
+
+use launcher::config::LauncherConfig;
+use launcher::machine::{ConsoleOptions, Machine, VmExit};
+
+fn guest(name: &str) -> Option<PathBuf> {
+    let dir = env!("VERDANT_TEST_GUESTS");
+    if dir.is_empty() {
+        eprintln!("SKIP: the test guests were not built (no gcc/ld at build time)");
+        return None;
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        eprintln!("SKIP: /dev/kvm is not usable here: {e}");
+        return None;
+    }
+    Some(PathBuf::from(dir).join(format!("{name}.elf")))
+}
+
+fn launch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
+        .args(args)
+        .output()
+        .expect("verdant-launcher runs")
+}
+
+fn run_guest(name: &str, extra: &[&str]) -> Option<(Output, String, String)> {
+    let kernel = guest(name)?;
+    let mut args = vec![
+        "run",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--memory",
+        "32Mi",
+    ];
+    args.extend_from_slice(extra);
+    let out = launch(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Some((out, stdout, stderr))
+}
+
+#[test]
+fn hello_prints_on_the_serial_console_and_powers_off() {
+    let Some((out, stdout, stderr)) = run_guest("hello", &[]) else {
+        return;
+    };
+    assert_eq!(
+        stdout, "Hello from a Verdant test guest\n",
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("powered off"), "{stderr}");
+}
+
+#[test]
+fn poweroff_exits_zero_with_no_output() {
+    let Some((out, stdout, stderr)) = run_guest("poweroff", &[]) else {
+        return;
+    };
+    assert_eq!(stdout, "");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn reset_exits_with_the_reset_status() {
+    let Some((out, stdout, stderr)) = run_guest("reset", &[]) else {
+        return;
+    };
+    assert_eq!(stdout, "resetting\n");
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("reset"), "{stderr}");
+}
+
+#[test]
+fn boot_progress_port_records_the_first_userspace_step() {
+    let Some((out, stdout, stderr)) = run_guest("progress", &[]) else {
+        return;
+    };
+    assert_eq!(stdout, "userspace reached\n");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("guest reached userspace (boot code 0x60)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn triple_fault_is_reported_with_registers_not_a_panic() {
+    let Some((out, stdout, stderr)) = run_guest("crash", &[]) else {
+        return;
+    };
+    assert_eq!(stdout, "crashing\n");
+    assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
+    assert!(
+        stderr.contains("vCPU 0: the guest triple-faulted"),
+        "{stderr}"
+    );
+    // The guest loaded 0xc0ffee into eax just before ud2: the dump shows the guest's state.
+    assert!(stderr.contains("rax=0x0000000000c0ffee"), "{stderr}");
+    assert!(
+        stderr.contains("rip=") && stderr.contains("cr0="),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn stray_mmio_is_survived_and_executing_mmio_is_an_error() {
+    let Some((out, stdout, stderr)) = run_guest("badmmio", &[]) else {
+        return;
+    };
+    assert!(
+        stderr.contains("guest wrote 4 bytes at 0xd0000000, where no device lives"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "survived a stray MMIO write\n");
+    assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
+    assert!(stderr.contains("vCPU 0:"), "{stderr}");
+    assert!(stderr.contains("rip=0x00000000d0000000"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn elf_without_pvh_note_boots_through_the_64bit_linux_entry() {
+    let Some((out, stdout, stderr)) = run_guest("hello64", &[]) else {
+        return;
+    };
+    // The guest checks the zero page's "HdrS" magic through %rsi before printing this.
+    assert_eq!(stdout, "Hello from 64-bit mode\n", "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn every_vcpu_writes_to_the_console() {
+    for cpus in [1u32, 2, 4, 8] {
+        let n = cpus.to_string();
+        let Some((out, stdout, stderr)) = run_guest("smp", &["--cpus", &n, "--cmdline", &n]) else {
+            return;
+        };
+        assert_eq!(out.status.code(), Some(0), "{cpus} vCPUs; stderr: {stderr}");
+        let mut ids: Vec<u32> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("cpu ")?.strip_suffix(" up")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..cpus).collect::<Vec<_>>(), "{cpus} vCPUs: {stdout}");
+        assert!(
+            stdout.ends_with(&format!("all {cpus} cpus up\n")),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn console_ring_buffer_holds_the_guest_output() {
+    let Some(kernel) = guest("hello") else { return };
+    let config = LauncherConfig {
+        memory: "16Mi".into(),
+        ..LauncherConfig::new(kernel)
+    }
+    .validate()
+    .unwrap();
+    let machine = Machine::build(
+        &config,
+        ConsoleOptions {
+            stdout: false,
+            buffer_bytes: 16,
+        },
+    )
+    .unwrap();
+    let console = machine.console();
+    let exit = machine.run(&AtomicBool::new(false)).unwrap();
+    assert_eq!(exit, VmExit::PowerOff);
+    // Only the last 16 bytes are kept.
+    assert_eq!(console.snapshot(), b"dant test guest\n");
+}
+
+#[test]
+fn a_stop_request_ends_a_spinning_guest() {
+    let Some(kernel) = guest("smp") else { return };
+    // Two vCPUs but a command line asking for three: the boot vCPU waits forever.
+    let config = LauncherConfig {
+        memory: "16Mi".into(),
+        cpus: 2,
+        cmdline: "3".into(),
+        ..LauncherConfig::new(kernel)
+    }
+    .validate()
+    .unwrap();
+    let machine = Machine::build(
+        &config,
+        ConsoleOptions {
+            stdout: false,
+            buffer_bytes: 4096,
+        },
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+        assert_eq!(machine.run(&stop).unwrap(), VmExit::Stopped);
+    });
+}
+
+#[test]
+fn bad_config_and_missing_files_fail_with_a_clear_message() {
+    let out = launch(&[
+        "run",
+        "--kernel",
+        "/nonexistent/vmlinux",
+        "--memory",
+        "32Mi",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Cannot read the kernel /nonexistent/vmlinux"),
+        "{stderr}"
+    );
+
+    let out = launch(&["run", "--kernel", "/k", "--cpus", "99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Config cpus: 99 is not allowed: use 1 to 64")
+    );
+
+    let out = launch(&["run", "--config-json", r#"{"kernel":"/k","memory":"lots"}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Config memory:"));
+
+    let out = launch(&["run", "--frobnicate", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A file that is no kernel at all.
+    let junk = std::env::temp_dir().join(format!("verdant-junk-{}", std::process::id()));
+    std::fs::write(&junk, vec![0x42u8; 8192]).unwrap();
+    let out = launch(&[
+        "run",
+        "--kernel",
+        junk.to_str().unwrap(),
+        "--memory",
+        "32Mi",
+    ]);
+    let _ = std::fs::remove_file(&junk);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Cannot open /dev/kvm") {
+        eprintln!("SKIP (kernel format check): /dev/kvm unusable");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("neither an ELF vmlinux nor a bzImage"),
+        "{stderr}"
+    );
+}
