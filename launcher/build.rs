@@ -1,5 +1,5 @@
 //! Builds the tiny test guests in `guests/` (GNU assembler + ld, from the host's gcc toolchain)
-//! into `$OUT_DIR/guests/<name>.elf`, and tells the crate where they are through
+//! into `$OUT_DIR/guests/<name>.elf` (and `bzhello.bin`, a flat bzImage), and tells the crate where they are through
 //! `VERDANT_TEST_GUESTS`. Without a toolchain the variable is empty and the KVM tests skip,
 //! saying why.
 
@@ -15,8 +15,9 @@ fn main() {
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("guests");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("guests");
     println!("cargo:rerun-if-changed=guests");
-    let built =
-        std::fs::create_dir_all(&out).is_ok() && GUESTS.iter().all(|g| build(&src, &out, g));
+    let built = std::fs::create_dir_all(&out).is_ok()
+        && GUESTS.iter().all(|g| build(&src, &out, g))
+        && build_bzimage(&src, &out);
     let dir = if built {
         out.display().to_string()
     } else {
@@ -41,6 +42,31 @@ fn build(src: &Path, out: &Path, name: &str) -> bool {
             .arg(src.join("guest.ld"))
             .arg("-o")
             .arg(&elf)
+            .arg(&object))
+}
+
+/// The bzImage guest: no ELF, a flat image whose offsets are the boot protocol's.
+fn build_bzimage(src: &Path, out: &Path) -> bool {
+    let object = out.join("bzhello.o");
+    run(Command::new("gcc")
+        .arg("-c")
+        .arg("-I")
+        .arg(src)
+        .arg("-o")
+        .arg(&object)
+        .arg(src.join("bzhello.S")))
+        && run(Command::new("ld")
+            .args([
+                "-m",
+                "elf_x86_64",
+                "-Ttext=0",
+                "--oformat",
+                "binary",
+                "-e",
+                "0",
+                "-o",
+            ])
+            .arg(out.join("bzhello.bin"))
             .arg(&object))
 }
 

@@ -37,3 +37,16 @@
     mov $COM1, %dx
     out %al, %dx
 .endm
+
+/* The same, with the poll loop on local label \label, for callers that use 1 themselves. */
+.macro PUTC_BODY_AT label
+    mov %al, %ah
+\label:
+    mov $COM1_LSR, %dx
+    in %dx, %al
+    test $LSR_THRE, %al
+    jz \label\()b
+    mov %ah, %al
+    mov $COM1, %dx
+    out %al, %dx
+.endm

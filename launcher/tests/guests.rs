@@ -10,6 +10,10 @@ use launcher::config::LauncherConfig;
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
 
 fn guest(name: &str) -> Option<PathBuf> {
+    guest_file(&format!("{name}.elf"))
+}
+
+fn guest_file(file: &str) -> Option<PathBuf> {
     let dir = env!("VERDANT_TEST_GUESTS");
     if dir.is_empty() {
         eprintln!("SKIP: the test guests were not built (no gcc/ld at build time)");
@@ -23,7 +27,7 @@ fn guest(name: &str) -> Option<PathBuf> {
         eprintln!("SKIP: /dev/kvm is not usable here: {e}");
         return None;
     }
-    Some(PathBuf::from(dir).join(format!("{name}.elf")))
+    Some(PathBuf::from(dir).join(file))
 }
 
 fn launch(args: &[&str]) -> Output {
@@ -34,7 +38,12 @@ fn launch(args: &[&str]) -> Output {
 }
 
 fn run_guest(name: &str, extra: &[&str]) -> Option<(Output, String, String)> {
-    let kernel = guest(name)?;
+    let file = if name.ends_with(".bin") {
+        name.to_owned()
+    } else {
+        format!("{name}.elf")
+    };
+    let kernel = guest_file(&file)?;
     let mut args = vec![
         "run",
         "--kernel",
@@ -137,6 +146,16 @@ fn elf_without_pvh_note_boots_through_the_64bit_linux_entry() {
     };
     // The guest checks the zero page's "HdrS" magic through %rsi before printing this.
     assert_eq!(stdout, "Hello from 64-bit mode\n", "stderr: {stderr}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn bzimage_boots_through_its_setup_header() {
+    let Some((out, stdout, stderr)) = run_guest("bzhello.bin", &[]) else {
+        return;
+    };
+    // Entered at code32_start + 0x200 in long mode; it checks the zero page before printing.
+    assert_eq!(stdout, "Hello from a bzImage\n", "stderr: {stderr}");
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
 }
 
