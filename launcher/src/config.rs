@@ -35,6 +35,9 @@ pub struct LauncherConfig {
     /// Guest memory as a quantity (`512Mi`, `4Gi`, `1G`, or bytes), 2Mi to 1Ti.
     #[serde(default = "default_memory")]
     pub memory: String,
+    /// Where to serve `/healthz`, `/readyz` and `/console` (e.g. `0.0.0.0:8080`); none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
 }
 
 fn default_cpus() -> u32 {
@@ -58,6 +61,8 @@ pub struct VmConfig {
     pub cpus: u8,
     /// Guest memory in bytes, a multiple of 2 MiB.
     pub memory: u64,
+    /// Where to serve the HTTP endpoints.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl LauncherConfig {
@@ -69,6 +74,7 @@ impl LauncherConfig {
             cmdline: String::new(),
             cpus: default_cpus(),
             memory: default_memory(),
+            http: None,
         }
     }
 
@@ -140,12 +146,22 @@ impl LauncherConfig {
         if self.cmdline.contains('\0') {
             return Err(bad("cmdline", "must not contain NUL bytes".into()));
         }
+        let http = match &self.http {
+            None => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                bad(
+                    "http",
+                    format!("{addr:?} is not an address: write IP:PORT, such as 0.0.0.0:8080"),
+                )
+            })?),
+        };
         Ok(VmConfig {
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
             cmdline: self.cmdline.clone(),
             cpus,
             memory: memory.div_ceil(MEMORY_GRANULE) * MEMORY_GRANULE,
+            http,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod boot;
 pub mod config;
 pub mod devices;
+pub mod http;
 pub mod machine;
 pub mod vstate;
 

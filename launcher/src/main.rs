@@ -3,15 +3,19 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::sync::Arc;
+
 use launcher::config::LauncherConfig;
+use launcher::http::{self, Health};
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
 
 const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
-                            [--cmdline STR] [--memory SIZE] [--cpus N]
+                            [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
 
 Runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
-Guest console output goes to stdout.
+Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
+/healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
 
 Exit status: 0 the guest powered off, 3 it reset, 4 it crashed (the registers are printed),
 5 it was stopped by SIGTERM or SIGINT, 1 the launcher failed, 2 bad usage.";
@@ -59,7 +63,7 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--config-json" => {
                 base = Some(LauncherConfig::from_json(value).map_err(|e| e.to_string())?);
             }
-            "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" => {
+            "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" | "--http" => {
                 overrides.push((flag.as_str(), value));
             }
             other => return Err(format!("unknown flag {other:?}")),
@@ -82,6 +86,7 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--initrd" => config.initrd = Some(value.into()),
             "--cmdline" => config.cmdline = value.into(),
             "--memory" => config.memory = value.into(),
+            "--http" => config.http = Some(value.into()),
             "--cpus" => {
                 config.cpus = value
                     .parse()
@@ -122,7 +127,22 @@ fn run(args: &[String]) -> ExitCode {
         vm.cpus,
         vm.memory >> 20
     );
-    match machine.run(&STOP) {
+    let health = Arc::new(Health::new(machine.console()));
+    if let Some(addr) = vm.http {
+        match http::serve(addr, Arc::clone(&health)) {
+            Ok((bound, _thread)) => {
+                eprintln!("verdant-launcher: serving /healthz /readyz /console on http://{bound}");
+            }
+            Err(e) => {
+                eprintln!("verdant-launcher: cannot serve HTTP on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    health.set_running(true);
+    let result = machine.run(&STOP);
+    health.set_running(false);
+    match result {
         Ok(exit) => {
             match &exit {
                 VmExit::PowerOff => eprintln!("verdant-launcher: the guest powered off"),

@@ -1,0 +1,121 @@
+//! The launcher's HTTP endpoints and SIGTERM, against a running guest on the real `/dev/kvm`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn guest(name: &str) -> Option<PathBuf> {
+    let dir = env!("VERDANT_TEST_GUESTS");
+    if dir.is_empty() {
+        eprintln!("SKIP: the test guests were not built (no gcc/ld at build time)");
+        return None;
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        eprintln!("SKIP: /dev/kvm is not usable here: {e}");
+        return None;
+    }
+    Some(PathBuf::from(dir).join(format!("{name}.elf")))
+}
+
+fn get(addr: &str, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn endpoints_serve_a_running_vm_and_sigterm_stops_it() {
+    let Some(kernel) = guest("smp") else { return };
+    // Two vCPUs but a command line asking for three: the guest prints, then waits forever.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
+        .args([
+            "run",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--memory",
+            "32Mi",
+        ])
+        .args(["--cpus", "2", "--cmdline", "3", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("launcher starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("launcher prints its address");
+        if let Some(addr) = line.split("http://").nth(1) {
+            break addr.trim().to_owned();
+        }
+    };
+
+    assert_eq!(
+        get(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (200, "ok\n".into())
+    );
+    assert_eq!(
+        get(&addr, b"GET /readyz HTTP/1.1\r\n\r\n"),
+        (200, "ready\n".into())
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(&addr, b"GET /console HTTP/1.1\r\n\r\n");
+        assert_eq!(status, 200);
+        if body.contains("cpu 0 up") && body.contains("cpu 1 up") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "console never showed both vCPUs: {body:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Hostile requests get errors; the server carries on.
+    assert_eq!(get(&addr, b"BREW /coffee HTCPCP/1.0\r\n\r\n").0, 505);
+    assert_eq!(get(&addr, b"\x00\x01\x02\r\n\r\n").0, 400);
+    assert_eq!(get(&addr, &[b'A'; 20_000]).0, 431);
+    assert_eq!(get(&addr, b"GET /healthz HTTP/1.1\r\n\r\n").0, 200);
+
+    // SIGTERM stops the VM and the launcher says so with its own status.
+    // SAFETY: kill() on our own child's pid with a valid signal.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "launcher still runs 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(5));
+}
