@@ -9,6 +9,7 @@ pub mod arch;
 pub mod boot;
 pub mod config;
 pub mod devices;
+pub mod doctor;
 pub mod http;
 pub mod machine;
 pub mod vstate;
@@ -93,6 +94,9 @@ pub enum Error {
     /// Writing a boot structure failed.
     #[error("Boot setup: {0}")]
     BootSetup(&'static str),
+    /// The doctor's tiny guest misbehaved.
+    #[error("Doctor: {0}")]
+    Doctor(String),
     /// An OS call failed.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),

@@ -13,11 +13,16 @@ const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
                             [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
 
-Runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
+       verdant-launcher doctor [--json]
+
+`run` runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
 Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
 /healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
 
-Exit status: 0 the guest powered off, 3 it reset, 4 it crashed (the registers are printed),
+`doctor` checks /dev/kvm, the CPU KVM offers guests, and guest speed; it exits 0 when
+Verdant can run VMs here, 1 when it cannot.
+
+Exit status of `run`: 0 the guest powered off, 3 it reset, 4 it crashed (the registers are printed),
 5 it was stopped by SIGTERM or SIGINT, 1 the launcher failed, 2 bad usage.";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -30,12 +35,38 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
+        Some("doctor") => doctor(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
         Some(other) => usage_error(&format!("unknown command {other:?}")),
         None => usage_error("a command is needed"),
+    }
+}
+
+fn doctor(args: &[String]) -> ExitCode {
+    let json = match args {
+        [] => false,
+        [flag] if flag == "--json" => true,
+        _ => return usage_error("doctor takes only --json"),
+    };
+    let report = launcher::doctor::diagnose();
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("verdant-launcher: cannot render the report: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", launcher::doctor::render(&report));
+    }
+    if report.can_run {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
