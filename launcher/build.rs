@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: [&str; 8] = [
-    "hello", "poweroff", "reset", "progress", "crash", "badmmio", "hello64", "smp",
+const GUESTS: [&str; 9] = [
+    "hello", "poweroff", "reset", "progress", "crash", "badmmio", "hello64", "smp", "idle",
 ];
 
 fn main() {
