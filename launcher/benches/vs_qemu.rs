@@ -219,11 +219,11 @@ fn guest_ram_rss_kib(smaps: &str) -> Option<u64> {
                 .strip_suffix("kB")
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 == Some(want);
-        } else if let Some(rss) = line.strip_prefix("Rss:") {
-            if in_guest_ram {
-                let kib: u64 = rss.trim().strip_suffix("kB")?.trim().parse().ok()?;
-                *total.get_or_insert(0) += kib;
-            }
+        } else if let Some(rss) = line.strip_prefix("Rss:")
+            && in_guest_ram
+        {
+            let kib: u64 = rss.trim().strip_suffix("kB")?.trim().parse().ok()?;
+            *total.get_or_insert(0) += kib;
         }
     }
     total
