@@ -1,11 +1,7 @@
 /* badmmio: writes to an address where no device lives (the VMM logs it and carries on), then
  * jumps there to execute, which no VMM can do: the error path with registers. */
 #include "common.S"
-    PVH_NOTE _start
-    .section .text.entry, "ax"
-    .code32
-    .globl _start
-_start:
+    PVH_ENTRY
     mov $stack_top, %esp
     movl $0x1234, 0xd0000000
     mov $msg, %esi

@@ -47,10 +47,7 @@ startup_64:
     jmp 1b
 2:  hlt
     jmp 2b
-3:  mov $PM_SLEEP_CTL, %dx
-    mov $SLP_S5_EN, %al
-    out %al, %dx
-    jmp 2b
+3:  POWER_OFF
 msg:
     .asciz "Hello from a bzImage\n"
 kernel_end:

@@ -24,6 +24,24 @@
     .popsection
 .endm
 
+/* PVH_ENTRY: the PVH note, then _start in 32-bit code, the entry point of a PVH guest. */
+.macro PVH_ENTRY
+    PVH_NOTE _start
+    .section .text.entry, "ax"
+    .code32
+    .globl _start
+_start:
+.endm
+
+/* POWER_OFF: S5 with SLP_EN on the sleep-control port, then halt should the VMM ignore it. */
+.macro POWER_OFF
+    mov $PM_SLEEP_CTL, %dx
+    mov $SLP_S5_EN, %al
+    out %al, %dx
+    cli
+    hlt
+.endm
+
 /* putc: send %al to COM1 once the transmitter holds nothing. Clobbers %ah and %dx; needs no
  * stack, so it works in every mode. It defines local label 1, so callers jump to other
  * numbers across it. */

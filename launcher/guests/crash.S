@@ -1,11 +1,7 @@
 /* crash: loads an empty IDT and executes ud2, so #UD escalates to a triple fault (a KVM
  * shutdown exit) that the VMM must report with the registers, not panic on. */
 #include "common.S"
-    PVH_NOTE _start
-    .section .text.entry, "ax"
-    .code32
-    .globl _start
-_start:
+    PVH_ENTRY
     mov $stack_top, %esp
     mov $msg, %esi
     call print

@@ -20,11 +20,7 @@ out:
     PUTC_BODY
     jmp out
 done:
-    mov $PM_SLEEP_CTL, %dx
-    mov $SLP_S5_EN, %al
-    out %al, %dx
-1:  hlt
-    jmp 1b
+    POWER_OFF
 msg:
     .asciz "Hello from 64-bit mode\n"
 badmsg:

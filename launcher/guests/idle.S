@@ -1,11 +1,7 @@
 /* idle: prints "ready", then halts with interrupts off for good: the VMM idles with the guest
  * loaded, which is when the benchmark reads its memory use. */
 #include "common.S"
-    PVH_NOTE _start
-    .section .text.entry, "ax"
-    .code32
-    .globl _start
-_start:
+    PVH_ENTRY
     mov $msg, %esi
 1:  lodsb
     test %al, %al

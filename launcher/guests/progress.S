@@ -1,11 +1,7 @@
 /* progress: reports boot-progress codes on port 0x80 (0x40 kernel, 0x60 first userspace step),
  * prints, then powers off. */
 #include "common.S"
-    PVH_NOTE _start
-    .section .text.entry, "ax"
-    .code32
-    .globl _start
-_start:
+    PVH_ENTRY
     mov $stack_top, %esp
     mov $BOOT_PROGRESS, %dx
     mov $0x40, %al
@@ -14,11 +10,7 @@ _start:
     out %al, %dx
     mov $msg, %esi
     call print
-    mov $PM_SLEEP_CTL, %dx
-    mov $SLP_S5_EN, %al
-    out %al, %dx
-1:  hlt
-    jmp 1b
+    POWER_OFF
 msg:
     .asciz "userspace reached\n"
 #include "print.S"

@@ -1,10 +1,6 @@
 /* reset: says so, then asks the i8042 controller to pulse the reset line. */
 #include "common.S"
-    PVH_NOTE _start
-    .section .text.entry, "ax"
-    .code32
-    .globl _start
-_start:
+    PVH_ENTRY
     mov $stack_top, %esp
     mov $msg, %esi
     call print

@@ -8,11 +8,7 @@
 #define LAPIC_ICR_HIGH  0xfee00310
 #define TRAMPOLINE      0x8000
 
-    PVH_NOTE _start
-    .section .text.entry, "ax"
-    .code32
-    .globl _start
-_start:
+    PVH_ENTRY
     mov $bsp_stack_top, %esp
     /* The command line (hvm_start_info.cmdline_paddr, offset 24) holds the vCPU count. */
     mov 24(%ebx), %esi
@@ -52,11 +48,7 @@ wait_all:
     call print_number
     mov $cpus_msg, %esi
     call print
-    mov $PM_SLEEP_CTL, %dx
-    mov $SLP_S5_EN, %al
-    out %al, %dx
-1:  hlt
-    jmp 1b
+    POWER_OFF
 
 /* report: prints "cpu <APIC id> up" and counts this vCPU as arrived. */
 report:

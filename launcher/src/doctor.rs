@@ -434,17 +434,7 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn leaf(function: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 {
-            function,
-            eax,
-            ebx,
-            ecx,
-            edx,
-            ..Default::default()
-        }
-    }
+    use crate::arch::cpuid::leaf;
 
     #[test]
     fn cpuid_summary_names_vendor_features_and_level() {

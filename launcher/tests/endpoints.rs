@@ -1,27 +1,13 @@
 //! The launcher's HTTP endpoints and SIGTERM, against a running guest on the real `/dev/kvm`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn guest(name: &str) -> Option<PathBuf> {
-    let dir = env!("VERDANT_TEST_GUESTS");
-    if dir.is_empty() {
-        eprintln!("SKIP: the test guests were not built (no gcc/ld at build time)");
-        return None;
-    }
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        eprintln!("SKIP: /dev/kvm is not usable here: {e}");
-        return None;
-    }
-    Some(PathBuf::from(dir).join(format!("{name}.elf")))
-}
+use common::guest;
 
 fn get(addr: &str, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");

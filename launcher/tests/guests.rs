@@ -2,33 +2,14 @@
 //! output, exit status and error reports. Skips, saying why, where `/dev/kvm` or the guests
 //! are missing.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 use std::sync::atomic::AtomicBool;
 
+use common::{guest, guest_file};
 use launcher::config::LauncherConfig;
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
-
-fn guest(name: &str) -> Option<PathBuf> {
-    guest_file(&format!("{name}.elf"))
-}
-
-fn guest_file(file: &str) -> Option<PathBuf> {
-    let dir = env!("VERDANT_TEST_GUESTS");
-    if dir.is_empty() {
-        eprintln!("SKIP: the test guests were not built (no gcc/ld at build time)");
-        return None;
-    }
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        eprintln!("SKIP: /dev/kvm is not usable here: {e}");
-        return None;
-    }
-    Some(PathBuf::from(dir).join(file))
-}
 
 fn launch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
@@ -180,23 +161,27 @@ fn every_vcpu_writes_to_the_console() {
     }
 }
 
-#[test]
-fn console_ring_buffer_holds_the_guest_output() {
-    let Some(kernel) = guest("hello") else { return };
+/// Builds a machine for a test guest with 16 MiB, its console kept off stdout.
+fn machine(kernel: std::path::PathBuf, cpus: u32, cmdline: &str, console_bytes: usize) -> Machine {
     let config = LauncherConfig {
         memory: "16Mi".into(),
+        cpus,
+        cmdline: cmdline.into(),
         ..LauncherConfig::new(kernel)
     }
     .validate()
-    .unwrap();
-    let machine = Machine::build(
-        &config,
-        ConsoleOptions {
-            stdout: false,
-            buffer_bytes: 16,
-        },
-    )
-    .unwrap();
+    .expect("valid config");
+    let console = ConsoleOptions {
+        stdout: false,
+        buffer_bytes: console_bytes,
+    };
+    Machine::build(&config, console).expect("machine builds")
+}
+
+#[test]
+fn console_ring_buffer_holds_the_guest_output() {
+    let Some(kernel) = guest("hello") else { return };
+    let machine = machine(kernel, 1, "", 16);
     let console = machine.console();
     let exit = machine.run(&AtomicBool::new(false)).unwrap();
     assert_eq!(exit, VmExit::PowerOff);
@@ -208,22 +193,7 @@ fn console_ring_buffer_holds_the_guest_output() {
 fn a_stop_request_ends_a_spinning_guest() {
     let Some(kernel) = guest("smp") else { return };
     // Two vCPUs but a command line asking for three: the boot vCPU waits forever.
-    let config = LauncherConfig {
-        memory: "16Mi".into(),
-        cpus: 2,
-        cmdline: "3".into(),
-        ..LauncherConfig::new(kernel)
-    }
-    .validate()
-    .unwrap();
-    let machine = Machine::build(
-        &config,
-        ConsoleOptions {
-            stdout: false,
-            buffer_bytes: 4096,
-        },
-    )
-    .unwrap();
+    let machine = machine(kernel, 2, "3", 4096);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {

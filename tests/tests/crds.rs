@@ -28,6 +28,16 @@ fn api(client: &Client, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), NS, &ApiResource::from_gvk(&gvk))
 }
 
+/// The column names of kubectl's table output.
+fn header_of(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect()
+}
+
 fn kubectl_ok(cp: &ControlPlane, args: &[&str]) -> String {
     let out = cp.kubectl().args(args).output().expect("kubectl runs");
     assert!(
@@ -98,22 +108,12 @@ async fn every_example_applies_and_prints_its_columns() {
     }
 
     let desktops = kubectl_ok(&cp, &["get", "desktops", "-n", NS]);
-    let header: Vec<_> = desktops
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let header = header_of(&desktops);
     assert_eq!(header, ["NAME", "PHASE", "USER", "READY", "NODE", "AGE"]);
     assert!(desktops.contains("alice-dev") && desktops.contains("alice"));
 
     let pools = kubectl_ok(&cp, &["get", "deskpool", "-n", NS]);
-    let header: Vec<_> = pools
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let header = header_of(&pools);
     assert_eq!(
         header,
         ["NAME", "DESIRED", "READY", "AVAILABLE", "ASSIGNED", "AGE"]

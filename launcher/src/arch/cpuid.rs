@@ -56,20 +56,22 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], vcpu_id: u8, vcpu_count: u8) {
     }
 }
 
+/// A CPUID entry with subleaf 0, for tests.
+#[cfg(test)]
+pub(crate) fn leaf(function: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
+    kvm_cpuid_entry2 {
+        function,
+        eax,
+        ebx,
+        ecx,
+        edx,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn leaf(function: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 {
-            function,
-            eax,
-            ebx,
-            ecx,
-            edx,
-            ..Default::default()
-        }
-    }
 
     fn find(entries: &[kvm_cpuid_entry2], function: u32) -> kvm_cpuid_entry2 {
         *entries.iter().find(|e| e.function == function).unwrap()
