@@ -6,8 +6,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: [&str; 9] = [
-    "hello", "poweroff", "reset", "progress", "crash", "badmmio", "hello64", "smp", "idle",
+const GUESTS: [&str; 10] = [
+    "hello",
+    "poweroff",
+    "reset",
+    "progress",
+    "crash",
+    "badmmio",
+    "hello64",
+    "smp",
+    "idle",
+    "ctrlaltdel",
 ];
 
 fn main() {

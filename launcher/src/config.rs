@@ -38,7 +38,18 @@ pub struct LauncherConfig {
     /// Where to serve `/healthz`, `/readyz` and `/console` (e.g. `0.0.0.0:8080`); none if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// Seconds the guest gets to shut down after SIGTERM before it is stopped hard, 0 to 3600.
+    /// Keep it below the pod's `terminationGracePeriodSeconds`.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
 }
+
+fn default_grace() -> u64 {
+    20
+}
+
+/// The longest shutdown grace period accepted.
+pub const MAX_GRACE_SECONDS: u64 = 3600;
 
 fn default_cpus() -> u32 {
     1
@@ -63,6 +74,8 @@ pub struct VmConfig {
     pub memory: u64,
     /// Where to serve the HTTP endpoints.
     pub http: Option<std::net::SocketAddr>,
+    /// How long the guest gets to shut down when asked.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl LauncherConfig {
@@ -75,6 +88,7 @@ impl LauncherConfig {
             cpus: default_cpus(),
             memory: default_memory(),
             http: None,
+            shutdown_grace_seconds: default_grace(),
         }
     }
 
@@ -146,6 +160,15 @@ impl LauncherConfig {
         if self.cmdline.contains('\0') {
             return Err(bad("cmdline", "must not contain NUL bytes".into()));
         }
+        if self.shutdown_grace_seconds > MAX_GRACE_SECONDS {
+            return Err(bad(
+                "shutdownGraceSeconds",
+                format!(
+                    "{} is not allowed: use 0 to {MAX_GRACE_SECONDS}",
+                    self.shutdown_grace_seconds
+                ),
+            ));
+        }
         let http = match &self.http {
             None => None,
             Some(addr) => Some(addr.parse().map_err(|_| {
@@ -162,6 +185,7 @@ impl LauncherConfig {
             cpus,
             memory: memory.div_ceil(MEMORY_GRANULE) * MEMORY_GRANULE,
             http,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
         })
     }
 }

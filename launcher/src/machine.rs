@@ -1,7 +1,7 @@
 //! The one place a VM is assembled, and the loop that runs it until it ends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use crate::Error;
 use crate::boot;
 use crate::config::VmConfig;
 use crate::devices::Devices;
+use crate::devices::i8042::KEYBOARD_IRQ;
 use crate::devices::serial::{COM1_IRQ, ConsoleBuffer, ConsoleSink, new_com1};
 use crate::vstate::vcpu::{Outcome, Vcpu};
 use crate::vstate::{memory, vm::Vm};
@@ -49,7 +50,11 @@ pub enum VmExit {
     PowerOff,
     /// The guest asked for a reset (a reboot); the pod's restart policy brings it back.
     Reset,
-    /// The VMM stopped it (SIGTERM past the grace period, or a caller's request).
+    /// Asked to stop, the guest shut down (powered off, or rebooted as Linux does on
+    /// Ctrl+Alt+Del) within the grace period.
+    ShutDown,
+    /// The VMM stopped it: the guest did not shut down within the grace period, or a second
+    /// request asked for an immediate stop.
     Stopped,
     /// The guest crashed or KVM failed: what happened, with the registers.
     Crashed {
@@ -61,11 +66,12 @@ pub enum VmExit {
 }
 
 impl VmExit {
-    /// The launcher's process exit status for this ending: 0 power-off, 3 reset, 4 crash,
-    /// 5 stopped (1 and 2 are the launcher's own errors and usage errors).
+    /// The launcher's process exit status for this ending: 0 power-off or shut down on
+    /// request, 3 reset, 4 crash, 5 stopped hard (1 and 2 are the launcher's own errors and
+    /// usage errors).
     pub fn exit_code(&self) -> u8 {
         match self {
-            VmExit::PowerOff => 0,
+            VmExit::PowerOff | VmExit::ShutDown => 0,
             VmExit::Reset => 3,
             VmExit::Crashed { .. } => 4,
             VmExit::Stopped => 5,
@@ -99,7 +105,7 @@ impl Machine {
             vm.irqfd(COM1_IRQ)?,
             ConsoleSink::new(buffer.clone(), console.stdout),
         );
-        let devices = Arc::new(Devices::new(com1, started));
+        let devices = Arc::new(Devices::new(com1, vm.irqfd(KEYBOARD_IRQ)?, started));
 
         let entry = boot::load(
             &mem,
@@ -150,9 +156,11 @@ impl Machine {
         self.started
     }
 
-    /// Runs every vCPU on its own thread until the guest powers off, resets or crashes, or
-    /// until `stop` is set. Always joins every vCPU thread before returning.
-    pub fn run(self, stop: &AtomicBool) -> Result<VmExit, Error> {
+    /// Runs every vCPU on its own thread until the guest powers off, resets or crashes, or it
+    /// is stopped. `stop_requests` counts requests to stop (SIGTERM, SIGINT): the first asks
+    /// the guest to shut down (Ctrl+Alt+Del) and stops it hard after `grace`; a second stops it
+    /// at once. Always joins every vCPU thread before returning.
+    pub fn run(self, stop_requests: &AtomicUsize, grace: Duration) -> Result<VmExit, Error> {
         // A no-op handler: the signal's only job is to make KVM_RUN return EINTR.
         register_signal_handler(kick_signal(), noop_signal_handler).map_err(|e| {
             Error::Io(
@@ -187,12 +195,27 @@ impl Machine {
         }
         drop(tx);
 
+        let mut asked: Option<Instant> = None;
         let exit = loop {
-            if stop.load(Ordering::Acquire) {
-                break VmExit::Stopped;
+            match (stop_requests.load(Ordering::Acquire), asked) {
+                (0, _) => {}
+                (1, None) => {
+                    eprintln!(
+                        "verdant-launcher: asking the guest to shut down (Ctrl+Alt+Del); stopping it in {} s",
+                        grace.as_secs()
+                    );
+                    devices.request_shutdown();
+                    asked = Some(Instant::now());
+                }
+                (1, Some(at)) if at.elapsed() < grace => {}
+                _ => break VmExit::Stopped,
             }
-            match rx.recv_timeout(Duration::from_millis(50)) {
+            let tick = Duration::from_millis(50);
+            match rx.recv_timeout(tick) {
                 Ok(Outcome::Stopped) => continue,
+                Ok(Outcome::PowerOff | Outcome::Reset) if asked.is_some() => {
+                    break VmExit::ShutDown;
+                }
                 Ok(Outcome::PowerOff) => break VmExit::PowerOff,
                 Ok(Outcome::Reset) => break VmExit::Reset,
                 Ok(Outcome::Failed { reason, registers }) => {

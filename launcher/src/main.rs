@@ -1,7 +1,7 @@
 //! `verdant-launcher`: runs one desktop's VM. See `verdant-launcher --help`.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::sync::Arc;
 
@@ -12,23 +12,28 @@ use launcher::machine::{ConsoleOptions, Machine, VmExit};
 const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
                             [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
+                            [--shutdown-grace SECONDS]
 
        verdant-launcher doctor [--json]
 
 `run` runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
 Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
 /healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
+SIGTERM or SIGINT asks the guest to shut down (Ctrl+Alt+Del) and stops it after the grace
+period (default 20 s); a second signal stops it at once.
 
 `doctor` checks /dev/kvm, the CPU KVM offers guests, and guest speed; it exits 0 when
 Verdant can run VMs here, 1 when it cannot.
 
-Exit status of `run`: 0 the guest powered off, 3 it reset, 4 it crashed (the registers are printed),
-5 it was stopped by SIGTERM or SIGINT, 1 the launcher failed, 2 bad usage.";
+Exit status of `run`: 0 the guest powered off (or shut down when asked), 3 it reset, 4 it
+crashed (the registers are printed), 5 it was stopped hard, 1 the launcher failed, 2 bad usage.";
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// How many times SIGTERM or SIGINT arrived: the first asks the guest to shut down, the second
+/// stops it at once.
+static STOP_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Release);
+    STOP_REQUESTS.fetch_add(1, Ordering::AcqRel);
 }
 
 fn main() -> ExitCode {
@@ -94,7 +99,8 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--config-json" => {
                 base = Some(LauncherConfig::from_json(value).map_err(|e| e.to_string())?);
             }
-            "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" | "--http" => {
+            "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" | "--http"
+            | "--shutdown-grace" => {
                 overrides.push((flag.as_str(), value));
             }
             other => return Err(format!("unknown flag {other:?}")),
@@ -118,6 +124,11 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--cmdline" => config.cmdline = value.into(),
             "--memory" => config.memory = value.into(),
             "--http" => config.http = Some(value.into()),
+            "--shutdown-grace" => {
+                config.shutdown_grace_seconds = value.parse().map_err(|_| {
+                    format!("--shutdown-grace {value:?} is not a number of seconds")
+                })?;
+            }
             "--cpus" => {
                 config.cpus = value
                     .parse()
@@ -171,7 +182,7 @@ fn run(args: &[String]) -> ExitCode {
         }
     }
     health.set_running(true);
-    let result = machine.run(&STOP);
+    let result = machine.run(&STOP_REQUESTS, vm.shutdown_grace);
     health.set_running(false);
     match result {
         Ok(exit) => {
@@ -180,9 +191,8 @@ fn run(args: &[String]) -> ExitCode {
                 VmExit::Reset => eprintln!(
                     "verdant-launcher: the guest asked for a reset; exiting so the pod restarts it"
                 ),
-                VmExit::Stopped => eprintln!(
-                    "verdant-launcher: stopped on request (the guest cannot yet be asked to shut down: that needs the ACPI power button)"
-                ),
+                VmExit::ShutDown => eprintln!("verdant-launcher: the guest shut down on request"),
+                VmExit::Stopped => eprintln!("verdant-launcher: stopped the VM hard"),
                 VmExit::Crashed { reason, registers } => {
                     eprintln!("verdant-launcher: the VM crashed: {reason}\n{registers}");
                 }

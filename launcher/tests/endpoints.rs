@@ -41,7 +41,16 @@ fn endpoints_serve_a_running_vm_and_sigterm_stops_it() {
             "--memory",
             "32Mi",
         ])
-        .args(["--cpus", "2", "--cmdline", "3", "--http", "127.0.0.1:0"])
+        .args([
+            "--cpus",
+            "2",
+            "--cmdline",
+            "3",
+            "--http",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -89,7 +98,8 @@ fn endpoints_serve_a_running_vm_and_sigterm_stops_it() {
     assert_eq!(get(&addr, &[b'A'; 20_000]).0, 431);
     assert_eq!(get(&addr, b"GET /healthz HTTP/1.1\r\n\r\n").0, 200);
 
-    // SIGTERM stops the VM and the launcher says so with its own status.
+    // SIGTERM asks the guest to shut down; this one ignores the keyboard, so after the
+    // one-second grace period the launcher stops it hard and says so with its own status.
     // SAFETY: kill() on our own child's pid with a valid signal.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(20);

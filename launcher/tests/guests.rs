@@ -5,7 +5,8 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use common::{guest, guest_file};
 use launcher::config::LauncherConfig;
@@ -183,7 +184,7 @@ fn console_ring_buffer_holds_the_guest_output() {
     let Some(kernel) = guest("hello") else { return };
     let machine = machine(kernel, 1, "", 16);
     let console = machine.console();
-    let exit = machine.run(&AtomicBool::new(false)).unwrap();
+    let exit = machine.run(&AtomicUsize::new(0), Duration::ZERO).unwrap();
     assert_eq!(exit, VmExit::PowerOff);
     // Only the last 16 bytes are kept.
     assert_eq!(console.snapshot(), b"dant test guest\n");
@@ -194,13 +195,22 @@ fn a_stop_request_ends_a_spinning_guest() {
     let Some(kernel) = guest("smp") else { return };
     // Two vCPUs but a command line asking for three: the boot vCPU waits forever.
     let machine = machine(kernel, 2, "3", 4096);
-    let stop = AtomicBool::new(false);
+    let stop = AtomicUsize::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            stop.store(true, std::sync::atomic::Ordering::Release);
+            std::thread::sleep(Duration::from_millis(300));
+            // This guest ignores the keyboard, so the grace period runs out.
+            stop.store(1, std::sync::atomic::Ordering::Release);
         });
-        assert_eq!(machine.run(&stop).unwrap(), VmExit::Stopped);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            machine.run(&stop, Duration::from_millis(500)).unwrap(),
+            VmExit::Stopped
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(800),
+            "stopped before the grace period ended"
+        );
     });
 }
 

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use vmm_sys_util::eventfd::EventFd;
+
 use boot_progress::{BOOT_PROGRESS_PORT, BootProgress};
 use i8042::{I8042, I8042_COMMAND, I8042_DATA, I8042Action};
 use power::SLEEP_CONTROL_PORT;
@@ -32,6 +34,7 @@ pub enum IoAction {
 pub struct Devices {
     com1: Mutex<SerialDevice>,
     i8042: Mutex<I8042>,
+    keyboard_irq: EventFd,
     progress: Mutex<BootProgress>,
     unhandled: AtomicU32,
 }
@@ -42,11 +45,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Devices {
-    /// The machine's devices, with the boot clock started at `start`.
-    pub fn new(com1: SerialDevice, start: Instant) -> Self {
+    /// The machine's devices: COM1, the i8042 raising `keyboard_irq`, and the boot clock
+    /// started at `start`.
+    pub fn new(com1: SerialDevice, keyboard_irq: EventFd, start: Instant) -> Self {
         Self {
             com1: Mutex::new(com1),
-            i8042: Mutex::new(I8042),
+            i8042: Mutex::new(I8042::default()),
+            keyboard_irq,
             progress: Mutex::new(BootProgress::new(start)),
             unhandled: AtomicU32::new(0),
         }
@@ -63,7 +68,11 @@ impl Devices {
             p if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&p) => {
                 lock(&self.com1).read((p - COM1_BASE) as u8)
             }
-            I8042_DATA | I8042_COMMAND => lock(&self.i8042).read(port),
+            I8042_DATA | I8042_COMMAND => {
+                let (value, action) = lock(&self.i8042).read(port);
+                self.i8042_action(action);
+                value
+            }
             // Nothing answers: an ISA bus reads as all ones.
             _ => 0xff,
         };
@@ -82,10 +91,8 @@ impl Devices {
                 }
             }
             I8042_DATA | I8042_COMMAND => {
-                return match lock(&self.i8042).write(port, value) {
-                    I8042Action::Reset => IoAction::Reset,
-                    I8042Action::None => IoAction::Continue,
-                };
+                let action = lock(&self.i8042).write(port, value);
+                return self.i8042_action(action);
             }
             SLEEP_CONTROL_PORT if power::is_power_off(value) => return IoAction::PowerOff,
             BOOT_PROGRESS_PORT => {
@@ -100,6 +107,25 @@ impl Devices {
             _ => {}
         }
         IoAction::Continue
+    }
+
+    /// Asks the guest to shut down the way a PC user would: Ctrl+Alt+Del on the keyboard.
+    pub fn request_shutdown(&self) {
+        let action = lock(&self.i8042).inject_ctrl_alt_del();
+        self.i8042_action(action);
+    }
+
+    fn i8042_action(&self, action: I8042Action) -> IoAction {
+        match action {
+            I8042Action::None => IoAction::Continue,
+            I8042Action::Reset => IoAction::Reset,
+            I8042Action::Interrupt => {
+                if let Err(e) = self.keyboard_irq.write(1) {
+                    self.log_unhandled(format_args!("cannot raise the keyboard interrupt: {e}"));
+                }
+                IoAction::Continue
+            }
+        }
     }
 
     /// An MMIO read where no device lives: all ones, logged.
