@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: [&str; 10] = [
+const GUESTS: &[&str] = &[
     "hello",
     "poweroff",
     "reset",
@@ -17,6 +17,8 @@ const GUESTS: [&str; 10] = [
     "smp",
     "idle",
     "ctrlaltdel",
+    "initrd",
+    "initrd64",
 ];
 
 fn main() {

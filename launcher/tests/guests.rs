@@ -141,6 +141,75 @@ fn bzimage_boots_through_its_setup_header() {
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
 }
 
+/// A text file to use as an initrd, removed on drop.
+struct TextFile(std::path::PathBuf);
+
+impl TextFile {
+    fn new(name: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("verdant-{name}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TextFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn initrd_and_cmdline_reach_the_guest_through_both_protocols() {
+    for (guest_name, protocol) in [("initrd", "PVH module list"), ("initrd64", "zero page")] {
+        let initrd = TextFile::new(guest_name, "initrd contents\n");
+        let Some((out, stdout, stderr)) = run_guest(
+            guest_name,
+            &[
+                "--initrd",
+                initrd.0.to_str().unwrap(),
+                "--cmdline",
+                "console=ttyS0 quiet",
+            ],
+        ) else {
+            return;
+        };
+        assert_eq!(
+            stdout, "initrd contents\nconsole=ttyS0 quiet\n",
+            "{protocol}; stderr: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{protocol}; stderr: {stderr}");
+    }
+    // Without an initrd the PVH guest finds no module.
+    let Some((_, stdout, _)) = run_guest("initrd", &["--cmdline", "x"]) else {
+        return;
+    };
+    assert_eq!(stdout, "no initrd\nx\n");
+}
+
+#[test]
+fn an_initrd_larger_than_guest_memory_is_refused_clearly() {
+    let Some(kernel) = guest("initrd") else {
+        return;
+    };
+    let big = TextFile::new("big-initrd", &"x".repeat(40 << 20));
+    let out = launch(&[
+        "run",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        big.0.to_str().unwrap(),
+        "--memory",
+        "32Mi",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not fit in guest memory")
+            && stderr.contains("give the VM more memory"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn every_vcpu_writes_to_the_console() {
     for cpus in [1u32, 2, 4, 8] {
