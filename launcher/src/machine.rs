@@ -181,17 +181,21 @@ impl Machine {
         let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(vcpus.len());
         for mut vcpu in vcpus {
             let devices = Arc::clone(&devices);
-            let halt = Arc::clone(&halt);
+            let halt_flag = Arc::clone(&halt);
             let tx = tx.clone();
             let name = format!("vcpu{}", vcpu.index());
-            let thread = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || {
-                    let outcome = vcpu.run(&devices, &halt);
-                    let _ = tx.send(outcome);
-                })
-                .map_err(|e| Error::Io("spawning a vCPU thread", e))?;
-            threads.push(thread);
+            let spawned = std::thread::Builder::new().name(name).spawn(move || {
+                let outcome = vcpu.run(&devices, &halt_flag);
+                let _ = tx.send(outcome);
+            });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // Never leave the vCPUs already started running on their own.
+                    stop_vcpu_threads(&halt, threads);
+                    return Err(Error::Io("spawning a vCPU thread", e));
+                }
+            }
         }
         drop(tx);
 
@@ -231,21 +235,25 @@ impl Machine {
             }
         };
 
-        // Stop the other vCPUs: set the flag, then kick until every thread is gone (a kick can
-        // land just before a thread enters KVM_RUN, so one is not enough).
-        halt.store(true, Ordering::Release);
-        while threads.iter().any(|t| !t.is_finished()) {
-            for t in threads.iter().filter(|t| !t.is_finished()) {
-                let _ = t.kill(kick_signal());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for t in threads {
-            let _ = t.join();
-        }
+        stop_vcpu_threads(&halt, threads);
         drop(vm);
         drop(mem);
         Ok(exit)
+    }
+}
+
+/// Stops and joins vCPU threads: sets the flag, then kicks until every thread is gone (a kick can
+/// land just before a thread enters KVM_RUN, so one is not enough).
+fn stop_vcpu_threads(halt: &AtomicBool, threads: Vec<JoinHandle<()>>) {
+    halt.store(true, Ordering::Release);
+    while threads.iter().any(|t| !t.is_finished()) {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            let _ = t.kill(kick_signal());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for t in threads {
+        let _ = t.join();
     }
 }
 
