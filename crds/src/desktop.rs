@@ -34,6 +34,9 @@ use crate::common::Condition;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 52").message(
+        "metadata.name must be at most 52 characters: the launcher pod's name adds an 11-character suffix"
     )
 )]
 #[serde(rename_all = "camelCase")]

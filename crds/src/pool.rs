@@ -44,6 +44,9 @@ pub const MAX_POOL_SIZE: i32 = 10_000;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 46").message(
+        "metadata.name must be at most 46 characters: the pool's desktops add a 6-character suffix"
     )
 )]
 #[serde(rename_all = "camelCase")]

@@ -414,6 +414,21 @@ fn cases() -> Vec<Case> {
             says: "must be a user name",
         },
         Case {
+            name: "desktop-name-too-long",
+            kind: "Desktop",
+            spoil: |v| v["metadata"]["name"] = json!("d".repeat(53)),
+            // A rule on the object as a whole: the message itself names the field.
+            field: "metadata.name must be at most 52 characters",
+            says: "adds an 11-character suffix",
+        },
+        Case {
+            name: "pool-name-too-long",
+            kind: "DesktopPool",
+            spoil: |v| v["metadata"]["name"] = json!("p".repeat(47)),
+            field: "metadata.name must be at most 46 characters",
+            says: "add a 6-character suffix",
+        },
+        Case {
             name: "pool-replicas-over-max",
             kind: "DesktopPool",
             spoil: |v| v["spec"]["replicas"] = json!(5),
