@@ -1,0 +1,218 @@
+//! The Desktop controller: its shared context, error policy, and the loop that runs it (under
+//! leader election when asked).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crds::{Desktop, DesktopPhase};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+
+use crate::Error;
+use crate::Options;
+use crate::desktop::{self, apply::FailureRecord};
+use crate::metrics::{ErrorLabels, Metrics, PhaseLabels};
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The operator's options.
+    pub options: Options,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, FailureRecord>>,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub fn new(client: Client, options: Options, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: "verdant-operator".into(),
+            instance: Some(options.identity.clone()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            options,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an event about `desktop`; a failure to publish is logged, not fatal.
+    pub async fn event(
+        &self,
+        desktop: &Desktop,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &desktop.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, FailureRecord>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The failure record of a Desktop (`namespace/name`).
+    pub fn failures_get(&self, key: &str) -> Option<FailureRecord> {
+        self.failures().get(key).cloned()
+    }
+
+    /// Records how launcher pod `pod_uid` ended; each pod counts once. Returns the record.
+    pub fn failures_record(
+        &self,
+        key: &str,
+        pod_uid: &str,
+        failed: bool,
+        reason: &str,
+        message: &str,
+    ) -> Option<FailureRecord> {
+        let mut failures = self.failures();
+        if !failed {
+            failures.remove(key);
+            return None;
+        }
+        let record = failures
+            .entry(key.to_owned())
+            .or_insert_with(|| FailureRecord {
+                count: 0,
+                at: Instant::now(),
+                reason: String::new(),
+                message: String::new(),
+                pod_uid: String::new(),
+            });
+        if record.pod_uid != pod_uid {
+            record.count += 1;
+            record.at = Instant::now();
+            record.reason = reason.into();
+            record.message = message.into();
+            record.pod_uid = pod_uid.into();
+        }
+        Some(record.clone())
+    }
+
+    /// Forgets a Desktop's failures (it became Ready, or stopped).
+    pub fn failures_forget(&self, key: &str) {
+        self.failures().remove(key);
+    }
+}
+
+fn error_policy(_desktop: Arc<Desktop>, error: &Error, ctx: Arc<Context>) -> Action {
+    let kind = error.kind();
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels { kind })
+        .inc();
+    tracing::warn!(%error, "reconcile failed; retrying in 5 s");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the Desktop controller (one per watched namespace, or one for all) until `shutdown`
+/// resolves; the returned stores feed the by-phase gauge.
+pub async fn run_controllers(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let apis: Vec<(Api<Desktop>, Api<Pod>)> = if ctx.options.namespaces.is_empty() {
+        vec![(Api::all(ctx.client.clone()), Api::all(ctx.client.clone()))]
+    } else {
+        ctx.options
+            .namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(ctx.client.clone(), ns),
+                    Api::namespaced(ctx.client.clone(), ns),
+                )
+            })
+            .collect()
+    };
+    let mut runs = Vec::new();
+    let mut stores = Vec::new();
+    for (desktops, pods) in apis {
+        let controller = Controller::new(desktops, watcher::Config::default())
+            .owns(
+                pods,
+                watcher::Config::default().labels(crate::desktop::labels::DESKTOP_LABEL),
+            )
+            .graceful_shutdown_on(shutdown.clone());
+        stores.push(controller.store());
+        let ctx = Arc::clone(&ctx);
+        runs.push(
+            controller
+                .run(desktop::reconcile, error_policy, ctx)
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "reconcile stream");
+                    }
+                }),
+        );
+    }
+    let gauge = phase_gauge(Arc::clone(&ctx.metrics), stores, shutdown.clone());
+    futures::future::join(futures::future::join_all(runs), gauge).await;
+}
+
+/// Keeps the desktops-by-phase gauge current from the controllers' caches.
+async fn phase_gauge(
+    metrics: Arc<Metrics>,
+    stores: Vec<Store<Desktop>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let phases = [
+        DesktopPhase::Pending,
+        DesktopPhase::Starting,
+        DesktopPhase::Running,
+        DesktopPhase::Ready,
+        DesktopPhase::Stopping,
+        DesktopPhase::Stopped,
+        DesktopPhase::Failed,
+    ];
+    let tick = async {
+        loop {
+            let mut counts: HashMap<String, i64> =
+                phases.iter().map(|p| (format!("{p:?}"), 0)).collect();
+            for store in &stores {
+                for desktop in store.state() {
+                    if let Some(phase) = desktop.status.as_ref().and_then(|s| s.phase) {
+                        *counts.entry(format!("{phase:?}")).or_default() += 1;
+                    }
+                }
+            }
+            for (phase, count) in counts {
+                metrics
+                    .desktops
+                    .get_or_create(&PhaseLabels { phase })
+                    .set(count);
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
+    tokio::select! {
+        _ = tick => {}
+        _ = shutdown => {}
+    }
+}

@@ -1,0 +1,535 @@
+//! Build: a Desktop in, the objects it needs out. Pure: no API calls, unit-tested from fixtures.
+
+use std::collections::BTreeMap;
+
+use crds::{ArtifactSource, Desktop, DesktopSpec};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, HTTPGetAction, HostPathVolumeSource, ImageVolumeSource,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, ResourceRequirements, Secret,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use kube::ResourceExt;
+use launcher::config::{LauncherConfig, parse_size};
+
+use super::labels;
+
+/// The launcher's HTTP port (`/healthz`, `/readyz`, `/console`).
+pub const LAUNCHER_HTTP_PORT: i32 = 8080;
+/// Memory the launcher process needs on top of guest RAM: the VMM itself measures about 3 MiB;
+/// the rest is headroom for page tables, I/O buffers and the display server, so that the
+/// kubelet never OOM-kills a desktop for its VMM.
+pub const LAUNCHER_MEMORY_OVERHEAD: u64 = 64 << 20;
+/// CPU the launcher needs on top of the vCPUs, in millicores (device and HTTP threads).
+pub const LAUNCHER_CPU_OVERHEAD_MILLIS: u64 = 100;
+/// Seconds the launcher gives the guest to shut down; the pod's grace period is a little longer.
+pub const GUEST_SHUTDOWN_GRACE_SECONDS: u64 = 20;
+/// The key of the display password in its Secret.
+pub const DISPLAY_PASSWORD_KEY: &str = "password";
+/// Where the display password Secret is mounted in the launcher.
+pub const DISPLAY_PASSWORD_DIR: &str = "/verdant/secrets/display";
+/// Length of generated display passwords. VNC authentication uses 8 bytes of it; the broker
+/// and later security types use all of it.
+pub const DISPLAY_PASSWORD_LEN: usize = 24;
+
+/// What `build` needs besides the Desktop.
+#[derive(Debug, Clone)]
+pub struct BuildContext<'a> {
+    /// The launcher container image.
+    pub launcher_image: &'a str,
+}
+
+/// Why a Desktop cannot be built, for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What is wrong, naming the field, and how to fix it.
+    pub message: String,
+}
+
+/// The name of a Desktop's display-password Secret.
+pub fn secret_name(desktop: &str) -> String {
+    format!("{desktop}-display")
+}
+
+/// A stable 64-bit FNV-1a hash, for names and labels that must not change across releases
+/// (the standard library's hasher may).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The hash of everything in a spec that needs a new VM when it changes (not `user`, not
+/// `running`): 10 hex digits, part of the launcher pod's name.
+pub fn vm_hash(spec: &DesktopSpec) -> String {
+    let vm = serde_json::json!({
+        "resources": spec.resources,
+        "boot": spec.boot,
+        "disks": spec.disks,
+        "display": spec.display,
+        "network": spec.network,
+    });
+    format!("{:010x}", fnv1a(vm.to_string().as_bytes()) & 0xff_ffff_ffff)
+}
+
+/// The launcher pod's name for a spec: `<desktop>-<vm hash>` (at most 63 characters, since
+/// Desktop names are capped at 52).
+pub fn pod_name(desktop: &str, spec: &DesktopSpec) -> String {
+    format!("{desktop}-{}", vm_hash(spec))
+}
+
+/// Guest memory in bytes.
+pub fn guest_memory(spec: &DesktopSpec) -> Result<u64, Invalid> {
+    parse_size(&spec.resources.memory).map_err(|message| Invalid {
+        reason: "InvalidMemory",
+        message: format!(
+            "spec.resources.memory: {message}; write a whole number of Mi or Gi, such as 4Gi"
+        ),
+    })
+}
+
+/// A boot file's volume, mount and path inside the launcher.
+struct BootFile {
+    volume: Volume,
+    mount: VolumeMount,
+    path: String,
+}
+
+fn boot_file(name: &str, source: &ArtifactSource, field: &str) -> Result<BootFile, Invalid> {
+    let dir = format!("/verdant/boot/{name}");
+    let mut volume = Volume {
+        name: format!("boot-{name}"),
+        ..Volume::default()
+    };
+    let mut mount = VolumeMount {
+        name: volume.name.clone(),
+        mount_path: dir.clone(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let path = match (
+        &source.host_path,
+        &source.image,
+        &source.persistent_volume_claim,
+    ) {
+        (Some(host_path), None, None) => {
+            // Mount the file itself, so the rest of the host stays out of the pod.
+            volume.host_path = Some(HostPathVolumeSource {
+                path: host_path.clone(),
+                type_: Some("File".into()),
+            });
+            mount.mount_path = format!("{dir}/file");
+            mount.mount_path.clone()
+        }
+        (None, Some(image), None) => {
+            volume.image = Some(ImageVolumeSource {
+                reference: Some(image.reference.clone()),
+                pull_policy: Some("IfNotPresent".into()),
+            });
+            format!("{dir}{}", image.path)
+        }
+        (None, None, Some(claim)) => {
+            volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.claim_name.clone(),
+                read_only: Some(true),
+            });
+            format!("{dir}/{}", claim.path.trim_start_matches('/'))
+        }
+        _ => {
+            return Err(Invalid {
+                reason: "InvalidBootSource",
+                message: format!(
+                    "{field}: set exactly one of hostPath, image or persistentVolumeClaim"
+                ),
+            });
+        }
+    };
+    Ok(BootFile {
+        volume,
+        mount,
+        path,
+    })
+}
+
+/// The launcher's configuration for a Desktop, with the boot files at their mount paths.
+pub fn launcher_config(desktop: &Desktop) -> Result<LauncherConfig, Invalid> {
+    let spec = &desktop.spec;
+    let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel")?;
+    let initrd = match &spec.boot.initrd {
+        Some(source) => Some(boot_file("initrd", source, "spec.boot.initrd")?),
+        None => None,
+    };
+    guest_memory(spec)?;
+    Ok(LauncherConfig {
+        kernel: kernel.path.into(),
+        initrd: initrd.map(|f| f.path.into()),
+        cmdline: spec.boot.cmdline.clone().unwrap_or_default(),
+        cpus: spec.resources.cpus,
+        memory: spec.resources.memory.clone(),
+        http: Some(format!("0.0.0.0:{LAUNCHER_HTTP_PORT}")),
+        shutdown_grace_seconds: GUEST_SHUTDOWN_GRACE_SECONDS,
+    })
+}
+
+/// The launcher pod of a Desktop.
+pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Invalid> {
+    let spec = &desktop.spec;
+    let name = desktop.name_any();
+    let config = launcher_config(desktop)?;
+    let config_json = serde_json::to_string(&config).map_err(|e| Invalid {
+        reason: "InternalError",
+        message: format!("cannot render the launcher config: {e}"),
+    })?;
+    let memory = guest_memory(spec)? + LAUNCHER_MEMORY_OVERHEAD;
+    let cpu_millis = u64::from(spec.resources.cpus) * 1000 + LAUNCHER_CPU_OVERHEAD_MILLIS;
+
+    let mut volumes = vec![
+        Volume {
+            name: "kvm".into(),
+            host_path: Some(HostPathVolumeSource {
+                path: "/dev/kvm".into(),
+                type_: Some("CharDevice".into()),
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "display-password".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name(&name)),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "kvm".into(),
+            mount_path: "/dev/kvm".into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "display-password".into(),
+            mount_path: DISPLAY_PASSWORD_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel")?;
+    volumes.push(kernel.volume);
+    mounts.push(kernel.mount);
+    if let Some(source) = &spec.boot.initrd {
+        let initrd = boot_file("initrd", source, "spec.boot.initrd")?;
+        volumes.push(initrd.volume);
+        mounts.push(initrd.mount);
+    }
+
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let quantities = BTreeMap::from([
+        ("cpu".to_owned(), Quantity(format!("{cpu_millis}m"))),
+        ("memory".to_owned(), Quantity(memory.to_string())),
+    ]);
+    let container = Container {
+        name: "launcher".into(),
+        image: Some(ctx.launcher_image.into()),
+        args: Some(vec!["run".into(), "--config-json".into(), config_json]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: LAUNCHER_HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(vec![EnvVar {
+            name: "VERDANT_DISPLAY_PASSWORD_FILE".into(),
+            value: Some(format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_PASSWORD_KEY}")),
+            ..EnvVar::default()
+        }]),
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..SecurityContext::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities.clone()),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                quantities["memory"].clone(),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        readiness_probe: Some(probe("/readyz", 2, 3)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(&name, spec)),
+            namespace: desktop.namespace(),
+            labels: Some(labels::pod_labels(desktop, &vm_hash(spec))),
+            annotations: desktop
+                .spec
+                .user
+                .as_ref()
+                .map(|u| BTreeMap::from([(labels::USER_ANNOTATION.to_owned(), u.clone())])),
+            owner_references: desktop.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            // The operator replaces a finished launcher itself, with backoff and a reason.
+            restart_policy: Some("Never".into()),
+            termination_grace_period_seconds: Some(GUEST_SHUTDOWN_GRACE_SECONDS as i64 + 10),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    })
+}
+
+/// The display-password Secret of a Desktop, owned by it.
+pub fn build_secret(desktop: &Desktop, password: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(&desktop.name_any())),
+            namespace: desktop.namespace(),
+            labels: Some(labels::desktop_labels(desktop)),
+            owner_references: desktop.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            DISPLAY_PASSWORD_KEY.to_owned(),
+            ByteString(password.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// A random password from the OS's generator: letters and digits.
+pub fn generate_password() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; DISPLAY_PASSWORD_LEN];
+    getrandom::fill(&mut bytes)?;
+    // 256 is not a multiple of the alphabet size; the bias is below 1% per character and
+    // leaves far more entropy than VNC authentication can use.
+    Ok(bytes
+        .iter()
+        .map(|&b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = r#"
+apiVersion: vdi.verdant.dev/v1alpha1
+kind: Desktop
+metadata:
+  name: alice-dev
+  namespace: team-a
+  uid: 8a1c2f3e-0000-4000-8000-000000000001
+  labels:
+    vdi.verdant.dev/pool: devs
+spec:
+  user: alice@example.com
+  resources: {cpus: 2, memory: 4Gi}
+  boot:
+    kernel: {image: {reference: "registry.example/k:6.12", path: /boot/vmlinuz}}
+    initrd: {persistentVolumeClaim: {claimName: boot, path: initrd.img}}
+    cmdline: "console=ttyS0"
+  display: {width: 1280, height: 800}
+"#;
+
+    fn fixture() -> Desktop {
+        serde_saphyr::from_str(FIXTURE).expect("fixture parses")
+    }
+
+    fn ctx() -> BuildContext<'static> {
+        BuildContext {
+            launcher_image: "registry.example/verdant/launcher:0.1.0",
+        }
+    }
+
+    #[test]
+    fn pod_carries_owner_labels_privilege_kvm_probes_and_resources() {
+        let desktop = fixture();
+        let pod = build_pod(&desktop, &ctx()).unwrap();
+        let name = pod.metadata.name.clone().unwrap();
+        assert!(name.starts_with("alice-dev-") && name.len() == "alice-dev-".len() + 10);
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("team-a"));
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("Desktop", "alice-dev", Some(true))
+        );
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["vdi.verdant.dev/desktop"], "alice-dev");
+        assert_eq!(labels["vdi.verdant.dev/pool"], "devs");
+        assert_eq!(labels["vdi.verdant.dev/user"], "alice-example.com");
+
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let c = &spec.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("registry.example/verdant/launcher:0.1.0")
+        );
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+        let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+        assert_eq!(requests["cpu"].0, "2100m");
+        assert_eq!(
+            requests["memory"].0,
+            ((4u64 << 30) + (64 << 20)).to_string()
+        );
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            c.liveness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/healthz")
+        );
+
+        let kvm = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "kvm")
+            .unwrap();
+        let host = kvm.host_path.as_ref().unwrap();
+        assert_eq!(
+            (host.path.as_str(), host.type_.as_deref()),
+            ("/dev/kvm", Some("CharDevice"))
+        );
+        let secret = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "display-password")
+            .unwrap();
+        assert_eq!(
+            secret.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("alice-dev-display")
+        );
+    }
+
+    #[test]
+    fn launcher_arguments_carry_the_spec_as_one_json_config() {
+        let pod = build_pod(&fixture(), &ctx()).unwrap();
+        let args = pod.spec.unwrap().containers[0].args.clone().unwrap();
+        assert_eq!(&args[..2], ["run", "--config-json"]);
+        let config = LauncherConfig::from_json(&args[2]).expect("the launcher accepts it");
+        assert_eq!(
+            config.kernel.to_str(),
+            Some("/verdant/boot/kernel/boot/vmlinuz")
+        );
+        assert_eq!(
+            config.initrd.unwrap().to_str(),
+            Some("/verdant/boot/initrd/initrd.img")
+        );
+        assert_eq!(
+            (config.cpus, config.memory.as_str(), config.cmdline.as_str()),
+            (2, "4Gi", "console=ttyS0")
+        );
+        assert_eq!(config.http.as_deref(), Some("0.0.0.0:8080"));
+    }
+
+    #[test]
+    fn only_vm_fields_change_the_pod_name() {
+        let desktop = fixture();
+        let base = pod_name("d", &desktop.spec);
+        let mut other = desktop.spec.clone();
+        other.user = None;
+        other.running = false;
+        assert_eq!(
+            pod_name("d", &other),
+            base,
+            "user and running do not need a new VM"
+        );
+        other.resources.memory = "8Gi".into();
+        assert_ne!(pod_name("d", &other), base);
+        // Stable across releases: FNV-1a's published test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn host_path_mounts_just_the_file() {
+        let mut desktop = fixture();
+        desktop.spec.boot.kernel = ArtifactSource {
+            host_path: Some("/var/lib/verdant/vmlinuz".into()),
+            ..ArtifactSource::default()
+        };
+        let config = launcher_config(&desktop).unwrap();
+        assert_eq!(config.kernel.to_str(), Some("/verdant/boot/kernel/file"));
+        let pod = build_pod(&desktop, &ctx()).unwrap();
+        let spec = pod.spec.unwrap();
+        let vol = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "boot-kernel")
+            .unwrap();
+        assert_eq!(vol.host_path.unwrap().type_.as_deref(), Some("File"));
+    }
+
+    #[test]
+    fn unusable_memory_is_an_invalid_spec_naming_the_field() {
+        let mut desktop = fixture();
+        desktop.spec.resources.memory = "1.5Gi".into();
+        let err = build_pod(&desktop, &ctx()).unwrap_err();
+        assert_eq!(err.reason, "InvalidMemory");
+        assert!(
+            err.message.starts_with("spec.resources.memory:"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn secret_is_owned_and_passwords_are_random() {
+        let desktop = fixture();
+        let secret = build_secret(&desktop, "pw");
+        assert_eq!(secret.metadata.name.as_deref(), Some("alice-dev-display"));
+        assert_eq!(secret.data.unwrap()["password"].0, b"pw");
+        let (a, b) = (generate_password().unwrap(), generate_password().unwrap());
+        assert_eq!(a.len(), DISPLAY_PASSWORD_LEN);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

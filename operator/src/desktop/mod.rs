@@ -1,0 +1,159 @@
+//! The Desktop controller's reconcile, in Stackable's named steps: dereference (read what the
+//! Desktop points at) -> validate and build (pure, in [`build`]) -> apply (the only writes, in
+//! [`apply`]) -> status (pure, in [`status`], then one server-side-apply patch if it changed).
+
+pub mod apply;
+pub mod build;
+pub mod labels;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crds::{Desktop, DesktopPhase};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+
+use crate::Error;
+use crate::controller::Context;
+use build::Invalid;
+
+/// How often a Desktop whose references are missing is looked at again.
+const RECHECK_INVALID: Duration = Duration::from_secs(10);
+/// How often every Desktop is looked at again, events or not.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reconciles one Desktop.
+pub async fn reconcile(desktop: Arc<Desktop>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    // Never re-create children into a terminating object; garbage collection removes them.
+    if desktop.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+
+    let invalid = match dereference(&ctx, &desktop).await? {
+        Some(invalid) => Some(invalid),
+        None => build::build_pod(&desktop, &apply::build_context(&ctx)).err(),
+    };
+    let applied = match (&invalid, desktop.spec.running) {
+        // An unusable spec touches nothing: a running session is not killed over it.
+        (Some(_), _) => apply::Applied::default(),
+        (None, true) => {
+            let pod =
+                build::build_pod(&desktop, &apply::build_context(&ctx)).map_err(Error::Invalid)?;
+            apply::apply(&ctx, &desktop, Some(&pod)).await?
+        }
+        (None, false) => apply::apply(&ctx, &desktop, None).await?,
+    };
+
+    let observed = status::Observed {
+        pod: applied.pod.as_ref(),
+        pod_terminating: applied.pod_terminating,
+        invalid: invalid.as_ref(),
+        failure: applied.failure.clone(),
+        restart_required: applied.restart_required,
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let desired = status::desired(&desktop, &observed, &now);
+    let before = desktop.status.as_ref().and_then(|s| s.phase);
+    if status::needs_write(desktop.status.as_ref(), &desired) {
+        let api: Api<Desktop> =
+            Api::namespaced(ctx.client.clone(), &desktop.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": format!("{}/{}", crds::GROUP, crds::VERSION),
+            "kind": "Desktop",
+            "status": desired,
+        });
+        api.patch_status(
+            &desktop.name_any(),
+            &PatchParams::apply(apply::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    if desired.phase == Some(DesktopPhase::Ready) && before != Some(DesktopPhase::Ready) {
+        let key = format!(
+            "{}/{}",
+            desktop.namespace().unwrap_or_default(),
+            desktop.name_any()
+        );
+        ctx.failures_forget(&key);
+        if let Some(created) = desktop.metadata.creation_timestamp.as_ref() {
+            let seconds = now.0.duration_since(created.0).as_secs_f64();
+            ctx.metrics.ready_seconds.observe(seconds.max(0.0));
+        }
+        let pod = desired.pod_name.clone().unwrap_or_default();
+        ctx.event(
+            &desktop,
+            EventType::Normal,
+            "DisplayReady",
+            "Ready",
+            format!("launcher pod {pod} is ready: the desktop can be used"),
+        )
+        .await;
+    }
+    if let (Some(invalid), false) = (&invalid, before == Some(DesktopPhase::Failed)) {
+        ctx.event(
+            &desktop,
+            EventType::Warning,
+            invalid.reason,
+            "Validate",
+            invalid.message.clone(),
+        )
+        .await;
+    }
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+
+    Ok(match (invalid, applied.requeue_after) {
+        (Some(_), _) => Action::requeue(RECHECK_INVALID),
+        (None, Some(after)) => Action::requeue(after),
+        (None, None) => Action::requeue(RESYNC),
+    })
+}
+
+/// Dereference: reads the claims a Desktop names; a missing one makes the spec unusable until
+/// it appears.
+async fn dereference(ctx: &Context, desktop: &Desktop) -> Result<Option<Invalid>, Error> {
+    let ns = desktop.namespace().unwrap_or_default();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let spec = &desktop.spec;
+    let mut wanted: Vec<(String, &str)> = Vec::new();
+    let boot = [
+        ("spec.boot.kernel", Some(&spec.boot.kernel)),
+        ("spec.boot.initrd", spec.boot.initrd.as_ref()),
+    ];
+    for (field, source) in boot {
+        if let Some(claim) = source.and_then(|s| s.persistent_volume_claim.as_ref()) {
+            wanted.push((
+                format!("{field}.persistentVolumeClaim"),
+                claim.claim_name.as_str(),
+            ));
+        }
+    }
+    for (i, disk) in spec.disks.iter().enumerate() {
+        if let Some(claim) = &disk.source.persistent_volume_claim {
+            wanted.push((
+                format!("spec.disks[{i}].source.persistentVolumeClaim"),
+                claim.claim_name.as_str(),
+            ));
+        }
+    }
+    for (field, name) in wanted {
+        if claims.get_metadata_opt(name).await?.is_none() {
+            return Ok(Some(Invalid {
+                reason: "PersistentVolumeClaimNotFound",
+                message: format!(
+                    "{field}: PersistentVolumeClaim {ns}/{name} does not exist; create it or fix the name"
+                ),
+            }));
+        }
+    }
+    Ok(None)
+}

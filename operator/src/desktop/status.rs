@@ -1,0 +1,501 @@
+//! Status: what the operator observed, turned into the Desktop's phase and conditions. Pure;
+//! condition transition times are kept while a condition's status stays the same, so that an
+//! unchanged world computes an unchanged status and costs no write.
+
+use crds::{Condition, ConditionStatus, Desktop, DesktopPhase, DesktopStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::build::Invalid;
+
+/// Condition types this controller owns.
+pub const POD_SCHEDULED: &str = "PodScheduled";
+/// The VM runs: the launcher container is running.
+pub const VM_RUNNING: &str = "VMRunning";
+/// The display is live: the launcher pod is Ready (its `/readyz`).
+pub const DISPLAY_READY: &str = "DisplayReady";
+/// The spec changed in a way that needs a new VM, and a user is assigned.
+pub const RESTART_REQUIRED: &str = "RestartRequired";
+/// Every condition type this controller writes.
+pub const OWNED_CONDITIONS: [&str; 4] =
+    [POD_SCHEDULED, VM_RUNNING, DISPLAY_READY, RESTART_REQUIRED];
+
+/// A launcher that ended and is waiting to be replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// CamelCase reason.
+    pub reason: String,
+    /// What happened and when the next launcher starts.
+    pub message: String,
+}
+
+/// What the reconcile saw.
+#[derive(Debug, Default)]
+pub struct Observed<'a> {
+    /// The launcher pod that is not being deleted, if any.
+    pub pod: Option<&'a Pod>,
+    /// Whether some launcher pod is being deleted.
+    pub pod_terminating: bool,
+    /// Why the spec cannot be run, if so.
+    pub invalid: Option<&'a Invalid>,
+    /// The last launcher failed and its replacement waits out a backoff.
+    pub failure: Option<Failure>,
+    /// The spec needs a new VM but a user is assigned.
+    pub restart_required: bool,
+}
+
+/// The status the controller wants, given what it observed, at time `now`.
+pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> DesktopStatus {
+    let current = desktop.status.clone().unwrap_or_default();
+    let generation = desktop.metadata.generation;
+    let mut conditions = Vec::new();
+    let mut set = |type_: &str, status: bool, reason: &str, message: String| {
+        conditions.push(condition(
+            &current.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+            now,
+        ));
+    };
+
+    let pod = observed.pod;
+    let pod_condition = |t: &str| {
+        pod.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+    };
+    let scheduled = pod
+        .is_some_and(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+        || pod_condition("PodScheduled").is_some_and(|c| c.status == "True");
+    let running = pod
+        .and_then(|p| p.status.as_ref())
+        .is_some_and(|s| s.phase.as_deref() == Some("Running"));
+    let ready_condition = pod_condition("Ready").filter(|c| c.status == "True");
+    let ready = running && ready_condition.is_some();
+
+    let phase = if let Some(invalid) = observed.invalid {
+        set(
+            POD_SCHEDULED,
+            false,
+            invalid.reason,
+            invalid.message.clone(),
+        );
+        set(VM_RUNNING, false, invalid.reason, invalid.message.clone());
+        set(
+            DISPLAY_READY,
+            false,
+            invalid.reason,
+            invalid.message.clone(),
+        );
+        DesktopPhase::Failed
+    } else if !desktop.spec.running {
+        let (phase, reason, message) = if pod.is_some() || observed.pod_terminating {
+            (
+                DesktopPhase::Stopping,
+                "Stopping",
+                "running is false: the VM is shutting down",
+            )
+        } else {
+            (DesktopPhase::Stopped, "Stopped", "running is false")
+        };
+        set(POD_SCHEDULED, false, reason, message.into());
+        set(VM_RUNNING, false, reason, message.into());
+        set(DISPLAY_READY, false, reason, message.into());
+        phase
+    } else if let (Some(failure), None) = (&observed.failure, pod) {
+        set(
+            POD_SCHEDULED,
+            false,
+            &failure.reason,
+            failure.message.clone(),
+        );
+        set(VM_RUNNING, false, &failure.reason, failure.message.clone());
+        set(
+            DISPLAY_READY,
+            false,
+            &failure.reason,
+            failure.message.clone(),
+        );
+        DesktopPhase::Failed
+    } else if let Some(pod) = pod {
+        let name = pod.name_any();
+        if scheduled {
+            set(
+                POD_SCHEDULED,
+                true,
+                "Scheduled",
+                format!("launcher pod {name} is on a node"),
+            );
+        } else {
+            set(
+                POD_SCHEDULED,
+                false,
+                "Unscheduled",
+                format!("launcher pod {name} waits for a node"),
+            );
+        }
+        if running {
+            set(
+                VM_RUNNING,
+                true,
+                "LauncherRunning",
+                format!("launcher pod {name} runs the VM"),
+            );
+        } else {
+            set(
+                VM_RUNNING,
+                false,
+                "LauncherStarting",
+                format!("launcher pod {name} is starting"),
+            );
+        }
+        if ready {
+            set(
+                DISPLAY_READY,
+                true,
+                "DisplayLive",
+                "the guest display is live".into(),
+            );
+        } else {
+            set(
+                DISPLAY_READY,
+                false,
+                "DisplayNotLive",
+                "the guest display is not live yet".into(),
+            );
+        }
+        match (ready, running) {
+            (true, _) => DesktopPhase::Ready,
+            (false, true) => DesktopPhase::Running,
+            (false, false) => DesktopPhase::Starting,
+        }
+    } else {
+        let message = "creating the launcher pod".to_owned();
+        set(POD_SCHEDULED, false, "Creating", message.clone());
+        set(VM_RUNNING, false, "Creating", message.clone());
+        set(DISPLAY_READY, false, "Creating", message);
+        DesktopPhase::Pending
+    };
+
+    if observed.restart_required {
+        set(
+            RESTART_REQUIRED,
+            true,
+            "SpecChangedWhileAssigned",
+            "the spec needs a new VM; it restarts when the desktop is released or running is toggled".into(),
+        );
+    } else {
+        set(
+            RESTART_REQUIRED,
+            false,
+            "UpToDate",
+            "the VM runs the current spec".into(),
+        );
+    }
+
+    let live_pod = pod.filter(|_| desktop.spec.running);
+    let started_at = live_pod
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.running.as_ref())
+        .and_then(|r| r.started_at.clone());
+    DesktopStatus {
+        phase: Some(phase),
+        conditions,
+        pod_name: live_pod.map(ResourceExt::name_any),
+        node_name: live_pod
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.node_name.clone()),
+        started_at,
+        ready_at: if ready && live_pod.is_some() {
+            ready_condition.and_then(|c| c.last_transition_time.clone())
+        } else {
+            None
+        },
+        observed_generation: generation,
+        // Assignment and connection belong to other writers (pools, the broker).
+        assignment: None,
+        connection: None,
+    }
+}
+
+fn condition(
+    current: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if status {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let last_transition_time = current
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status,
+        last_transition_time,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+    }
+}
+
+/// Whether `desired` differs from the current status in any field this controller owns.
+pub fn needs_write(current: Option<&DesktopStatus>, desired: &DesktopStatus) -> bool {
+    let Some(current) = current else { return true };
+    let owned = |s: &DesktopStatus| {
+        let mut conditions: Vec<Condition> = s
+            .conditions
+            .iter()
+            .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect();
+        conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+        (
+            s.phase,
+            conditions,
+            s.pod_name.clone(),
+            s.node_name.clone(),
+            s.started_at.clone(),
+            s.ready_at.clone(),
+            s.observed_generation,
+        )
+    };
+    owned(current) != owned(desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn desktop(running: bool) -> Desktop {
+        let mut d: Desktop = serde_saphyr::from_str(
+            "apiVersion: vdi.verdant.dev/v1alpha1\nkind: Desktop\nmetadata: {name: d, namespace: ns, generation: 3}\nspec:\n  resources: {cpus: 1, memory: 1Gi}\n  boot: {kernel: {hostPath: /k}}\n",
+        )
+        .unwrap();
+        d.spec.running = running;
+        d
+    }
+
+    fn t(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    fn pod(phase: &str, node: Option<&str>, ready: bool) -> Pod {
+        Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some("d-0123456789".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    last_transition_time: Some(t(50)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn cond<'a>(s: &'a DesktopStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn phases_follow_the_launcher_pod() {
+        let d = desktop(true);
+        let now = t(100);
+        assert_eq!(
+            desired(&d, &Observed::default(), &now).phase,
+            Some(DesktopPhase::Pending)
+        );
+        let pending = pod("Pending", None, false);
+        let scheduled = pod("Pending", Some("node-1"), false);
+        let running = pod("Running", Some("node-1"), false);
+        let ready = pod("Running", Some("node-1"), true);
+        let s = desired(
+            &d,
+            &Observed {
+                pod: Some(&pending),
+                ..Default::default()
+            },
+            &now,
+        );
+        assert_eq!(
+            (s.phase, cond(&s, POD_SCHEDULED).status),
+            (Some(DesktopPhase::Starting), ConditionStatus::False)
+        );
+        let s = desired(
+            &d,
+            &Observed {
+                pod: Some(&scheduled),
+                ..Default::default()
+            },
+            &now,
+        );
+        assert_eq!(
+            (s.phase, cond(&s, POD_SCHEDULED).status),
+            (Some(DesktopPhase::Starting), ConditionStatus::True)
+        );
+        let s = desired(
+            &d,
+            &Observed {
+                pod: Some(&running),
+                ..Default::default()
+            },
+            &now,
+        );
+        assert_eq!(
+            (s.phase, cond(&s, VM_RUNNING).status),
+            (Some(DesktopPhase::Running), ConditionStatus::True)
+        );
+        let s = desired(
+            &d,
+            &Observed {
+                pod: Some(&ready),
+                ..Default::default()
+            },
+            &now,
+        );
+        assert_eq!(
+            (s.phase, cond(&s, DISPLAY_READY).status),
+            (Some(DesktopPhase::Ready), ConditionStatus::True)
+        );
+        assert_eq!(s.ready_at, Some(t(50)));
+        assert_eq!(
+            (s.pod_name.as_deref(), s.node_name.as_deref()),
+            (Some("d-0123456789"), Some("node-1"))
+        );
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn stopping_then_stopped() {
+        let d = desktop(false);
+        let p = pod("Running", Some("n"), true);
+        let s = desired(
+            &d,
+            &Observed {
+                pod: Some(&p),
+                ..Default::default()
+            },
+            &t(1),
+        );
+        assert_eq!(s.phase, Some(DesktopPhase::Stopping));
+        assert_eq!(
+            s.pod_name, None,
+            "a pod on its way out is not the desktop's pod"
+        );
+        let s = desired(
+            &d,
+            &Observed {
+                pod_terminating: true,
+                ..Default::default()
+            },
+            &t(1),
+        );
+        assert_eq!(s.phase, Some(DesktopPhase::Stopping));
+        let s = desired(&d, &Observed::default(), &t(1));
+        assert_eq!(s.phase, Some(DesktopPhase::Stopped));
+    }
+
+    #[test]
+    fn invalid_specs_and_failures_say_why() {
+        let d = desktop(true);
+        let invalid = Invalid {
+            reason: "PersistentVolumeClaimNotFound",
+            message: "spec.disks[0]: claim home not found".into(),
+        };
+        let s = desired(
+            &d,
+            &Observed {
+                invalid: Some(&invalid),
+                ..Default::default()
+            },
+            &t(1),
+        );
+        assert_eq!(s.phase, Some(DesktopPhase::Failed));
+        assert_eq!(cond(&s, VM_RUNNING).reason, "PersistentVolumeClaimNotFound");
+        let failure = Failure {
+            reason: "LauncherFailed".into(),
+            message: "exit 4".into(),
+        };
+        let s = desired(
+            &d,
+            &Observed {
+                failure: Some(failure),
+                ..Default::default()
+            },
+            &t(1),
+        );
+        assert_eq!(s.phase, Some(DesktopPhase::Failed));
+        assert_eq!(cond(&s, VM_RUNNING).message, "exit 4");
+    }
+
+    #[test]
+    fn unchanged_world_means_unchanged_status_and_no_write() {
+        let mut d = desktop(true);
+        let p = pod("Running", Some("n"), true);
+        let observed = Observed {
+            pod: Some(&p),
+            ..Default::default()
+        };
+        let first = desired(&d, &observed, &t(100));
+        assert!(needs_write(d.status.as_ref(), &first));
+        d.status = Some(first.clone());
+        // Later, nothing changed: transition times are kept, so nothing to write.
+        let second = desired(&d, &observed, &t(200));
+        assert_eq!(second, first);
+        assert!(!needs_write(d.status.as_ref(), &second));
+        // A condition that flips gets a new transition time.
+        let restart = Observed {
+            pod: Some(&p),
+            restart_required: true,
+            ..Default::default()
+        };
+        let third = desired(&d, &restart, &t(300));
+        assert_eq!(cond(&third, RESTART_REQUIRED).last_transition_time, t(300));
+        assert_eq!(cond(&third, DISPLAY_READY).last_transition_time, t(100));
+        assert!(needs_write(d.status.as_ref(), &third));
+    }
+
+    #[test]
+    fn conditions_of_other_writers_do_not_force_writes() {
+        let mut d = desktop(true);
+        let first = desired(&d, &Observed::default(), &t(1));
+        let mut with_assigned = first.clone();
+        with_assigned.conditions.push(Condition {
+            type_: "Assigned".into(),
+            status: ConditionStatus::True,
+            last_transition_time: t(5),
+            reason: "Assigned".into(),
+            message: String::new(),
+            observed_generation: None,
+        });
+        d.status = Some(with_assigned);
+        assert!(!needs_write(d.status.as_ref(), &first));
+    }
+}

@@ -1,0 +1,150 @@
+//! `verdant-operator`: the Kubernetes controllers that turn each `Desktop` into a launcher pod
+//! and keep its status true.
+//!
+//! [`run`] is the whole operator: the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`),
+//! leader election over a Lease when asked, and the Desktop controller while leading.
+
+pub mod controller;
+pub mod desktop;
+pub mod metrics;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+
+use crate::controller::Context;
+use crate::desktop::build::Invalid;
+use crate::metrics::Metrics;
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The launcher container image.
+    pub launcher_image: String,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none if unset.
+    pub http: Option<SocketAddr>,
+    /// Leader election, for running several replicas; none runs unconditionally.
+    pub leader_election: Option<LeaderElection>,
+    /// This replica's name (events, the Lease holder).
+    pub identity: String,
+}
+
+/// Leader election over a `coordination.k8s.io/v1` Lease.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name.
+    pub lease: String,
+    /// How long a holder's claim lasts without renewal; a new leader takes over within about
+    /// this long after the old one dies.
+    pub duration: Duration,
+}
+
+/// What can go wrong in a reconcile or at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The Desktop cannot be built (reported in its status, not retried).
+    #[error("{}: {}", .0.reason, .0.message)]
+    Invalid(Invalid),
+    /// The OS random generator failed.
+    #[error("Random password generation failed: {0}")]
+    Random(String),
+    /// Leader election failed.
+    #[error("Leader election: {0}")]
+    Lease(String),
+    /// The HTTP endpoints could not start.
+    #[error("Cannot serve HTTP on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A short label for the errors metric.
+    pub fn kind(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(e)) => format!("api_{}", e.code),
+            Error::Kube(_) => "request".into(),
+            Error::Invalid(_) => "invalid".into(),
+            Error::Random(_) => "random".into(),
+            Error::Lease(_) => "lease".into(),
+            Error::Http { .. } => "http".into(),
+        }
+    }
+}
+
+/// Runs the operator until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = options.http {
+        let bound = server::serve(addr, Arc::clone(&metrics)).await?;
+        tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+    }
+    let ctx = Arc::new(Context::new(client.clone(), options.clone(), metrics));
+    let Some(election) = options.leader_election.clone() else {
+        controller::run_controllers(ctx, shutdown).await;
+        return Ok(());
+    };
+
+    let manager = LeaseManagerBuilder::new(client, election.lease.clone())
+        .with_namespace(election.namespace.clone())
+        .with_identity(options.identity.clone())
+        .with_duration(election.duration.as_secs().max(2))
+        .with_grace((election.duration.as_secs() / 3).max(1))
+        .with_field_manager(desktop::apply::FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(|e| Error::Lease(e.to_string()))?;
+    let (mut leading, lease_task) = manager.watch().await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // Stand by until this replica holds the Lease (or we are told to stop).
+        while !*leading.borrow_and_update() {
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() { return Err(Error::Lease("the lease task ended".into())) },
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+        tracing::info!(identity = %options.identity, "leading: starting the controllers");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let controllers = tokio::spawn(controller::run_controllers(Arc::clone(&ctx), async {
+            let _ = stop_rx.await;
+        }));
+        let lost = async {
+            while *leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let stopping = tokio::select! {
+            () = lost => false,
+            () = &mut shutdown => true,
+        };
+        let _ = stop_tx.send(());
+        let _ = controllers.await;
+        if stopping {
+            drop(leading);
+            let _ = lease_task.await;
+            return Ok(());
+        }
+        tracing::warn!("lost the lease: controllers stopped, standing by");
+    }
+}
