@@ -2,5 +2,6 @@
 //! built from pinned Go modules) and the helpers end-to-end tests share.
 
 pub mod controlplane;
+pub mod kubelet;
 
 pub use controlplane::ControlPlane;

@@ -141,10 +141,13 @@ pub async fn apply(
         .into_iter()
         .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
         .collect();
+    let terminating: Vec<String> = owned
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .map(ResourceExt::name_any)
+        .collect();
     let mut applied = Applied {
-        pod_terminating: owned
-            .iter()
-            .any(|p| p.metadata.deletion_timestamp.is_some()),
+        pod_terminating: !terminating.is_empty(),
         ..Applied::default()
     };
     let mut live: Vec<Pod> = owned
@@ -232,6 +235,12 @@ pub async fn apply(
         }
     }
 
+    if terminating.contains(&desired_name) {
+        // The old launcher of this very spec is still shutting down its guest; a new pod of
+        // the same name must wait for it to be gone.
+        applied.requeue_after = Some(Duration::from_secs(1));
+        return Ok(applied);
+    }
     ensure_secret(ctx, desktop).await?;
     let created = pods
         .patch(

@@ -300,6 +300,7 @@ fn serve(state: &State) -> Result<(), String> {
         let options = Options {
             controller_manager: true,
             dir: Some(state.controlplane_dir()),
+            ..Options::default()
         };
         let cp = ControlPlane::start_with(options)
             .await

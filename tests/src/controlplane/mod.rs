@@ -126,7 +126,19 @@ pub struct Options {
     /// Keep the processes and files in this folder instead of a new temporary one. It is
     /// created if missing and removed on drop all the same.
     pub dir: Option<PathBuf>,
+    /// Write an audit log of every write request (see [`ControlPlane::audit_log`]).
+    pub audit: bool,
 }
+
+/// The audit policy: the metadata of every write, nothing of reads.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+";
 
 /// A running control plane. Dropping it stops every process and removes its folder.
 pub struct ControlPlane {
@@ -237,6 +249,16 @@ impl ControlPlane {
             "--profiling=false".to_owned(),
             "--v=1".to_owned(),
         ]);
+        if options.audit {
+            let policy = dir.join("audit-policy.yaml");
+            std::fs::write(&policy, AUDIT_POLICY).map_err(|e| Error::io(&policy, e))?;
+            apiserver_cmd.args([
+                format!("--audit-policy-file={}", policy.display()),
+                format!("--audit-log-path={}", dir.join("audit.log").display()),
+                "--audit-log-format=json".to_owned(),
+                "--audit-log-mode=blocking".to_owned(),
+            ]);
+        }
         let mut apiserver = Process::spawn(
             "kube-apiserver",
             apiserver_cmd,
@@ -245,7 +267,14 @@ impl ControlPlane {
 
         let server = format!("https://127.0.0.1:{apiserver_port}");
         let kubeconfig = dir.join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &server, pki)?;
+        write_kubeconfig(
+            &kubeconfig,
+            &server,
+            &pki.ca_cert,
+            ADMIN_USER,
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
         let client = client_from_kubeconfig(&kubeconfig).await?;
 
         wait_ready(&client, &mut etcd, &mut apiserver).await?;
@@ -305,6 +334,33 @@ impl ControlPlane {
     /// The apiserver URL, e.g. `https://127.0.0.1:40123`.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// A client (and its kubeconfig file) authenticated as `user` in `group`, by a client
+    /// certificate from this control plane's CA. Give it RBAC rules, or `system:masters`.
+    pub async fn client_for(
+        &self,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(Client, PathBuf), Error> {
+        let (cert, key) = self.pki.issue_client(&self.dir, user, group)?;
+        let kubeconfig = self
+            .dir
+            .join(format!("kubeconfig-{}", user.replace([':', '/'], "_")));
+        write_kubeconfig(
+            &kubeconfig,
+            &self.server,
+            &self.pki.ca_cert,
+            user,
+            &cert,
+            &key,
+        )?;
+        Ok((client_from_kubeconfig(&kubeconfig).await?, kubeconfig))
+    }
+
+    /// The audit log (JSON lines), when started with [`Options::audit`].
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
     }
 
     /// The keys and certificates of this control plane.
@@ -418,7 +474,14 @@ fn port_clash(error: &Error) -> bool {
     }
 }
 
-fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<(), Error> {
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    user: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), Error> {
     let b64 = |p: &Path| -> Result<String, Error> {
         let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -443,10 +506,9 @@ contexts:
     user: {user}
 current-context: verdant
 ",
-        ca = b64(&pki.ca_cert)?,
-        cert = b64(&pki.admin_cert)?,
-        key = b64(&pki.admin_key)?,
-        user = ADMIN_USER,
+        ca = b64(ca)?,
+        cert = b64(cert)?,
+        key = b64(key)?,
     );
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 use super::Error;
@@ -38,43 +38,10 @@ impl Pki {
     pub fn generate(dir: &Path) -> Result<Self, Error> {
         let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
 
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "verdant-test-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let ca_params = ca_params()?;
         let ca_key = KeyPair::generate().map_err(pki_err)?;
         let ca_key_pem = ca_key.serialize_pem();
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(pki_err)?;
-
-        let leaf = |sans: Vec<String>,
-                    common_name: &str,
-                    organization: Option<&str>,
-                    usage: ExtendedKeyUsagePurpose|
-         -> Result<(String, String), Error> {
-            let mut params = CertificateParams::new(sans).map_err(pki_err)?;
-            params
-                .distinguished_name
-                .push(DnType::CommonName, common_name);
-            if let Some(org) = organization {
-                params
-                    .distinguished_name
-                    .push(DnType::OrganizationName, org);
-            }
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            params.extended_key_usages = vec![usage];
-            let key = KeyPair::generate().map_err(pki_err)?;
-            let cert = params.signed_by(&key, &ca).map_err(pki_err)?;
-            Ok((cert.pem(), key.serialize_pem()))
-        };
 
         let serving_sans = [
             "127.0.0.1",
@@ -88,12 +55,14 @@ impl Pki {
         .map(String::from)
         .to_vec();
         let (serving_cert, serving_key) = leaf(
+            &ca,
             serving_sans,
             "kube-apiserver",
             None,
             ExtendedKeyUsagePurpose::ServerAuth,
         )?;
         let (admin_cert, admin_key) = leaf(
+            &ca,
             Vec::new(),
             ADMIN_USER,
             Some("system:masters"),
@@ -126,4 +95,75 @@ impl Pki {
         }
         Ok(pki)
     }
+
+    /// Issues a client certificate for `user` in `group`, signed by this CA, into `dir`; returns
+    /// the certificate and key files.
+    pub fn issue_client(
+        &self,
+        dir: &Path,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(PathBuf, PathBuf), Error> {
+        let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
+        let key_pem =
+            std::fs::read_to_string(&self.ca_key).map_err(|e| Error::io(&self.ca_key, e))?;
+        let ca_key = KeyPair::from_pem(&key_pem).map_err(pki_err)?;
+        // The same subject and key as the CA certificate: certificates it signs chain to it.
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let (cert, key) = leaf(
+            &issuer,
+            Vec::new(),
+            user,
+            group,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        let file = |ext: &str| dir.join(format!("{}.{ext}", user.replace([':', '/'], "_")));
+        let (cert_path, key_path) = (file("crt"), file("key"));
+        std::fs::write(&cert_path, cert).map_err(|e| Error::io(&cert_path, e))?;
+        std::fs::write(&key_path, key).map_err(|e| Error::io(&key_path, e))?;
+        Ok((cert_path, key_path))
+    }
+}
+
+fn ca_params() -> Result<CertificateParams, Error> {
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| Error::Pki(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "verdant-test-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// A leaf certificate and key (PEM), signed by `issuer`.
+fn leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    sans: Vec<String>,
+    common_name: &str,
+    organization: Option<&str>,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<(String, String), Error> {
+    let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
+    let mut params = CertificateParams::new(sans).map_err(pki_err)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    if let Some(org) = organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().map_err(pki_err)?;
+    let cert = params.signed_by(&key, issuer).map_err(pki_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }

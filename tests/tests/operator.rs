@@ -1,0 +1,477 @@
+//! The Desktop controller against the real control plane (kube-controller-manager included, for
+//! garbage collection). The test plays the kubelet with [`Kubelet`].
+
+use std::time::Duration;
+
+use crds::{Desktop, DesktopPhase};
+use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tests::ControlPlane;
+use tests::controlplane::{Options as CpOptions, install_crds};
+use tests::kubelet::{Kubelet, eventually};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A control plane with CRDs, a namespace, and an operator running in this process.
+struct Env {
+    cp: ControlPlane,
+    client: Client,
+    ns: String,
+    kubelet: Kubelet,
+    operator: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Env {
+    async fn start(ns: &str) -> Self {
+        let cp = ControlPlane::start_with(CpOptions {
+            controller_manager: true,
+            ..CpOptions::default()
+        })
+        .await
+        .expect("control plane");
+        let client = cp.client();
+        install_crds(&client).await.expect("CRDs");
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(ns.into());
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("namespace");
+        // Pods need the namespace's default service account, which kube-controller-manager makes.
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), ns);
+        eventually("the default service account", LIMIT, || {
+            let accounts = accounts.clone();
+            async move { accounts.get_opt("default").await.ok().flatten() }
+        })
+        .await;
+        let kubelet = Kubelet::new(client.clone(), ns, "node-1");
+        let mut env = Self {
+            cp,
+            client,
+            ns: ns.into(),
+            kubelet,
+            operator: None,
+        };
+        env.start_operator("operator-1");
+        env
+    }
+
+    fn options(&self, identity: &str) -> operator::Options {
+        operator::Options {
+            launcher_image: "registry.example/verdant/launcher:test".into(),
+            namespaces: vec![self.ns.clone()],
+            http: None,
+            leader_election: None,
+            identity: identity.into(),
+        }
+    }
+
+    fn start_operator(&mut self, identity: &str) {
+        let options = self.options(identity);
+        let client = self.client.clone();
+        self.operator = Some(tokio::spawn(async move {
+            if let Err(e) = operator::run(client, options, std::future::pending()).await {
+                panic!("operator failed: {e}");
+            }
+        }));
+    }
+
+    fn kill_operator(&mut self) {
+        if let Some(task) = self.operator.take() {
+            task.abort();
+        }
+    }
+
+    fn desktops(&self) -> Api<Desktop> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn create_desktop(&self, name: &str, user: Option<&str>) -> Desktop {
+        let mut spec = json!({
+            "resources": {"cpus": 2, "memory": "1Gi"},
+            "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}, "cmdline": "console=ttyS0"},
+            "display": {"width": 1280, "height": 800},
+        });
+        if let Some(user) = user {
+            spec["user"] = json!(user);
+        }
+        let desktop: Desktop = serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "Desktop",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.desktops()
+            .create(&PostParams::default(), &desktop)
+            .await
+            .expect("desktop")
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.desktops()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("patch desktop");
+    }
+
+    /// The live (not terminating) launcher pods of a desktop.
+    async fn live_pods(&self, desktop: &str) -> Vec<Pod> {
+        self.pods()
+            .list(&ListParams::default().labels(&format!("vdi.verdant.dev/desktop={desktop}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    /// Waits for a live launcher pod of `desktop` other than the pod `not` (by uid).
+    async fn wait_pod(&self, desktop: &str, not: Option<&Pod>) -> Pod {
+        let not_uid = not.and_then(ResourceExt::uid);
+        eventually(&format!("a launcher pod for {desktop}"), LIMIT, || async {
+            let pods = self.live_pods(desktop).await;
+            pods.into_iter()
+                .find(|p| not_uid.is_none() || p.uid() != not_uid)
+        })
+        .await
+    }
+
+    async fn wait_phase(&self, desktop: &str, phase: DesktopPhase) -> Desktop {
+        eventually(&format!("{desktop} in phase {phase:?}"), LIMIT, || async {
+            let d = self.desktops().get(desktop).await.ok()?;
+            (d.status.as_ref()?.phase == Some(phase)).then_some(d)
+        })
+        .await
+    }
+
+    async fn events_for(&self, desktop: &str) -> Vec<Event> {
+        Api::<Event>::namespaced(self.client.clone(), &self.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(desktop))
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_operator();
+    }
+}
+
+fn condition(desktop: &Desktop, type_: &str) -> Option<crds::Condition> {
+    desktop
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn desktop_becomes_a_launcher_pod_and_follows_it() {
+    let env = Env::start("team-a").await;
+    let _reaper = env.kubelet.reap_in_background();
+    let desktop = env.create_desktop("alice-dev", Some("alice")).await;
+
+    // One pod, with the spec the issue asks for.
+    let pod = env.wait_pod("alice-dev", None).await;
+    assert_eq!(env.live_pods("alice-dev").await.len(), 1);
+    let owner = &pod.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("Desktop", desktop.uid().unwrap().as_str(), Some(true))
+    );
+    let labels = pod.labels();
+    assert_eq!(labels["vdi.verdant.dev/desktop"], "alice-dev");
+    assert_eq!(labels["vdi.verdant.dev/user"], "alice");
+    let spec = pod.spec.as_ref().unwrap();
+    let c = &spec.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example/verdant/launcher:test")
+    );
+    assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+    let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["cpu"].0, "2100m");
+    assert_eq!(
+        requests["memory"].0,
+        ((1u64 << 30) + (64 << 20)).to_string()
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        c.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
+    let args = c.args.as_ref().unwrap();
+    let config = launcher::config::LauncherConfig::from_json(&args[2]).expect("launcher config");
+    assert_eq!((config.cpus, config.memory.as_str()), (2, "1Gi"));
+    let volumes = spec.volumes.as_ref().unwrap();
+    let kvm = volumes
+        .iter()
+        .find(|v| v.name == "kvm")
+        .unwrap()
+        .host_path
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (kvm.path.as_str(), kvm.type_.as_deref()),
+        ("/dev/kvm", Some("CharDevice"))
+    );
+    let secret_name = volumes
+        .iter()
+        .find_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .unwrap();
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "team-a")
+        .get(&secret_name)
+        .await
+        .unwrap();
+    assert_eq!(secret.owner_references()[0].uid, desktop.uid().unwrap());
+    assert_eq!(secret.data.as_ref().unwrap()["password"].0.len(), 24);
+
+    let d = env.wait_phase("alice-dev", DesktopPhase::Starting).await;
+    assert_eq!(
+        d.status.as_ref().unwrap().pod_name.as_deref(),
+        Some(pod.name_any().as_str())
+    );
+
+    // The kubelet starts it: Running, then Ready.
+    env.kubelet.schedule(&pod.name_any()).await.unwrap();
+    env.kubelet.run(&pod.name_any(), false).await.unwrap();
+    let d = env.wait_phase("alice-dev", DesktopPhase::Running).await;
+    assert_eq!(
+        d.status.as_ref().unwrap().node_name.as_deref(),
+        Some("node-1")
+    );
+    assert_eq!(
+        condition(&d, "VMRunning").unwrap().status,
+        crds::ConditionStatus::True
+    );
+    env.kubelet.run(&pod.name_any(), true).await.unwrap();
+    let d = env.wait_phase("alice-dev", DesktopPhase::Ready).await;
+    assert_eq!(
+        condition(&d, "DisplayReady").unwrap().status,
+        crds::ConditionStatus::True
+    );
+    let status = d.status.as_ref().unwrap();
+    assert!(status.ready_at.is_some() && status.started_at.is_some());
+    assert_eq!(status.observed_generation, d.metadata.generation);
+    let events = env.events_for("alice-dev").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("LauncherCreated")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DisplayReady")),
+        "{events:?}"
+    );
+
+    // running: false -> the pod goes, Stopped; the Secret stays.
+    env.patch_spec("alice-dev", json!({"running": false})).await;
+    env.wait_phase("alice-dev", DesktopPhase::Stopped).await;
+    assert!(env.live_pods("alice-dev").await.is_empty());
+    assert!(
+        env.pods().get_opt(&pod.name_any()).await.unwrap().is_none(),
+        "the old pod is gone"
+    );
+
+    // running: true -> a new pod.
+    env.patch_spec("alice-dev", json!({"running": true})).await;
+    let again = env.wait_pod("alice-dev", None).await;
+    assert_ne!(again.uid(), pod.uid());
+    env.wait_phase("alice-dev", DesktopPhase::Starting).await;
+
+    // Deleting the Desktop lets the garbage collector take the pod and the Secret.
+    env.desktops()
+        .delete("alice-dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "team-a");
+    eventually(
+        "pod and Secret collected",
+        Duration::from_secs(60),
+        || async {
+            let pod_gone = env
+                .pods()
+                .get_opt(&again.name_any())
+                .await
+                .unwrap()
+                .is_none();
+            let secret_gone = secrets.get_opt(&secret_name).await.unwrap().is_none();
+            (pod_gone && secret_gone).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_change_waits_for_the_user_then_replaces_the_pod() {
+    let env = Env::start("team-b").await;
+    let _reaper = env.kubelet.reap_in_background();
+    env.create_desktop("bob-dev", Some("bob")).await;
+    let pod = env.wait_pod("bob-dev", None).await;
+    env.kubelet.schedule(&pod.name_any()).await.unwrap();
+    env.kubelet.run(&pod.name_any(), true).await.unwrap();
+    env.wait_phase("bob-dev", DesktopPhase::Ready).await;
+
+    // More memory while bob is assigned: his VM stays; the Desktop says a restart is needed.
+    env.patch_spec(
+        "bob-dev",
+        json!({"resources": {"cpus": 2, "memory": "2Gi"}}),
+    )
+    .await;
+    let d = eventually("RestartRequired", LIMIT, || async {
+        let d = env.desktops().get("bob-dev").await.ok()?;
+        (condition(&d, "RestartRequired")?.status == crds::ConditionStatus::True).then_some(d)
+    })
+    .await;
+    assert_eq!(d.status.as_ref().unwrap().phase, Some(DesktopPhase::Ready));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pods = env.live_pods("bob-dev").await;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].uid(), pod.uid(), "bob's pod was left alone");
+
+    // Released: the pod is replaced with one for the new spec.
+    env.patch_spec("bob-dev", json!({"user": null})).await;
+    let new = env.wait_pod("bob-dev", Some(&pod)).await;
+    let requests = new.spec.as_ref().unwrap().containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .clone()
+        .unwrap();
+    assert_eq!(
+        requests["memory"].0,
+        ((2u64 << 30) + (64 << 20)).to_string()
+    );
+    eventually("the old pod gone", LIMIT, || async {
+        env.pods()
+            .get_opt(&pod.name_any())
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let d = env.wait_phase("bob-dev", DesktopPhase::Starting).await;
+    assert_eq!(
+        condition(&d, "RestartRequired").unwrap().status,
+        crds::ConditionStatus::False
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_launcher_is_replaced_with_backoff_and_the_reason_shown() {
+    let env = Env::start("team-c").await;
+    let _reaper = env.kubelet.reap_in_background();
+    env.create_desktop("carol-dev", None).await;
+    let pod = env.wait_pod("carol-dev", None).await;
+    env.kubelet.schedule(&pod.name_any()).await.unwrap();
+    env.kubelet.run(&pod.name_any(), true).await.unwrap();
+    env.wait_phase("carol-dev", DesktopPhase::Ready).await;
+
+    env.kubelet.exit(&pod.name_any(), 4).await.unwrap();
+    let failed_at = std::time::Instant::now();
+    let d = env.wait_phase("carol-dev", DesktopPhase::Failed).await;
+    let vm = condition(&d, "VMRunning").unwrap();
+    assert_eq!(vm.reason, "GuestCrashed");
+    assert!(vm.message.contains("next launcher in"), "{}", vm.message);
+    let events = env.events_for("carol-dev").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("GuestCrashed")),
+        "{events:?}"
+    );
+
+    let new = env.wait_pod("carol-dev", Some(&pod)).await;
+    let waited = failed_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4),
+        "replaced after {waited:?}, without backoff"
+    );
+    assert_ne!(new.uid(), pod.uid());
+    env.wait_phase("carol-dev", DesktopPhase::Starting).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_claim_fails_the_desktop_until_it_exists() {
+    let env = Env::start("team-d").await;
+    let desktop: Desktop = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "Desktop",
+        "metadata": {"name": "dave-dev"},
+        "spec": {
+            "resources": {"cpus": 1, "memory": "1Gi"},
+            "boot": {"kernel": {"persistentVolumeClaim": {"claimName": "kernels", "path": "vmlinuz"}}},
+        },
+    }))
+    .unwrap();
+    env.desktops()
+        .create(&PostParams::default(), &desktop)
+        .await
+        .unwrap();
+    let d = env.wait_phase("dave-dev", DesktopPhase::Failed).await;
+    let vm = condition(&d, "VMRunning").unwrap();
+    assert_eq!(vm.reason, "PersistentVolumeClaimNotFound");
+    assert!(
+        vm.message
+            .contains("spec.boot.kernel.persistentVolumeClaim")
+            && vm.message.contains("team-d/kernels"),
+        "{}",
+        vm.message
+    );
+    assert!(env.live_pods("dave-dev").await.is_empty());
+
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "kernels"},
+        "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), "team-d")
+        .create(&PostParams::default(), &claim)
+        .await
+        .unwrap();
+    // It recovers by itself.
+    env.wait_pod("dave-dev", None).await;
+    env.wait_phase("dave-dev", DesktopPhase::Starting).await;
+}
