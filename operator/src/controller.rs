@@ -120,6 +120,9 @@ impl Context {
     }
 }
 
+/// How long a Desktop's events are gathered before it is reconciled.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
 fn error_policy(_desktop: Arc<Desktop>, error: &Error, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
     ctx.metrics
@@ -155,6 +158,9 @@ pub async fn run_controllers(
     let mut stores = Vec::new();
     for (desktops, pods) in apis {
         let controller = Controller::new(desktops, watcher::Config::default())
+            // Coalesce bursts (a pod bound and started in one go) into one reconcile, and so
+            // into one status write.
+            .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
             .owns(
                 pods,
                 watcher::Config::default().labels(crate::desktop::labels::DESKTOP_LABEL),

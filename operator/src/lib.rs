@@ -112,37 +112,47 @@ pub async fn run(
         .build()
         .await
         .map_err(|e| Error::Lease(e.to_string()))?;
-    let (mut leading, lease_task) = manager.watch().await;
+    // The lease is renewed by polling `changed()` right here, in this future, never in a
+    // detached task: whatever ends this future (shutdown, a crash, an abort) ends the renewals
+    // too, so another replica takes over once the lease runs out.
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // Stand by until this replica holds the Lease (or we are told to stop).
-        while !*leading.borrow_and_update() {
+        loop {
             tokio::select! {
-                changed = leading.changed() => if changed.is_err() { return Err(Error::Lease("the lease task ended".into())) },
+                state = manager.changed() => match state {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
                 () = &mut shutdown => return Ok(()),
             }
         }
         tracing::info!(identity = %options.identity, "leading: starting the controllers");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let controllers = tokio::spawn(controller::run_controllers(Arc::clone(&ctx), async {
+        let controllers = controller::run_controllers(Arc::clone(&ctx), async {
             let _ = stop_rx.await;
-        }));
-        let lost = async {
-            while *leading.borrow_and_update() {
-                if leading.changed().await.is_err() {
-                    break;
-                }
+        });
+        let mut controllers = std::pin::pin!(controllers);
+        let (ended, shutting_down) = loop {
+            tokio::select! {
+                () = &mut controllers => break (true, false),
+                state = manager.changed() => match state {
+                    Ok(true) => {}
+                    Ok(false) => break (false, false),
+                    Err(e) => tracing::warn!(error = %e, "lease renewal"),
+                },
+                () = &mut shutdown => break (false, true),
             }
         };
-        let stopping = tokio::select! {
-            () = lost => false,
-            () = &mut shutdown => true,
-        };
         let _ = stop_tx.send(());
-        let _ = controllers.await;
-        if stopping {
-            drop(leading);
-            let _ = lease_task.await;
+        if !ended {
+            controllers.await;
+        }
+        if shutting_down {
+            let _ = manager.release().await;
             return Ok(());
         }
         tracing::warn!("lost the lease: controllers stopped, standing by");

@@ -18,19 +18,32 @@ const LIMIT: Duration = Duration::from_secs(30);
 struct Env {
     cp: ControlPlane,
     client: Client,
+    operator_client: Client,
     ns: String,
     kubelet: Kubelet,
     operator: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The operator's own user, for telling its writes apart in the audit log.
+const OPERATOR_USER: &str = "verdant-operator";
+
 impl Env {
     async fn start(ns: &str) -> Self {
+        Self::start_with(ns, false).await
+    }
+
+    async fn start_with(ns: &str, audit: bool) -> Self {
         let cp = ControlPlane::start_with(CpOptions {
             controller_manager: true,
+            audit,
             ..CpOptions::default()
         })
         .await
         .expect("control plane");
+        let (operator_client, _) = cp
+            .client_for(OPERATOR_USER, Some("system:masters"))
+            .await
+            .expect("operator credentials");
         let client = cp.client();
         install_crds(&client).await.expect("CRDs");
         let mut namespace = Namespace::default();
@@ -51,6 +64,7 @@ impl Env {
         let mut env = Self {
             cp,
             client,
+            operator_client,
             ns: ns.into(),
             kubelet,
             operator: None,
@@ -71,7 +85,11 @@ impl Env {
 
     fn start_operator(&mut self, identity: &str) {
         let options = self.options(identity);
-        let client = self.client.clone();
+        self.spawn_operator(options);
+    }
+
+    fn spawn_operator(&mut self, options: operator::Options) {
+        let client = self.operator_client.clone();
         self.operator = Some(tokio::spawn(async move {
             if let Err(e) = operator::run(client, options, std::future::pending()).await {
                 panic!("operator failed: {e}");
@@ -474,4 +492,261 @@ async fn missing_claim_fails_the_desktop_until_it_exists() {
     // It recovers by itself.
     env.wait_pod("dave-dev", None).await;
     env.wait_phase("dave-dev", DesktopPhase::Starting).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_operator_mid_reconcile_leaves_exactly_one_pod_per_desktop() {
+    let mut env = Env::start("team-e").await;
+    let _reaper = env.kubelet.reap_in_background();
+    env.kill_operator();
+    let count = 50;
+    for i in 0..count {
+        env.create_desktop(&format!("desk-{i:02}"), None).await;
+    }
+    // Every fifth desktop is switched off while the operator comes and goes.
+    for round in 0..10u64 {
+        env.start_operator(&format!("operator-round-{round}"));
+        if round == 3 {
+            for i in (0..count).step_by(5) {
+                env.patch_spec(&format!("desk-{i:02}"), json!({"running": false}))
+                    .await;
+            }
+        }
+        // Die somewhere in the middle of the work, at a different point each round.
+        tokio::time::sleep(Duration::from_millis(250 + (round * 173) % 700)).await;
+        env.kill_operator();
+    }
+    env.start_operator("operator-final");
+
+    let desktops: Vec<String> = (0..count).map(|i| format!("desk-{i:02}")).collect();
+    eventually(
+        "one launcher pod per running desktop and none for stopped ones",
+        Duration::from_secs(90),
+        || async {
+            let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
+            let live: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            for (i, name) in desktops.iter().enumerate() {
+                let n = live
+                    .iter()
+                    .filter(|p| p.labels().get("vdi.verdant.dev/desktop") == Some(name))
+                    .count();
+                let want = if i % 5 == 0 { 0 } else { 1 };
+                if n != want {
+                    return None;
+                }
+            }
+            // No orphans: every pod belongs to one of the desktops.
+            live.iter()
+                .all(|p| {
+                    p.labels()
+                        .get("vdi.verdant.dev/desktop")
+                        .is_some_and(|d| desktops.contains(d))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // And it stays that way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live = env
+        .pods()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .count();
+    assert_eq!(live, 40);
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), "team-e")
+        .list(&ListParams::default().labels("vdi.verdant.dev/desktop"))
+        .await
+        .unwrap()
+        .items;
+    let mut names: Vec<_> = secrets.iter().map(|s| s.name_any()).collect();
+    names.dedup();
+    assert!(
+        names.len() <= count && names.len() >= 40,
+        "{} display Secrets",
+        names.len()
+    );
+}
+
+/// Writes by the operator's user in `ns`, from the audit log, per desktop: (objects, events).
+fn operator_writes(
+    audit_log: &std::path::Path,
+    ns: &str,
+) -> std::collections::BTreeMap<String, (usize, usize)> {
+    let text = std::fs::read_to_string(audit_log).unwrap_or_default();
+    let mut per_desktop = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if entry["stage"] != "ResponseComplete" || entry["user"]["username"] != OPERATOR_USER {
+            continue;
+        }
+        if !matches!(
+            entry["verb"].as_str(),
+            Some("create" | "update" | "patch" | "delete")
+        ) {
+            continue;
+        }
+        let object = &entry["objectRef"];
+        if object["namespace"] != ns {
+            continue;
+        }
+        let name = object["name"].as_str().unwrap_or_default();
+        let (desktop, is_event) = match object["resource"].as_str() {
+            Some("desktops") => (name.to_owned(), false),
+            Some("pods") => (
+                name.rsplit_once('-').map_or(name, |(d, _)| d).to_owned(),
+                false,
+            ),
+            Some("secrets") => (name.trim_end_matches("-display").to_owned(), false),
+            Some("events") => (name.split('.').next().unwrap_or(name).to_owned(), true),
+            _ => continue,
+        };
+        let counts = per_desktop.entry(desktop).or_default();
+        if is_event {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
+    }
+    per_desktop
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_writes_per_desktop_from_creation_to_ready() {
+    let env = Env::start_with("team-w", true).await;
+    let _reaper = env.kubelet.reap_in_background();
+    let names: Vec<String> = (0..10).map(|i| format!("w-{i}")).collect();
+    for name in &names {
+        env.create_desktop(name, Some("user")).await;
+    }
+    // Play the kubelet as a real one would: container running first, ready a little later.
+    for name in &names {
+        let pod = env.wait_pod(name, None).await;
+        env.kubelet.schedule(&pod.name_any()).await.unwrap();
+        env.kubelet.run(&pod.name_any(), false).await.unwrap();
+    }
+    for name in &names {
+        env.wait_phase(name, DesktopPhase::Running).await;
+        let pod = env.wait_pod(name, None).await;
+        env.kubelet.run(&pod.name_any(), true).await.unwrap();
+    }
+    for name in &names {
+        env.wait_phase(name, DesktopPhase::Ready).await;
+    }
+    // Let the last status patches land, then count.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_ready = operator_writes(&env.cp.audit_log(), "team-w");
+    let mut objects: Vec<usize> = names
+        .iter()
+        .map(|n| at_ready.get(n).map_or(0, |c| c.0))
+        .collect();
+    let mut events: Vec<usize> = names
+        .iter()
+        .map(|n| at_ready.get(n).map_or(0, |c| c.1))
+        .collect();
+    objects.sort_unstable();
+    events.sort_unstable();
+    println!(
+        "operator writes per desktop, creation -> Ready ({} desktops): objects median {} (min {}, max {}), events median {}; target <= 4 object writes",
+        names.len(),
+        objects[objects.len() / 2],
+        objects[0],
+        objects[objects.len() - 1],
+        events[events.len() / 2],
+    );
+    assert!(
+        objects[0] >= 3,
+        "at least the Secret, the pod and one status write: {at_ready:?}"
+    );
+
+    // Nothing changes from here on, so nothing is written: not even on resyncs or restarts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = operator_writes(&env.cp.audit_log(), "team-w");
+    assert_eq!(
+        later, at_ready,
+        "the operator wrote although nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_replicas_only_the_leader_writes_and_a_new_one_takes_over() {
+    let mut env = Env::start("team-f").await;
+    let _reaper = env.kubelet.reap_in_background();
+    env.kill_operator();
+    let leader_options = |env: &Env, identity: &str| operator::Options {
+        leader_election: Some(operator::LeaderElection {
+            namespace: "team-f".into(),
+            lease: "verdant-operator".into(),
+            duration: Duration::from_secs(10),
+        }),
+        ..env.options(identity)
+    };
+    env.spawn_operator(leader_options(&env, "replica-a"));
+    let first = env.operator.take();
+    env.spawn_operator(leader_options(&env, "replica-b"));
+    let second = env.operator.take();
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "team-f");
+    let leader = eventually("a lease holder", LIMIT, || async {
+        leases
+            .get_opt("verdant-operator")
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .holder_identity
+    })
+    .await;
+    env.create_desktop("d-1", None).await;
+    env.wait_pod("d-1", None).await;
+    env.wait_phase("d-1", DesktopPhase::Starting).await;
+    let events = env.events_for("d-1").await;
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!(
+            e.reporting_instance.as_deref(),
+            Some(leader.as_str()),
+            "an event from the standby: {e:?}"
+        );
+    }
+
+    // Kill the leader outright; the standby must take over within 15 s.
+    let (dead, alive) = if leader == "replica-a" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    dead.expect("leader task").abort();
+    let killed = std::time::Instant::now();
+    env.create_desktop("d-2", None).await;
+    env.wait_pod("d-2", None).await;
+    let takeover = killed.elapsed();
+    println!(
+        "leader takeover: the new leader created d-2's pod {:.1} s after the old one died",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover <= Duration::from_secs(15),
+        "takeover took {takeover:?}"
+    );
+    let holder = leases
+        .get("verdant-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    assert_ne!(holder, leader);
+    env.operator = alive;
 }
