@@ -1,8 +1,9 @@
 //! `verdant-dev`: Verdant's local environment on this machine.
 //!
 //! `verdant-dev up` starts a real control plane (etcd, kube-apiserver, kube-controller-manager,
-//! built from pinned Go modules on first use) in the background, installs Verdant's CRDs and
-//! prints the `KUBECONFIG` to use; `verdant-dev down` stops it and leaves nothing behind.
+//! built from pinned Go modules on first use) in the background, installs Verdant's CRDs, runs
+//! the operator against it and prints the `KUBECONFIG` to use; `verdant-dev down` stops it and
+//! leaves nothing behind. There is no kubelet: launcher pods are created but nothing runs them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -16,7 +17,7 @@ const USAGE: &str = "\
 usage: verdant-dev <command> [--state-dir DIR]
 
 commands:
-  up       start the local control plane in the background and install the CRDs
+  up       start the local control plane in the background, install the CRDs, run the operator
   down     stop it and remove its data
   status   say whether it runs
 
@@ -29,6 +30,10 @@ const UP_TIMEOUT: Duration = Duration::from_secs(180);
 const DOWN_GRACE: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
+    // Behave like other command-line tools when the reader of our output goes away (`| head`):
+    // end quietly instead of failing to print.
+    // SAFETY: restoring a signal's default disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut command = None;
     let mut state_dir = None;
@@ -184,7 +189,7 @@ fn up(state: &State) -> Result<(), String> {
     loop {
         if state.ready_file().exists() {
             println!(
-                "verdant-dev: up in {:.1} s; Verdant's CRDs are installed.",
+                "verdant-dev: up in {:.1} s; Verdant's CRDs are installed and the operator runs.",
                 start.elapsed().as_secs_f64()
             );
             print_how_to_use(state);
@@ -310,10 +315,21 @@ fn serve(state: &State) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         eprintln!("CRDs installed");
+        let (stop_operator, operator_stopped) = tokio::sync::oneshot::channel::<()>();
+        let operator = tokio::spawn(operator::run(cp.client(), operator_options(), async {
+            let _ = operator_stopped.await;
+        }));
+        eprintln!("operator started");
         write_ready(state, &cp)?;
         tokio::select! {
             _ = term.recv() => eprintln!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => eprintln!("SIGINT: stopping"),
+        }
+        let _ = stop_operator.send(());
+        match operator.await {
+            Ok(Err(e)) => eprintln!("operator: {e}"),
+            Err(e) => eprintln!("operator task: {e}"),
+            Ok(Ok(())) => {}
         }
         drop(cp);
         eprintln!("stopped");
@@ -321,6 +337,19 @@ fn serve(state: &State) -> Result<(), String> {
     });
     state.clear();
     result
+}
+
+/// The operator of the local environment: all namespaces, no HTTP endpoints, the launcher
+/// image from `$VERDANT_LAUNCHER_IMAGE`.
+fn operator_options() -> operator::Options {
+    operator::Options {
+        launcher_image: std::env::var("VERDANT_LAUNCHER_IMAGE")
+            .unwrap_or_else(|_| "localhost/verdant-launcher:dev".into()),
+        namespaces: Vec::new(),
+        http: None,
+        leader_election: None,
+        identity: "verdant-dev".into(),
+    }
 }
 
 fn write_ready(state: &State, cp: &ControlPlane) -> Result<(), String> {
