@@ -27,6 +27,51 @@ struct Env {
 /// The operator's own user, for telling its writes apart in the audit log.
 const OPERATOR_USER: &str = "verdant-operator";
 
+/// Binds the operator's documented ClusterRole (cluster-wide) and leader-election Role (in
+/// `lease_ns`) to `user`.
+async fn grant(client: &Client, user: &str, lease_ns: &str) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../operator/rbac");
+    let role: ClusterRole = serde_saphyr::from_str(
+        &std::fs::read_to_string(format!("{dir}/clusterrole.yaml")).unwrap(),
+    )
+    .unwrap();
+    let lease_role: Role = serde_saphyr::from_str(
+        &std::fs::read_to_string(format!("{dir}/leader-election-role.yaml")).unwrap(),
+    )
+    .unwrap();
+    let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "verdant-operator"},
+        "roleRef": {"kind": "ClusterRole", "name": "verdant-operator", "apiGroup": "rbac.authorization.k8s.io"},
+        "subjects": subject,
+    }))
+    .unwrap();
+    let lease_binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "verdant-operator-leader-election"},
+        "roleRef": {"kind": "Role", "name": "verdant-operator-leader-election", "apiGroup": "rbac.authorization.k8s.io"},
+        "subjects": subject,
+    }))
+    .unwrap();
+    let pp = PostParams::default();
+    Api::<ClusterRole>::all(client.clone())
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(client.clone(), lease_ns)
+        .create(&pp, &lease_role)
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), lease_ns)
+        .create(&pp, &lease_binding)
+        .await
+        .unwrap();
+}
+
 impl Env {
     async fn start(ns: &str) -> Self {
         Self::start_with(ns, false).await
@@ -40,8 +85,9 @@ impl Env {
         })
         .await
         .expect("control plane");
+        // The operator runs with exactly the RBAC rules it documents, not as an admin.
         let (operator_client, _) = cp
-            .client_for(OPERATOR_USER, Some("system:masters"))
+            .client_for(OPERATOR_USER, None)
             .await
             .expect("operator credentials");
         let client = cp.client();
@@ -52,6 +98,7 @@ impl Env {
             .create(&PostParams::default(), &namespace)
             .await
             .expect("namespace");
+        grant(&client, OPERATOR_USER, ns).await;
         // Pods need the namespace's default service account, which kube-controller-manager makes.
         let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), ns);

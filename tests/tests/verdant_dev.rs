@@ -101,6 +101,26 @@ fn up_serves_kubectl_and_down_leaves_nothing() {
     ]);
     assert_eq!(replicas, "3");
 
+    // The operator runs: the example desktop names a claim nobody made, and says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reason = kubectl(&[
+            "get",
+            "desktop",
+            "alice-dev",
+            "-o",
+            "jsonpath={.status.phase}/{.status.conditions[?(@.type==\"VMRunning\")].reason}",
+        ]);
+        if reason == "Failed/PersistentVolumeClaimNotFound" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator never reported the missing claim: {reason:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     let out = verdant_dev(&state_dir, &["down"]);
     assert!(out.status.success(), "down failed:\n{}", text(&out));
     let left = processes_mentioning(&marker);
