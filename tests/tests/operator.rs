@@ -240,6 +240,18 @@ impl Drop for Env {
     }
 }
 
+/// GETs `path` from `addr`; the body, if the answer is 200.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
 fn condition(desktop: &Desktop, type_: &str) -> Option<crds::Condition> {
     desktop
         .status
@@ -252,8 +264,20 @@ fn condition(desktop: &Desktop, type_: &str) -> Option<crds::Condition> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn desktop_becomes_a_launcher_pod_and_follows_it() {
-    let env = Env::start("team-a").await;
+    let mut env = Env::start("team-a").await;
     let _reaper = env.kubelet.reap_in_background();
+    // This run of the operator also serves its endpoints.
+    env.kill_operator();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    env.spawn_operator(operator::Options {
+        http: Some(http),
+        ..env.options("operator-http")
+    });
     let desktop = env.create_desktop("alice-dev", Some("alice")).await;
 
     // One pod, with the spec the issue asks for.
@@ -369,6 +393,28 @@ async fn desktop_becomes_a_launcher_pod_and_follows_it() {
         "{events:?}"
     );
 
+    // The operator's own endpoints.
+    let metrics = eventually("the Ready desktop in the phase gauge", LIMIT, || async {
+        let text = http_get(http, "/metrics").await?;
+        text.contains("verdant_operator_desktops{phase=\"Ready\"} 1")
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        metrics.contains("verdant_operator_desktop_ready_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("verdant_operator_reconciles_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("verdant_operator_reconcile_duration_seconds_count"),
+        "{metrics}"
+    );
+    assert_eq!(http_get(http, "/healthz").await.as_deref(), Some("ok\n"));
+    assert_eq!(http_get(http, "/readyz").await.as_deref(), Some("ready\n"));
+
     // running: false -> the pod goes, Stopped; the Secret stays.
     env.patch_spec("alice-dev", json!({"running": false})).await;
     env.wait_phase("alice-dev", DesktopPhase::Stopped).await;
@@ -462,6 +508,19 @@ async fn spec_change_waits_for_the_user_then_replaces_the_pod() {
         condition(&d, "RestartRequired").unwrap().status,
         crds::ConditionStatus::False
     );
+
+    // Unassigned now: the next change replaces the pod straight away.
+    env.patch_spec(
+        "bob-dev",
+        json!({"resources": {"cpus": 1, "memory": "2Gi"}}),
+    )
+    .await;
+    let third = env.wait_pod("bob-dev", Some(&new)).await;
+    let resources = third.spec.as_ref().unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
+    assert_eq!(resources.requests.unwrap()["cpu"].0, "1100m");
 }
 
 #[tokio::test(flavor = "multi_thread")]
