@@ -252,6 +252,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
+/// The HTTP path a probe checks.
+fn probe_path(probe: &Option<k8s_openapi::api::core::v1::Probe>) -> Option<&str> {
+    probe.as_ref()?.http_get.as_ref()?.path.as_deref()
+}
+
 fn condition(desktop: &Desktop, type_: &str) -> Option<crds::Condition> {
     desktop
         .status
@@ -304,28 +309,8 @@ async fn desktop_becomes_a_launcher_pod_and_follows_it() {
         requests["memory"].0,
         ((1u64 << 30) + (64 << 20)).to_string()
     );
-    assert_eq!(
-        c.readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap()
-            .path
-            .as_deref(),
-        Some("/readyz")
-    );
-    assert_eq!(
-        c.liveness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap()
-            .path
-            .as_deref(),
-        Some("/healthz")
-    );
+    assert_eq!(probe_path(&c.readiness_probe), Some("/readyz"));
+    assert_eq!(probe_path(&c.liveness_probe), Some("/healthz"));
     let args = c.args.as_ref().unwrap();
     let config = launcher::config::LauncherConfig::from_json(&args[2]).expect("launcher config");
     assert_eq!((config.cpus, config.memory.as_str()), (2, "1Gi"));

@@ -359,6 +359,11 @@ spec:
   display: {width: 1280, height: 800}
 "#;
 
+    /// The HTTP path a probe checks.
+    fn probe_path(probe: &Option<k8s_openapi::api::core::v1::Probe>) -> Option<&str> {
+        probe.as_ref()?.http_get.as_ref()?.path.as_deref()
+    }
+
     fn fixture() -> Desktop {
         serde_saphyr::from_str(FIXTURE).expect("fixture parses")
     }
@@ -400,28 +405,8 @@ spec:
             requests["memory"].0,
             ((4u64 << 30) + (64 << 20)).to_string()
         );
-        assert_eq!(
-            c.readiness_probe
-                .as_ref()
-                .unwrap()
-                .http_get
-                .as_ref()
-                .unwrap()
-                .path
-                .as_deref(),
-            Some("/readyz")
-        );
-        assert_eq!(
-            c.liveness_probe
-                .as_ref()
-                .unwrap()
-                .http_get
-                .as_ref()
-                .unwrap()
-                .path
-                .as_deref(),
-            Some("/healthz")
-        );
+        assert_eq!(probe_path(&c.readiness_probe), Some("/readyz"));
+        assert_eq!(probe_path(&c.liveness_probe), Some("/healthz"));
 
         let kvm = spec
             .volumes
