@@ -137,3 +137,71 @@ fn parse(args: Vec<String>) -> Result<Option<Options>, String> {
     }
     Ok(Some(options))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_fill_the_options() {
+        let options = parse(args(&[
+            "--launcher-image",
+            "reg/launcher:1",
+            "--namespace",
+            "a",
+            "--namespace",
+            "b",
+            "--http",
+            "127.0.0.1:9090",
+            "--leader-elect",
+            "--lease-namespace",
+            "verdant",
+            "--identity",
+            "pod-0",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.launcher_image, "reg/launcher:1");
+        assert_eq!(options.namespaces, ["a", "b"]);
+        assert_eq!(options.http, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(options.identity, "pod-0");
+        let election = options.leader_election.unwrap();
+        assert_eq!(
+            (election.namespace.as_str(), election.lease.as_str()),
+            ("verdant", "verdant-operator")
+        );
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let options = parse(Vec::new()).unwrap().unwrap();
+        assert!(options.namespaces.is_empty() && options.leader_election.is_none());
+        assert!(
+            parse(args(&["--http", "off"]))
+                .unwrap()
+                .unwrap()
+                .http
+                .is_none()
+        );
+        assert!(parse(args(&["--help"])).unwrap().is_none());
+        assert!(
+            parse(args(&["--http", "nowhere"]))
+                .unwrap_err()
+                .contains("--http")
+        );
+        assert!(
+            parse(args(&["--namespace"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse(args(&["--frobnicate", "x"]))
+                .unwrap_err()
+                .contains("unknown flag")
+        );
+    }
+}
