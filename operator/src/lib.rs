@@ -17,7 +17,6 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::controller::Context;
-use crate::desktop::build::Invalid;
 use crate::metrics::Metrics;
 
 /// How the operator runs.
@@ -53,9 +52,6 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// The Desktop cannot be built (reported in its status, not retried).
-    #[error("{}: {}", .0.reason, .0.message)]
-    Invalid(Invalid),
     /// The OS random generator failed.
     #[error("Random password generation failed: {0}")]
     Random(String),
@@ -78,7 +74,6 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(e)) => format!("api_{}", e.code),
             Error::Kube(_) => "request".into(),
-            Error::Invalid(_) => "invalid".into(),
             Error::Random(_) => "random".into(),
             Error::Lease(_) => "lease".into(),
             Error::Http { .. } => "http".into(),

@@ -36,20 +36,18 @@ pub async fn reconcile(desktop: Arc<Desktop>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
 
-    let invalid = match dereference(&ctx, &desktop).await? {
-        Some(invalid) => Some(invalid),
-        None => build::build_pod(&desktop, &apply::build_context(&ctx)).err(),
+    // Dereference, then validate and build in one pure step.
+    let built = match dereference(&ctx, &desktop).await? {
+        Some(invalid) => Err(invalid),
+        None => build::build_pod(&desktop, &apply::build_context(&ctx)),
     };
-    let applied = match (&invalid, desktop.spec.running) {
+    let applied = match (&built, desktop.spec.running) {
         // An unusable spec touches nothing: a running session is not killed over it.
-        (Some(_), _) => apply::Applied::default(),
-        (None, true) => {
-            let pod =
-                build::build_pod(&desktop, &apply::build_context(&ctx)).map_err(Error::Invalid)?;
-            apply::apply(&ctx, &desktop, Some(&pod)).await?
-        }
-        (None, false) => apply::apply(&ctx, &desktop, None).await?,
+        (Err(_), _) => apply::Applied::default(),
+        (Ok(pod), true) => apply::apply(&ctx, &desktop, Some(pod)).await?,
+        (Ok(_), false) => apply::apply(&ctx, &desktop, None).await?,
     };
+    let invalid = built.err();
 
     let observed = status::Observed {
         pod: applied.pod.as_ref(),
