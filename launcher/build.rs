@@ -19,6 +19,7 @@ const GUESTS: &[&str] = &[
     "ctrlaltdel",
     "initrd",
     "initrd64",
+    "demo",
 ];
 
 fn main() {

@@ -38,10 +38,41 @@ pub struct LauncherConfig {
     /// Where to serve `/healthz`, `/readyz` and `/console` (e.g. `0.0.0.0:8080`); none if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// The guest display, a linear 32-bit framebuffer; none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<DisplayConfig>,
     /// Seconds the guest gets to shut down after SIGTERM before it is stopped hard, 0 to 3600.
     /// Keep it below the pod's `terminationGracePeriodSeconds`.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+}
+
+/// The size of the guest display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// Width in pixels, 16 to 7680.
+    pub width: u32,
+    /// Height in pixels, 16 to 4320.
+    pub height: u32,
+}
+
+impl DisplayConfig {
+    /// Parses `WIDTHxHEIGHT`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (w, h) = text.split_once(['x', 'X']).ok_or_else(|| {
+            format!("{text:?} is not a size: write WIDTHxHEIGHT, such as 1280x800")
+        })?;
+        let number = |s: &str| {
+            s.trim().parse::<u32>().map_err(|_| {
+                format!("{text:?} is not a size: write WIDTHxHEIGHT, such as 1280x800")
+            })
+        };
+        Ok(Self {
+            width: number(w)?,
+            height: number(h)?,
+        })
+    }
 }
 
 fn default_grace() -> u64 {
@@ -76,6 +107,8 @@ pub struct VmConfig {
     pub http: Option<std::net::SocketAddr>,
     /// How long the guest gets to shut down when asked.
     pub shutdown_grace: std::time::Duration,
+    /// The guest display.
+    pub display: Option<DisplayConfig>,
 }
 
 impl LauncherConfig {
@@ -88,6 +121,7 @@ impl LauncherConfig {
             cpus: default_cpus(),
             memory: default_memory(),
             http: None,
+            display: None,
             shutdown_grace_seconds: default_grace(),
         }
     }
@@ -169,6 +203,17 @@ impl LauncherConfig {
                 ),
             ));
         }
+        if let Some(display) = self.display
+            && !((16..=7680).contains(&display.width) && (16..=4320).contains(&display.height))
+        {
+            return Err(bad(
+                "display",
+                format!(
+                    "{}x{} is not allowed: use 16x16 to 7680x4320",
+                    display.width, display.height
+                ),
+            ));
+        }
         let http = match &self.http {
             None => None,
             Some(addr) => Some(addr.parse().map_err(|_| {
@@ -186,6 +231,7 @@ impl LauncherConfig {
             memory: memory.div_ceil(MEMORY_GRANULE) * MEMORY_GRANULE,
             http,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+            display: self.display,
         })
     }
 }
@@ -386,6 +432,23 @@ mod tests {
         .unwrap();
         assert_eq!(vm.memory % (2 << 20), 0);
         assert!(vm.memory >= 1_000_000_000 && vm.memory - 1_000_000_000 < 2 << 20);
+    }
+
+    #[test]
+    fn display_sizes_parse() {
+        assert_eq!(
+            DisplayConfig::parse("1280x800"),
+            Ok(DisplayConfig {
+                width: 1280,
+                height: 800
+            })
+        );
+        assert!(
+            DisplayConfig::parse("1280")
+                .unwrap_err()
+                .contains("WIDTHxHEIGHT")
+        );
+        assert!(DisplayConfig::parse("ax b").is_err());
     }
 
     #[test]

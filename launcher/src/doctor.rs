@@ -360,7 +360,7 @@ fn time_tiny_guest(kvm: &Kvm) -> Result<Speed, Error> {
 }
 
 fn run_tiny_guest(kvm: &Kvm, n: u32) -> Result<Duration, Error> {
-    let mem = memory::create(4 << 20)?;
+    let mem = memory::create(4 << 20, None)?;
     mem.write_slice(&tiny_guest(n), GuestAddress(HIMEM_START))
         .map_err(|_| Error::BootSetup("cannot write the tiny guest"))?;
     let vm = Vm::new(kvm, &mem)?;

@@ -25,6 +25,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Health {
     running: AtomicBool,
+    display_live: AtomicBool,
     console: ConsoleBuffer,
 }
 
@@ -33,8 +34,14 @@ impl Health {
     pub fn new(console: ConsoleBuffer) -> Self {
         Self {
             running: AtomicBool::new(false),
+            display_live: AtomicBool::new(false),
             console,
         }
+    }
+
+    /// Marks the guest display live (drawn); a VM without a display is marked so at once.
+    pub fn set_display_live(&self, live: bool) {
+        self.display_live.store(live, Ordering::Release);
     }
 
     /// Marks whether the VM runs (what `/readyz` reports).
@@ -189,6 +196,7 @@ mod tests {
         console.push(b"guest says hi\n");
         let h = Health::new(console);
         h.set_running(running);
+        h.set_display_live(true);
         h
     }
 

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod boot;
 pub mod config;
 pub mod devices;
+pub mod display;
 pub mod doctor;
 pub mod http;
 pub mod machine;

@@ -17,6 +17,7 @@ use crate::config::VmConfig;
 use crate::devices::Devices;
 use crate::devices::i8042::KEYBOARD_IRQ;
 use crate::devices::serial::{COM1_IRQ, ConsoleBuffer, ConsoleSink, new_com1};
+use crate::display::Framebuffer;
 use crate::vstate::vcpu::{Outcome, Vcpu};
 use crate::vstate::{memory, vm::Vm};
 
@@ -87,6 +88,7 @@ pub struct Machine {
     devices: Arc<Devices>,
     console: ConsoleBuffer,
     mem: GuestMemoryMmap,
+    framebuffer: Option<Framebuffer>,
     started: Instant,
 }
 
@@ -97,7 +99,10 @@ impl Machine {
         let started = Instant::now();
         let kvm = Kvm::new()
             .map_err(|e| Error::KvmUnavailable(std::io::Error::from_raw_os_error(e.errno())))?;
-        let mem = memory::create(config.memory)?;
+        let framebuffer_bytes = config
+            .display
+            .map(|d| u64::from(d.width) * u64::from(d.height) * 4);
+        let mem = memory::create(config.memory, framebuffer_bytes)?;
         let vm = Vm::new(&kvm, &mem)?;
 
         let buffer = ConsoleBuffer::new(console.buffer_bytes);
@@ -113,6 +118,7 @@ impl Machine {
             &config.kernel,
             config.initrd.as_deref(),
             &config.cmdline,
+            config.display,
         )?;
 
         let supported = kvm
@@ -131,12 +137,14 @@ impl Machine {
             })
             .collect::<Result<Vec<_>, Error>>()?;
 
+        let framebuffer = config.display.map(|d| Framebuffer::new(mem.clone(), d));
         Ok(Self {
             vcpus,
             vm,
             devices,
             console: buffer,
             mem,
+            framebuffer,
             started,
         })
     }
@@ -144,6 +152,11 @@ impl Machine {
     /// The console history, shared with whoever serves it.
     pub fn console(&self) -> ConsoleBuffer {
         self.console.clone()
+    }
+
+    /// The guest framebuffer, when the VM has a display.
+    pub fn framebuffer(&self) -> Option<Framebuffer> {
+        self.framebuffer.clone()
     }
 
     /// The devices (boot progress, ...).

@@ -5,20 +5,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::sync::Arc;
 
-use launcher::config::LauncherConfig;
+use launcher::config::{DisplayConfig, LauncherConfig};
 use launcher::http::{self, Health};
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
 
 const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
                             [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
-                            [--shutdown-grace SECONDS]
+                            [--shutdown-grace SECONDS] [--display WIDTHxHEIGHT]
 
        verdant-launcher doctor [--json]
 
 `run` runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
 Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
 /healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
+--display gives the guest a linear 32-bit framebuffer, described to 64-bit Linux-entry guests
+in the zero page's screen_info (EFI framebuffer); /readyz then waits for a non-blank frame.
 SIGTERM or SIGINT asks the guest to shut down (Ctrl+Alt+Del) and stops it after the grace
 period (default 20 s); a second signal stops it at once.
 
@@ -100,7 +102,7 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
                 base = Some(LauncherConfig::from_json(value).map_err(|e| e.to_string())?);
             }
             "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" | "--http"
-            | "--shutdown-grace" => {
+            | "--shutdown-grace" | "--display" => {
                 overrides.push((flag.as_str(), value));
             }
             other => return Err(format!("unknown flag {other:?}")),
@@ -124,6 +126,7 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--cmdline" => config.cmdline = value.into(),
             "--memory" => config.memory = value.into(),
             "--http" => config.http = Some(value.into()),
+            "--display" => config.display = Some(DisplayConfig::parse(value)?),
             "--shutdown-grace" => {
                 config.shutdown_grace_seconds = value.parse().map_err(|_| {
                     format!("--shutdown-grace {value:?} is not a number of seconds")
@@ -181,6 +184,11 @@ fn run(args: &[String]) -> ExitCode {
             }
         }
     }
+    if let Some(framebuffer) = machine.framebuffer() {
+        watch_display(framebuffer, Arc::clone(&health));
+    } else {
+        health.set_display_live(true);
+    }
     health.set_running(true);
     let result = machine.run(&STOP_REQUESTS, vm.shutdown_grace);
     health.set_running(false);
@@ -203,6 +211,22 @@ fn run(args: &[String]) -> ExitCode {
             eprintln!("verdant-launcher: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Marks the display live once the guest has drawn something: "session ready" for a desktop.
+fn watch_display(framebuffer: launcher::display::Framebuffer, health: Arc<Health>) {
+    let spawned = std::thread::Builder::new()
+        .name("display-watch".into())
+        .spawn(move || {
+            while framebuffer.is_blank() {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            eprintln!("verdant-launcher: the guest display is live");
+            health.set_display_live(true);
+        });
+    if let Err(e) = spawned {
+        eprintln!("verdant-launcher: cannot watch the display ({e}); /readyz will not turn ready");
     }
 }
 

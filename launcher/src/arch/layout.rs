@@ -23,7 +23,7 @@ pub const BOOT_STACK_POINTER: u64 = 0x8ff0;
 pub const PML4_START: u64 = 0x9000;
 /// Page-directory-pointer table of the boot identity mapping.
 pub const PDPTE_START: u64 = 0xa000;
-/// Page directory (2 MiB pages) of the boot identity mapping: 1 GiB mapped.
+/// Page directories (2 MiB pages) of the boot identity mapping: four pages, 4 GiB mapped.
 pub const PDE_START: u64 = 0xb000;
 /// The kernel command line.
 pub const CMDLINE_START: u64 = 0x20000;
@@ -37,6 +37,16 @@ pub const HIMEM_START: u64 = 0x10_0000;
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
 /// End of the 32-bit MMIO hole: 4 GiB.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
+/// The guest framebuffer: RAM-backed, in the 32-bit hole so that e820 never offers it as
+/// memory; up to 7680x4320x4 bytes fit below the I/O APIC.
+pub const FRAMEBUFFER_START: u64 = 0xe000_0000;
+/// The most bytes a framebuffer may take.
+pub const FRAMEBUFFER_MAX_SIZE: u64 = IOAPIC_START - FRAMEBUFFER_START;
+// The largest display (7680x4320, 4 bytes a pixel) fits between the framebuffer's start and
+// the I/O APIC, inside the 32-bit hole.
+const _: () =
+    assert!(7680 * 4320 * 4 <= FRAMEBUFFER_MAX_SIZE && FRAMEBUFFER_START >= MMIO_GAP_START);
+
 /// The local APIC's MMIO page.
 pub const LAPIC_START: u64 = 0xfee0_0000;
 /// The I/O APIC's MMIO page.
@@ -163,7 +173,7 @@ mod tests {
             (ZERO_PAGE_START, 0x1000),
             (PML4_START, 0x1000),
             (PDPTE_START, 0x1000),
-            (PDE_START, 0x1000),
+            (PDE_START, 0x4000),
             (CMDLINE_START, CMDLINE_MAX_SIZE as u64),
         ];
         for (i, a) in spans.iter().enumerate() {

@@ -22,7 +22,7 @@ const EFER_LMA: u64 = 1 << 10;
 pub enum BootProtocol {
     /// Xen's PVH direct boot: 32-bit protected mode, paging off, `%ebx` = `hvm_start_info`.
     Pvh,
-    /// Linux's 64-bit boot protocol: long mode, identity-mapped first GiB, `%rsi` = zero page.
+    /// Linux's 64-bit boot protocol: long mode, identity-mapped first 4 GiB, `%rsi` = zero page.
     Linux64,
 }
 
@@ -125,20 +125,28 @@ pub fn boot_sregs(
     Ok(sregs)
 }
 
-/// Identity-maps the first GiB with 2 MiB pages: PML4[0] -> PDPT[0] -> 512 PDEs.
+/// Identity-maps the first 4 GiB with 2 MiB pages: PML4[0] -> 4 PDPT entries -> 4 page
+/// directories of 512 entries. Kernels build their own tables; the full 4 GiB lets early code
+/// (and test guests) reach the framebuffer and the APICs in the 32-bit hole too.
 fn write_identity_page_tables(mem: &GuestMemoryMmap) -> Result<(), Error> {
     let err = |_| Error::BootSetup("cannot write the boot page tables");
     mem.write_obj(PDPTE_START | 0x03, GuestAddress(PML4_START))
         .map_err(err)?;
-    mem.write_obj(PDE_START | 0x03, GuestAddress(PDPTE_START))
-        .map_err(err)?;
-    for i in 0..512u64 {
+    for dir in 0..BOOT_PAGE_DIRECTORIES {
+        let table = PDE_START + dir * 0x1000;
+        mem.write_obj(table | 0x03, GuestAddress(PDPTE_START + dir * 8))
+            .map_err(err)?;
+    }
+    for i in 0..512 * BOOT_PAGE_DIRECTORIES {
         // Present, writable, page size (2 MiB).
         mem.write_obj((i << 21) | 0x83, GuestAddress(PDE_START + i * 8))
             .map_err(err)?;
     }
     Ok(())
 }
+
+/// Page directories of the boot identity mapping: one per GiB.
+pub const BOOT_PAGE_DIRECTORIES: u64 = 4;
 
 /// The general registers of the boot vCPU.
 pub fn boot_regs(protocol: BootProtocol, entry: u64) -> kvm_regs {
@@ -253,15 +261,28 @@ mod tests {
     }
 
     #[test]
-    fn page_tables_identity_map_the_first_gib() {
+    fn page_tables_identity_map_the_first_4_gib() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let sregs = boot_sregs(&mem, BootProtocol::Linux64, kvm_sregs::default()).unwrap();
         assert_eq!(sregs.cr3, 0x9000);
         assert_eq!(sregs.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
-        let pml4: u64 = mem.read_obj(GuestAddress(0x9000)).unwrap();
-        let pdpte: u64 = mem.read_obj(GuestAddress(0xa000)).unwrap();
-        let last_pde: u64 = mem.read_obj(GuestAddress(0xb000 + 511 * 8)).unwrap();
-        assert_eq!((pml4, pdpte), (0xa003, 0xb003));
-        assert_eq!(last_pde, (511 << 21) | 0x83);
+        let read = |addr: u64| -> u64 { mem.read_obj(GuestAddress(addr)).unwrap() };
+        assert_eq!(read(0x9000), 0xa003, "PML4[0] -> PDPT");
+        for gib in 0..4 {
+            assert_eq!(
+                read(0xa000 + gib * 8),
+                (0xb000 + gib * 0x1000) | 3,
+                "PDPT[{gib}]"
+            );
+        }
+        assert_eq!(read(0xb000), 0x83, "the first 2 MiB page");
+        // The 2 MiB page holding the framebuffer at 0xe000_0000 maps to itself.
+        let fb_pde = 0xb000 + (0xe000_0000u64 >> 21) * 8;
+        assert_eq!(read(fb_pde), 0xe000_0000 | 0x83);
+        assert_eq!(
+            read(0xb000 + 2047 * 8),
+            (2047 << 21) | 0x83,
+            "the last page below 4 GiB"
+        );
     }
 }

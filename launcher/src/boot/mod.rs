@@ -18,6 +18,7 @@ pub use zeropage::build_zero_page;
 use crate::Error;
 use crate::arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, MMIO_GAP_START, e820_map};
 use crate::arch::regs::BootProtocol;
+use crate::config::DisplayConfig;
 
 /// Offset of the 64-bit entry point (`startup_64`) in a loaded bzImage.
 const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
@@ -52,6 +53,7 @@ pub fn load(
     kernel: &Path,
     initrd: Option<&Path>,
     cmdline: &str,
+    display: Option<DisplayConfig>,
 ) -> Result<BootEntry, Error> {
     let mut kernel_file = File::open(kernel).map_err(|e| Error::file("kernel", kernel, e))?;
     let (entry, header) = load_kernel(mem, &mut kernel_file, kernel)?;
@@ -66,7 +68,7 @@ pub fn load(
     match entry.protocol {
         BootProtocol::Pvh => write_start_info(mem, &map, initrd)?,
         BootProtocol::Linux64 => {
-            let params = build_zero_page(header, &map, cmdline.len(), initrd)?;
+            let params = build_zero_page(header, &map, cmdline.len(), initrd, display)?;
             zeropage::write(mem, &params)?;
         }
     }

@@ -1,11 +1,12 @@
 //! The Linux zero page (`struct boot_params`, Documentation/arch/x86/boot.rst and zero-page.rst).
 
-use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, screen_info, setup_header};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::InitrdPlacement;
 use crate::Error;
-use crate::arch::layout::{CMDLINE_START, E820Entry, ZERO_PAGE_START};
+use crate::arch::layout::{CMDLINE_START, E820Entry, FRAMEBUFFER_START, ZERO_PAGE_START};
+use crate::config::DisplayConfig;
 
 /// `boot_flag`: the 0xAA55 signature.
 const BOOT_FLAG: u16 = 0xaa55;
@@ -18,13 +19,42 @@ const KERNEL_ALIGNMENT: u32 = 0x0100_0000;
 /// `loadflags`: LOADED_HIGH, the protected-mode kernel is at 1 MiB.
 const LOADED_HIGH: u8 = 0x1;
 
+/// `orig_video_isVGA` for an EFI graphics framebuffer, which Linux's `efifb` drives.
+const VIDEO_TYPE_EFI: u8 = 0x70;
+
+/// The `screen_info` of a 32-bit linear framebuffer of `display`'s size at
+/// [`FRAMEBUFFER_START`], in the x8r8g8b8 layout (blue in the low byte).
+pub fn framebuffer_screen_info(display: DisplayConfig) -> screen_info {
+    let stride = display.width * 4;
+    screen_info {
+        orig_video_isVGA: VIDEO_TYPE_EFI,
+        lfb_width: display.width as u16,
+        lfb_height: display.height as u16,
+        lfb_depth: 32,
+        lfb_base: FRAMEBUFFER_START as u32,
+        lfb_size: stride * display.height,
+        lfb_linelength: stride as u16,
+        red_size: 8,
+        red_pos: 16,
+        green_size: 8,
+        green_pos: 8,
+        blue_size: 8,
+        blue_pos: 0,
+        rsvd_size: 8,
+        rsvd_pos: 24,
+        ..Default::default()
+    }
+}
+
 /// Builds the zero page: the kernel's own setup header (bzImage) or a minimal one (vmlinux),
-/// with the loader's fields, the command line, the initrd and the e820 map filled in.
+/// with the loader's fields, the command line, the initrd, the e820 map and (with a display)
+/// the framebuffer's `screen_info` filled in.
 pub fn build_zero_page(
     header: Option<setup_header>,
     map: &[E820Entry],
     cmdline_len: usize,
     initrd: Option<InitrdPlacement>,
+    display: Option<DisplayConfig>,
 ) -> Result<boot_params, Error> {
     let mut params = boot_params {
         hdr: header.unwrap_or(setup_header {
@@ -56,6 +86,9 @@ pub fn build_zero_page(
         };
     }
     params.e820_entries = map.len() as u8;
+    if let Some(display) = display {
+        params.screen_info = framebuffer_screen_info(display);
+    }
     Ok(params)
 }
 
@@ -96,7 +129,7 @@ mod tests {
             addr: 0x1f00_0000,
             size: 0x0020_0000,
         };
-        let params = build_zero_page(None, &map, 21, Some(initrd)).unwrap();
+        let params = build_zero_page(None, &map, 21, Some(initrd), None).unwrap();
         let b = bytes_of(&params);
         assert_eq!(b.len(), 4096);
         assert_eq!(u16_at(&b, 0x1fe), 0xaa55, "boot_flag at 0x1FE");
@@ -118,6 +151,37 @@ mod tests {
         }
     }
 
+    /// Offsets from include/uapi/linux/screen_info.h (struct screen_info, at the start of the
+    /// zero page), not from our structs.
+    #[test]
+    fn screen_info_describes_an_efi_framebuffer_at_the_documented_offsets() {
+        let display = DisplayConfig {
+            width: 1280,
+            height: 800,
+        };
+        let params = build_zero_page(None, &e820_map(256 << 20), 0, None, Some(display)).unwrap();
+        let b = bytes_of(&params);
+        assert_eq!(b[0x0f], 0x70, "orig_video_isVGA = VIDEO_TYPE_EFI at 0x0F");
+        assert_eq!(u16_at(&b, 0x12), 1280, "lfb_width at 0x12");
+        assert_eq!(u16_at(&b, 0x14), 800, "lfb_height at 0x14");
+        assert_eq!(u16_at(&b, 0x16), 32, "lfb_depth at 0x16");
+        assert_eq!(u32_at(&b, 0x18), 0xe000_0000, "lfb_base at 0x18");
+        assert_eq!(u32_at(&b, 0x1c), 1280 * 4 * 800, "lfb_size at 0x1C");
+        assert_eq!(u16_at(&b, 0x24), 1280 * 4, "lfb_linelength at 0x24");
+        assert_eq!(
+            &b[0x26..0x2e],
+            &[8, 16, 8, 8, 8, 0, 8, 24],
+            "red/green/blue/rsvd size,pos at 0x26"
+        );
+        assert_eq!(
+            u32_at(&b, 0x3a),
+            0,
+            "ext_lfb_base at 0x3A: the framebuffer sits below 4 GiB"
+        );
+        let none = build_zero_page(None, &e820_map(256 << 20), 0, None, None).unwrap();
+        assert_eq!(bytes_of(&none)[0x0f], 0, "no display, no screen_info");
+    }
+
     #[test]
     fn a_bzimage_header_is_kept_and_loader_fields_set() {
         let header = setup_header {
@@ -128,7 +192,7 @@ mod tests {
             initrd_addr_max: 0x7fff_ffff,
             ..Default::default()
         };
-        let params = build_zero_page(Some(header), &e820_map(256 << 20), 0, None).unwrap();
+        let params = build_zero_page(Some(header), &e820_map(256 << 20), 0, None, None).unwrap();
         let b = bytes_of(&params);
         assert_eq!(u16_at(&b, 0x206), 0x020f, "version at 0x206 kept");
         assert_eq!(b[0x211], 0x81, "loadflags keep the image's bits");

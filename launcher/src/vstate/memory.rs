@@ -3,13 +3,16 @@
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use crate::Error;
-use crate::arch::layout::ram_regions;
+use crate::arch::layout::{FRAMEBUFFER_START, ram_regions};
 
-/// Maps `size` bytes of guest RAM. Pages are touched only when the guest uses them, so an idle
-/// guest costs little host memory.
-pub fn create(size: u64) -> Result<GuestMemoryMmap, Error> {
+/// Maps `size` bytes of guest RAM, and `framebuffer` bytes at [`FRAMEBUFFER_START`] when the
+/// guest has a display. Pages are touched only when the guest uses them, so an idle guest costs
+/// little host memory.
+pub fn create(size: u64, framebuffer: Option<u64>) -> Result<GuestMemoryMmap, Error> {
+    let fb = framebuffer.map(|bytes| (FRAMEBUFFER_START, bytes.div_ceil(4096) * 4096));
     let ranges: Vec<(GuestAddress, usize)> = ram_regions(size)
         .into_iter()
+        .chain(fb)
         .map(|(start, len)| {
             Ok((
                 GuestAddress(start),

@@ -1,0 +1,112 @@
+/* demo: a desktop-like screen on the framebuffer the VMM describes in the zero page's
+ * screen_info (64-bit Linux entry, %rsi = zero page): a top panel, a window with a title bar,
+ * a task bar, and a clock-like block in the panel whose colour changes over time. Prints
+ * "demo desktop drawn" on COM1 after the first frame, then keeps the clock ticking.
+ *
+ * Colours (x8r8g8b8): background 0x306090, top panel 0x202020, task bar 0x303030,
+ * window 0xf0f0f0 with title bar 0x4060a0. */
+#include "common.S"
+#define BACKGROUND  0x00306090
+#define PANEL       0x00202020
+#define TASKBAR     0x00303030
+#define WINDOW      0x00f0f0f0
+#define TITLE       0x004060a0
+
+    .section .text.entry, "ax"
+    .code64
+    .globl _start
+_start:
+    lea stack_top(%rip), %rsp
+    movl 0x18(%rsi), %eax           /* lfb_base */
+    mov %rax, fb_base(%rip)
+    movzwl 0x12(%rsi), %eax         /* lfb_width */
+    mov %rax, fb_width(%rip)
+    movzwl 0x14(%rsi), %eax         /* lfb_height */
+    mov %rax, fb_height(%rip)
+    movzwl 0x24(%rsi), %eax         /* lfb_linelength */
+    mov %rax, fb_stride(%rip)
+
+    /* fill_rect(x0=%r8, y0=%r9, x1=%r10, y1=%r11, colour=%r12d) */
+    xor %r8, %r8
+    xor %r9, %r9
+    mov fb_width(%rip), %r10
+    mov fb_height(%rip), %r11
+    mov $BACKGROUND, %r12d
+    call fill_rect
+
+    xor %r9, %r9                    /* top panel: 24 rows */
+    mov $24, %r11
+    mov $PANEL, %r12d
+    call fill_rect
+
+    mov fb_height(%rip), %r9        /* task bar: the last 32 rows */
+    sub $32, %r9
+    mov fb_height(%rip), %r11
+    mov $TASKBAR, %r12d
+    call fill_rect
+
+    mov $80, %r8                    /* window: (80,80) to (width/2, height/2) */
+    mov $80, %r9
+    mov fb_width(%rip), %r10
+    shr $1, %r10
+    mov fb_height(%rip), %r11
+    shr $1, %r11
+    mov $WINDOW, %r12d
+    call fill_rect
+    mov $100, %r11                  /* its title bar: 20 rows */
+    mov $TITLE, %r12d
+    call fill_rect
+
+    lea msg(%rip), %rsi
+1:  lodsb
+    test %al, %al
+    jz tick
+    PUTC_BODY_AT 2
+    jmp 1b
+
+tick:                               /* the clock: a 16x16 block at the panel's right end */
+    incl clock(%rip)
+    mov fb_width(%rip), %r10
+    sub $8, %r10
+    mov %r10, %r8
+    sub $16, %r8
+    mov $4, %r9
+    mov $20, %r11
+    mov clock(%rip), %r12d
+    imul $0x00051f, %r12d, %r12d
+    and $0x00ffffff, %r12d
+    call fill_rect
+    mov $200000, %ecx               /* about a tenth of a second on emulated KVM */
+3:  dec %ecx
+    jnz 3b
+    jmp tick
+
+fill_rect:
+    mov %r9, %rdx                   /* y */
+4:  cmp %r11, %rdx
+    jae 5f
+    mov %rdx, %rdi
+    imul fb_stride(%rip), %rdi
+    lea (%rdi, %r8, 4), %rdi
+    add fb_base(%rip), %rdi
+    mov %r10, %rcx
+    sub %r8, %rcx
+    mov %r12d, %eax
+    rep stosl
+    inc %rdx
+    jmp 4b
+5:  ret
+
+msg: .asciz "demo desktop drawn\n"
+
+    .section .data
+    .p2align 3
+fb_base:   .quad 0
+fb_width:  .quad 0
+fb_height: .quad 0
+fb_stride: .quad 0
+clock:     .long 0
+    .section .bss
+    .p2align 4
+    .space 1024
+stack_top:
