@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::ResourceExt;
-use launcher::config::{LauncherConfig, parse_size};
+use launcher::config::{DisplayConfig, LauncherConfig, parse_size};
 
 use super::labels;
 
@@ -173,6 +173,10 @@ pub fn launcher_config(desktop: &Desktop) -> Result<LauncherConfig, Invalid> {
         cpus: spec.resources.cpus,
         memory: spec.resources.memory.clone(),
         http: Some(format!("0.0.0.0:{LAUNCHER_HTTP_PORT}")),
+        display: Some(DisplayConfig {
+            width: spec.display.width,
+            height: spec.display.height,
+        }),
         shutdown_grace_seconds: GUEST_SHUTDOWN_GRACE_SECONDS,
     })
 }
@@ -452,6 +456,13 @@ spec:
             (2, "4Gi", "console=ttyS0")
         );
         assert_eq!(config.http.as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(
+            config.display,
+            Some(DisplayConfig {
+                width: 1280,
+                height: 800
+            })
+        );
     }
 
     #[test]
