@@ -41,10 +41,27 @@ pub struct LauncherConfig {
     /// The guest display, a linear 32-bit framebuffer; none if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<DisplayConfig>,
+    /// The VNC server that shows the display; none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<VncConfig>,
     /// Seconds the guest gets to shut down after SIGTERM before it is stopped hard, 0 to 3600.
     /// Keep it below the pod's `terminationGracePeriodSeconds`.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+}
+
+/// The VNC server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VncConfig {
+    /// Where to listen, e.g. `0.0.0.0:5900`.
+    pub listen: String,
+    /// A file holding the password viewers must give (VNC authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// No authentication at all: for local development only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_no_auth: bool,
 }
 
 /// The size of the guest display.
@@ -109,6 +126,8 @@ pub struct VmConfig {
     pub shutdown_grace: std::time::Duration,
     /// The guest display.
     pub display: Option<DisplayConfig>,
+    /// The VNC server: where, and the password file (none: no authentication).
+    pub vnc: Option<(std::net::SocketAddr, Option<PathBuf>)>,
 }
 
 impl LauncherConfig {
@@ -122,6 +141,7 @@ impl LauncherConfig {
             memory: default_memory(),
             http: None,
             display: None,
+            vnc: None,
             shutdown_grace_seconds: default_grace(),
         }
     }
@@ -214,6 +234,41 @@ impl LauncherConfig {
                 ),
             ));
         }
+        let vnc = match &self.vnc {
+            None => None,
+            Some(vnc) => {
+                let addr = vnc.listen.parse().map_err(|_| {
+                    bad(
+                        "vnc.listen",
+                        format!(
+                            "{:?} is not an address: write IP:PORT, such as 0.0.0.0:5900",
+                            vnc.listen
+                        ),
+                    )
+                })?;
+                if self.display.is_none() {
+                    return Err(bad(
+                        "display",
+                        "must be set when vnc is: the VNC server shows the display".into(),
+                    ));
+                }
+                match (&vnc.password_file, vnc.insecure_no_auth) {
+                    (Some(_), true) => {
+                        return Err(bad(
+                            "vnc.insecureNoAuth",
+                            "cannot be combined with vnc.passwordFile".into(),
+                        ));
+                    }
+                    (None, false) => {
+                        return Err(bad(
+                            "vnc.passwordFile",
+                            "must name the password file (or set vnc.insecureNoAuth for local development)".into(),
+                        ));
+                    }
+                    (file, _) => Some((addr, file.clone())),
+                }
+            }
+        };
         let http = match &self.http {
             None => None,
             Some(addr) => Some(addr.parse().map_err(|_| {
@@ -232,6 +287,7 @@ impl LauncherConfig {
             http,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
             display: self.display,
+            vnc,
         })
     }
 }
@@ -308,6 +364,14 @@ mod tests {
             let (f, m) = field_of(LauncherConfig::from_json(json).unwrap_err());
             assert_eq!(f, field, "{json}: {m}");
             assert!(m.contains(says), "{json}: {m}");
+        }
+    }
+
+    fn vnc(listen: &str, password_file: Option<&str>, insecure_no_auth: bool) -> VncConfig {
+        VncConfig {
+            listen: listen.into(),
+            password_file: password_file.map(Into::into),
+            insecure_no_auth,
         }
     }
 
@@ -410,6 +474,69 @@ mod tests {
                 },
                 "cmdline",
                 "NUL",
+            ),
+            (
+                LauncherConfig {
+                    shutdown_grace_seconds: 3601,
+                    ..base.clone()
+                },
+                "shutdownGraceSeconds",
+                "0 to 3600",
+            ),
+            (
+                LauncherConfig {
+                    display: Some(DisplayConfig {
+                        width: 8000,
+                        height: 600,
+                    }),
+                    ..base.clone()
+                },
+                "display",
+                "16x16 to 7680x4320",
+            ),
+            (
+                LauncherConfig {
+                    vnc: Some(vnc("0.0.0.0:5900", None, false)),
+                    display: Some(DisplayConfig {
+                        width: 640,
+                        height: 480,
+                    }),
+                    ..base.clone()
+                },
+                "vnc.passwordFile",
+                "must name",
+            ),
+            (
+                LauncherConfig {
+                    vnc: Some(vnc("0.0.0.0:5900", Some("/p"), true)),
+                    display: Some(DisplayConfig {
+                        width: 640,
+                        height: 480,
+                    }),
+                    ..base.clone()
+                },
+                "vnc.insecureNoAuth",
+                "cannot be combined",
+            ),
+            (
+                LauncherConfig {
+                    vnc: Some(vnc("5900", Some("/p"), false)),
+                    display: Some(DisplayConfig {
+                        width: 640,
+                        height: 480,
+                    }),
+                    ..base.clone()
+                },
+                "vnc.listen",
+                "IP:PORT",
+            ),
+            (
+                LauncherConfig {
+                    vnc: Some(vnc("0.0.0.0:5900", Some("/p"), false)),
+                    ..base.clone()
+                },
+                "display",
+                "must be set when vnc is",
             ),
         ];
         for (cfg, field, says) in cases {

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::sync::Arc;
 
-use launcher::config::{DisplayConfig, LauncherConfig};
+use launcher::config::{DisplayConfig, LauncherConfig, VncConfig};
+use launcher::display::vnc::{self, Security};
 use launcher::http::{self, Health};
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
 
@@ -13,12 +14,15 @@ const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
                             [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
                             [--shutdown-grace SECONDS] [--display WIDTHxHEIGHT]
+                            [--vnc ADDR (--vnc-password-file FILE | --vnc-no-auth)]
 
        verdant-launcher doctor [--json]
 
 `run` runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
 Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
 /healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
+--vnc serves the display to VNC viewers (RFB 3.3-3.8) with the password in FILE, or with no
+authentication at all under --vnc-no-auth (local development only).
 --display gives the guest a linear 32-bit framebuffer, described to 64-bit Linux-entry guests
 in the zero page's screen_info (EFI framebuffer); /readyz then waits for a non-blank frame.
 SIGTERM or SIGINT asks the guest to shut down (Ctrl+Alt+Del) and stops it after the grace
@@ -86,8 +90,13 @@ fn usage_error(message: &str) -> ExitCode {
 fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
     let mut base: Option<LauncherConfig> = None;
     let mut overrides: Vec<(&str, &str)> = Vec::new();
+    let mut no_auth = false;
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
+        if flag == "--vnc-no-auth" {
+            no_auth = true;
+            continue;
+        }
         let value = iter
             .next()
             .ok_or_else(|| format!("{flag} needs a value"))?
@@ -101,8 +110,16 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--config-json" => {
                 base = Some(LauncherConfig::from_json(value).map_err(|e| e.to_string())?);
             }
-            "--kernel" | "--initrd" | "--cmdline" | "--memory" | "--cpus" | "--http"
-            | "--shutdown-grace" | "--display" => {
+            "--kernel"
+            | "--initrd"
+            | "--cmdline"
+            | "--memory"
+            | "--cpus"
+            | "--http"
+            | "--shutdown-grace"
+            | "--display"
+            | "--vnc"
+            | "--vnc-password-file" => {
                 overrides.push((flag.as_str(), value));
             }
             other => return Err(format!("unknown flag {other:?}")),
@@ -127,6 +144,10 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--memory" => config.memory = value.into(),
             "--http" => config.http = Some(value.into()),
             "--display" => config.display = Some(DisplayConfig::parse(value)?),
+            "--vnc" => config.vnc.get_or_insert_with(vnc_default).listen = value.into(),
+            "--vnc-password-file" => {
+                config.vnc.get_or_insert_with(vnc_default).password_file = Some(value.into());
+            }
             "--shutdown-grace" => {
                 config.shutdown_grace_seconds = value.parse().map_err(|_| {
                     format!("--shutdown-grace {value:?} is not a number of seconds")
@@ -140,7 +161,18 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             _ => unreachable!("only the flags matched above are collected"),
         }
     }
+    if no_auth {
+        config.vnc.get_or_insert_with(vnc_default).insecure_no_auth = true;
+    }
     Ok(config)
+}
+
+fn vnc_default() -> VncConfig {
+    VncConfig {
+        listen: "127.0.0.1:5900".into(),
+        password_file: None,
+        insecure_no_auth: false,
+    }
 }
 
 fn run(args: &[String]) -> ExitCode {
@@ -184,6 +216,25 @@ fn run(args: &[String]) -> ExitCode {
             }
         }
     }
+    if let (Some((addr, password_file)), Some(framebuffer)) = (&vm.vnc, machine.framebuffer()) {
+        let security = match password_file {
+            None => Security::None,
+            Some(file) => match read_password(file) {
+                Ok(password) => Security::Password(password),
+                Err(message) => {
+                    eprintln!("verdant-launcher: {message}");
+                    return ExitCode::from(1);
+                }
+            },
+        };
+        match vnc::serve(*addr, framebuffer, security, "verdant".into()) {
+            Ok((bound, _thread)) => eprintln!("verdant-launcher: serving VNC on {bound}"),
+            Err(e) => {
+                eprintln!("verdant-launcher: cannot serve VNC on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     if let Some(framebuffer) = machine.framebuffer() {
         watch_display(framebuffer, Arc::clone(&health));
     } else {
@@ -212,6 +263,29 @@ fn run(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The VNC password from its file: the first line, which must not be empty.
+fn read_password(file: &std::path::Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read(file).map_err(|e| {
+        format!(
+            "Config vnc.passwordFile: cannot read {}: {e}",
+            file.display()
+        )
+    })?;
+    let line: Vec<u8> = text
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .to_vec();
+    let line = line.strip_suffix(b"\r").map(<[u8]>::to_vec).unwrap_or(line);
+    if line.is_empty() {
+        return Err(format!(
+            "Config vnc.passwordFile: {} is empty",
+            file.display()
+        ));
+    }
+    Ok(line)
 }
 
 /// Marks the display live once the guest has drawn something: "session ready" for a desktop.

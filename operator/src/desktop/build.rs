@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crds::{ArtifactSource, Desktop, DesktopSpec};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, HTTPGetAction, HostPathVolumeSource, ImageVolumeSource,
+    Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, ImageVolumeSource,
     PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, ResourceRequirements, Secret,
     SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
@@ -14,12 +14,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::ResourceExt;
-use launcher::config::{DisplayConfig, LauncherConfig, parse_size};
+use launcher::config::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
 
 use super::labels;
 
 /// The launcher's HTTP port (`/healthz`, `/readyz`, `/console`).
 pub const LAUNCHER_HTTP_PORT: i32 = 8080;
+/// The launcher's VNC port, which the broker connects to.
+pub const LAUNCHER_VNC_PORT: i32 = 5900;
 /// Memory the launcher process needs on top of guest RAM: the VMM itself measures about 3 MiB;
 /// the rest is headroom for page tables, I/O buffers and the display server, so that the
 /// kubelet never OOM-kills a desktop for its VMM.
@@ -177,6 +179,11 @@ pub fn launcher_config(desktop: &Desktop) -> Result<LauncherConfig, Invalid> {
             width: spec.display.width,
             height: spec.display.height,
         }),
+        vnc: Some(VncConfig {
+            listen: format!("0.0.0.0:{LAUNCHER_VNC_PORT}"),
+            password_file: Some(format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_PASSWORD_KEY}").into()),
+            insecure_no_auth: false,
+        }),
         shutdown_grace_seconds: GUEST_SHUTDOWN_GRACE_SECONDS,
     })
 }
@@ -252,17 +259,20 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
         name: "launcher".into(),
         image: Some(ctx.launcher_image.into()),
         args: Some(vec!["run".into(), "--config-json".into(), config_json]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: LAUNCHER_HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        env: Some(vec![EnvVar {
-            name: "VERDANT_DISPLAY_PASSWORD_FILE".into(),
-            value: Some(format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_PASSWORD_KEY}")),
-            ..EnvVar::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: LAUNCHER_HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("vnc".into()),
+                container_port: LAUNCHER_VNC_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         security_context: Some(SecurityContext {
             privileged: Some(true),
             ..SecurityContext::default()

@@ -1,0 +1,329 @@
+//! The VNC server: one listener thread, and per viewer a reader thread (parses its messages)
+//! and a writer thread (sends updates at its own pace), so a slow viewer stalls only itself.
+//! Every viewer shares the desktop; a misbehaving one is closed with a logged reason.
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::auth;
+use super::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
+use crate::display::Framebuffer;
+
+/// Most viewers at once; more are turned away politely.
+pub const MAX_VIEWERS: usize = 16;
+/// Frames per second a viewer gets at most.
+pub const MAX_FPS: u32 = 30;
+/// Side of the square tiles compared to find what changed.
+const TILE: u32 = 64;
+/// How long a viewer may take to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The Raw encoding.
+const ENCODING_RAW: i32 = 0;
+
+/// How viewers authenticate.
+#[derive(Clone)]
+pub enum Security {
+    /// VNC authentication with this password (its first 8 bytes count).
+    Password(Vec<u8>),
+    /// None: anyone who can connect sees the desktop. For local development only.
+    None,
+}
+
+/// Starts serving `framebuffer` on `addr`; returns the bound address.
+pub fn serve(
+    addr: SocketAddr,
+    framebuffer: Framebuffer,
+    security: Security,
+    name: String,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    let viewers = Arc::new(AtomicUsize::new(0));
+    let thread = std::thread::Builder::new()
+        .name("vnc".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let peer = stream
+                    .peer_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string());
+                if viewers.load(Ordering::Acquire) >= MAX_VIEWERS {
+                    eprintln!(
+                        "verdant-launcher: vnc {peer}: refused, {MAX_VIEWERS} viewers already"
+                    );
+                    continue;
+                }
+                viewers.fetch_add(1, Ordering::AcqRel);
+                let (fb, security, name, count) = (
+                    framebuffer.clone(),
+                    security.clone(),
+                    name.clone(),
+                    Arc::clone(&viewers),
+                );
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("vnc-viewer".into())
+                        .spawn(move || {
+                            match serve_viewer(stream, &fb, &security, &name) {
+                                Ok(()) => eprintln!("verdant-launcher: vnc {peer}: disconnected"),
+                                Err(e) => eprintln!("verdant-launcher: vnc {peer}: closed: {e}"),
+                            }
+                            count.fetch_sub(1, Ordering::AcqRel);
+                        });
+                if spawned.is_err() {
+                    viewers.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        })?;
+    Ok((bound, thread))
+}
+
+fn write_reason(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
+    stream.write_all(&(reason.len() as u32).to_be_bytes())?;
+    stream.write_all(reason.as_bytes())
+}
+
+/// Handshake (RFC 6143 7.1-7.3), then the update loop.
+fn serve_viewer(
+    mut stream: TcpStream,
+    fb: &Framebuffer,
+    security: &Security,
+    name: &str,
+) -> Result<(), ProtocolError> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.write_all(b"RFB 003.008\n")?;
+    let mut version = [0u8; 12];
+    stream.read_exact(&mut version)?;
+    let minor = protocol::parse_version(&version)?;
+
+    let wanted: u8 = match security {
+        Security::Password(_) => 2,
+        Security::None => 1,
+    };
+    if minor == 3 {
+        stream.write_all(&u32::from(wanted).to_be_bytes())?;
+    } else {
+        stream.write_all(&[1, wanted])?;
+        let mut chosen = [0u8; 1];
+        stream.read_exact(&mut chosen)?;
+        if chosen[0] != wanted {
+            stream.write_all(&1u32.to_be_bytes())?;
+            if minor == 8 {
+                write_reason(&mut stream, "unsupported security type")?;
+            }
+            return Err(ProtocolError::BadVersion(format!(
+                "security type {} chosen, {wanted} offered",
+                chosen[0]
+            )));
+        }
+    }
+    match security {
+        Security::Password(password) => {
+            let challenge = auth::challenge().map_err(|e| std::io::Error::other(e.to_string()))?;
+            stream.write_all(&challenge)?;
+            let mut answer = [0u8; auth::CHALLENGE_LEN];
+            stream.read_exact(&mut answer)?;
+            if !auth::verify(password, &challenge, &answer) {
+                stream.write_all(&1u32.to_be_bytes())?;
+                if minor == 8 {
+                    write_reason(&mut stream, "authentication failed")?;
+                }
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "wrong password",
+                )
+                .into());
+            }
+            stream.write_all(&0u32.to_be_bytes())?;
+        }
+        Security::None if minor == 8 => stream.write_all(&0u32.to_be_bytes())?,
+        Security::None => {}
+    }
+
+    let mut shared = [0u8; 1];
+    stream.read_exact(&mut shared)?; // every viewer shares the desktop
+    let mut init = Vec::with_capacity(24 + name.len());
+    init.extend_from_slice(&(fb.width as u16).to_be_bytes());
+    init.extend_from_slice(&(fb.height as u16).to_be_bytes());
+    init.extend_from_slice(&PixelFormat::NATIVE.to_bytes());
+    init.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    init.extend_from_slice(name.as_bytes());
+    stream.write_all(&init)?;
+
+    // The reader thread parses; this thread writes. A bounded queue: a client that floods
+    // us with messages blocks its own reader, nobody else.
+    stream.set_read_timeout(None)?;
+    let (tx, rx) = mpsc::sync_channel::<Result<ClientMessage, ProtocolError>>(256);
+    let reader_stream = stream.try_clone()?;
+    std::thread::Builder::new()
+        .name("vnc-reader".into())
+        .spawn(move || {
+            let mut reader = BufReader::new(reader_stream);
+            loop {
+                let message = protocol::read_message(&mut reader);
+                let failed = message.is_err();
+                if tx.send(message).is_err() || failed {
+                    return;
+                }
+            }
+        })?;
+    let result = update_loop(&mut stream, fb, &rx);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    result
+}
+
+/// A viewer's update state.
+struct Viewer {
+    format: PixelFormat,
+    /// An update is wanted: `Some(incremental)`.
+    pending: Option<bool>,
+    /// The frame this viewer last saw, as 0xRRGGBB pixels.
+    seen: Option<Vec<u32>>,
+    last_sent: Option<Instant>,
+}
+
+fn update_loop(
+    stream: &mut TcpStream,
+    fb: &Framebuffer,
+    rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
+) -> Result<(), ProtocolError> {
+    let frame_interval = Duration::from_secs(1) / MAX_FPS;
+    let mut viewer = Viewer {
+        format: PixelFormat::NATIVE,
+        pending: None,
+        seen: None,
+        last_sent: None,
+    };
+    loop {
+        let wait = match (viewer.pending, viewer.last_sent) {
+            (Some(_), Some(at)) => frame_interval.saturating_sub(at.elapsed()),
+            (Some(_), None) => Duration::ZERO,
+            (None, _) => Duration::from_millis(500),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(message) => match message? {
+                ClientMessage::SetPixelFormat(format) => {
+                    viewer.format = format;
+                    viewer.seen = None; // the next update must be whole
+                }
+                ClientMessage::UpdateRequest { incremental, .. } => {
+                    // A full request wins over an incremental one already waiting.
+                    viewer.pending = Some(
+                        viewer.pending.unwrap_or(true) && incremental && viewer.seen.is_some(),
+                    );
+                }
+                // Only Raw is sent for now, which every client accepts.
+                ClientMessage::SetEncodings(_) => {}
+                // Input and clipboard reach the guest with the keyboard and clipboard work.
+                ClientMessage::Key { .. }
+                | ClientMessage::QemuKey { .. }
+                | ClientMessage::Pointer { .. }
+                | ClientMessage::CutText(_) => {}
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        let due = viewer
+            .last_sent
+            .is_none_or(|at| at.elapsed() >= frame_interval);
+        if let (Some(incremental), true) = (viewer.pending, due) {
+            let frame = read_frame(fb);
+            let rects = match (&viewer.seen, incremental) {
+                (Some(seen), true) => changed_tiles(seen, &frame, fb.width, fb.height),
+                _ => vec![(0, 0, fb.width, fb.height)],
+            };
+            if !rects.is_empty() {
+                send_update(stream, &frame, fb.width, &rects, viewer.format)?;
+                viewer.seen = Some(frame);
+                viewer.pending = None;
+                viewer.last_sent = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// The current frame as 0xRRGGBB pixels.
+fn read_frame(fb: &Framebuffer) -> Vec<u32> {
+    let mut frame = Vec::with_capacity((fb.width * fb.height) as usize);
+    let mut row = vec![0u8; fb.stride()];
+    for y in 0..fb.height {
+        if !fb.read_row(y, &mut row) {
+            row.fill(0);
+        }
+        frame.extend(
+            row.chunks_exact(4)
+                .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0])),
+        );
+    }
+    frame
+}
+
+/// The tiles (x, y, w, h) where `now` differs from `before`.
+pub fn changed_tiles(
+    before: &[u32],
+    now: &[u32],
+    width: u32,
+    height: u32,
+) -> Vec<(u32, u32, u32, u32)> {
+    let mut rects = Vec::new();
+    for ty in (0..height).step_by(TILE as usize) {
+        for tx in (0..width).step_by(TILE as usize) {
+            let (w, h) = (TILE.min(width - tx), TILE.min(height - ty));
+            let differs = (ty..ty + h).any(|y| {
+                let start = (y * width + tx) as usize;
+                before[start..start + w as usize] != now[start..start + w as usize]
+            });
+            if differs {
+                rects.push((tx, ty, w, h));
+            }
+        }
+    }
+    rects
+}
+
+fn send_update(
+    stream: &mut TcpStream,
+    frame: &[u32],
+    width: u32,
+    rects: &[(u32, u32, u32, u32)],
+    format: PixelFormat,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(4 + rects.len() * 12);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(rects.len() as u16).to_be_bytes());
+    for &(x, y, w, h) in rects {
+        for v in [x, y, w, h] {
+            out.extend_from_slice(&(v as u16).to_be_bytes());
+        }
+        out.extend_from_slice(&ENCODING_RAW.to_be_bytes());
+        out.reserve((w * h) as usize * format.bytes_per_pixel());
+        for row in y..y + h {
+            let start = (row * width + x) as usize;
+            for &pixel in &frame[start..start + w as usize] {
+                format.encode(pixel, &mut out);
+            }
+        }
+    }
+    stream.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changed_tiles_are_sent() {
+        let (w, h) = (130, 70);
+        let before = vec![0u32; (w * h) as usize];
+        let mut now = before.clone();
+        assert!(changed_tiles(&before, &now, w, h).is_empty());
+        now[(65 * w + 129) as usize] = 1; // the bottom-right corner tile
+        assert_eq!(changed_tiles(&before, &now, w, h), vec![(128, 64, 2, 6)]);
+        now[0] = 1;
+        assert_eq!(changed_tiles(&before, &now, w, h).len(), 2);
+    }
+}
