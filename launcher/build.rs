@@ -1,7 +1,7 @@
 //! Builds the tiny test guests in `guests/` (GNU assembler + ld, from the host's gcc toolchain)
 //! into `$OUT_DIR/guests/<name>.elf` (and `bzhello.bin`, a flat bzImage), and tells the crate where they are through
 //! `VERDANT_TEST_GUESTS`. Without a toolchain the variable is empty and the KVM tests skip,
-//! saying why.
+//! saying why. The demo desktop guest is also embedded in the launcher (`run --demo`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +36,20 @@ fn main() {
         String::new()
     };
     println!("cargo:rustc-env=VERDANT_TEST_GUESTS={dir}");
+
+    // The demo desktop guest ships inside the binary (`verdant-launcher run --demo`); without a
+    // toolchain it is empty, and `--demo` says so.
+    let demo = out.join("demo.elf");
+    let embedded = out.join("demo-embedded.elf");
+    let bytes = if built {
+        std::fs::read(&demo).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if std::fs::write(&embedded, bytes).is_err() {
+        println!("cargo:warning=cannot write {}", embedded.display());
+    }
+    println!("cargo:rustc-env=VERDANT_DEMO_GUEST={}", embedded.display());
 }
 
 fn build(src: &Path, out: &Path, name: &str) -> bool {

@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod boot;
 pub mod config;
+pub mod demo;
 pub mod devices;
 pub mod display;
 pub mod doctor;

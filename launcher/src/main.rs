@@ -11,14 +11,16 @@ use launcher::http::{self, Health};
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
 
 const USAGE: &str = "\
-usage: verdant-launcher run [--config FILE | --config-json JSON] [--kernel PATH] [--initrd PATH]
+usage: verdant-launcher run [--config FILE | --config-json JSON | --demo] [--kernel PATH] [--initrd PATH]
                             [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
                             [--shutdown-grace SECONDS] [--display WIDTHxHEIGHT]
                             [--vnc ADDR (--vnc-password-file FILE | --vnc-no-auth)]
 
        verdant-launcher doctor [--json]
 
-`run` runs one VM. Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
+`run` runs one VM; --demo runs the built-in demo desktop guest (1280x800, 64 MiB), e.g.
+  verdant-launcher run --demo --vnc 127.0.0.1:5900 --vnc-password-file FILE
+Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
 Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
 /healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
 --vnc serves the display to VNC viewers (RFB 3.3-3.8) with the password in FILE, or with no
@@ -97,6 +99,10 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             no_auth = true;
             continue;
         }
+        if flag == "--demo" {
+            base = Some(launcher::demo::demo_config()?);
+            continue;
+        }
         let value = iter
             .next()
             .ok_or_else(|| format!("{flag} needs a value"))?
@@ -132,7 +138,7 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
                 .iter()
                 .find(|(f, _)| *f == "--kernel")
                 .map(|(_, v)| *v)
-                .ok_or("--kernel (or --config) is needed")?;
+                .ok_or("--kernel (or --config, or --demo) is needed")?;
             LauncherConfig::new(kernel)
         }
     };
@@ -191,7 +197,12 @@ fn run(args: &[String]) -> ExitCode {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
     }
-    let machine = match Machine::build(&vm, ConsoleOptions::default()) {
+    let machine = Machine::build(&vm, ConsoleOptions::default());
+    if launcher::demo::is_demo_file(&vm.kernel) {
+        // The loader has read it; the temporary copy of the demo guest is no longer needed.
+        let _ = std::fs::remove_file(&vm.kernel);
+    }
+    let machine = match machine {
         Ok(machine) => machine,
         Err(e) => {
             eprintln!("verdant-launcher: {e}");

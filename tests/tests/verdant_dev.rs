@@ -121,6 +121,36 @@ fn up_serves_kubectl_and_down_leaves_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
+    // The demo desktop runs where KVM does, behind VNC with the password `up` points at.
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if kvm {
+        let shown = text(&again);
+        assert!(
+            shown.contains("The demo desktop (a tiny guest VM) is on VNC at"),
+            "{shown}"
+        );
+        let ready = std::fs::read_to_string(state_dir.join("ready")).unwrap();
+        let addr = ready.lines().nth(2).unwrap().to_owned();
+        let passwd = state_dir.join("demo-vnc.passwd");
+        let port = addr.rsplit(':').next().unwrap();
+        match Command::new("vncsnapshot")
+            .args(["-quiet", "-passwd"])
+            .arg(&passwd)
+            .arg(format!("127.0.0.1::{port}"))
+            .arg(state.path().join("demo.jpg"))
+            .output()
+        {
+            Ok(snap) => assert!(snap.status.success(), "vncsnapshot: {}", text(&snap)),
+            Err(_) => eprintln!("SKIP (demo capture): vncsnapshot is not installed"),
+        }
+    } else {
+        eprintln!("SKIP (demo desktop): /dev/kvm is not usable here");
+    }
+
     let out = verdant_dev(&state_dir, &["down"]);
     assert!(out.status.success(), "down failed:\n{}", text(&out));
     let left = processes_mentioning(&marker);

@@ -3,7 +3,8 @@
 //! `verdant-dev up` starts a real control plane (etcd, kube-apiserver, kube-controller-manager,
 //! built from pinned Go modules on first use) in the background, installs Verdant's CRDs, runs
 //! the operator against it and prints the `KUBECONFIG` to use; `verdant-dev down` stops it and
-//! leaves nothing behind. There is no kubelet: launcher pods are created but nothing runs them.
+//! leaves nothing behind. There is no kubelet: launcher pods are created but nothing runs them;
+//! instead `up` runs one demo desktop VM itself (where `/dev/kvm` works) behind VNC.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -11,6 +12,12 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use launcher::display::vnc::{self, Security, auth::obfuscated_password_file};
+use launcher::machine::{ConsoleOptions, Machine};
 use tests::controlplane::{self, ControlPlane, Options, Versions};
 
 const USAGE: &str = "\
@@ -113,6 +120,21 @@ impl State {
     fn kubeconfig(&self) -> PathBuf {
         self.controlplane_dir().join("kubeconfig")
     }
+    fn demo_password_file(&self) -> PathBuf {
+        self.dir.join("demo-vnc-password")
+    }
+    fn demo_passwd_file(&self) -> PathBuf {
+        self.dir.join("demo-vnc.passwd")
+    }
+    /// Where the demo desktop's VNC server listens, if it runs.
+    fn demo_address(&self) -> Option<String> {
+        let ready = std::fs::read_to_string(self.ready_file()).ok()?;
+        ready
+            .lines()
+            .nth(2)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+    }
 
     /// The pid of the background process, if it runs.
     fn running_pid(&self) -> Option<i32> {
@@ -125,7 +147,12 @@ impl State {
     }
 
     fn clear(&self) {
-        for file in [self.pid_file(), self.ready_file()] {
+        for file in [
+            self.pid_file(),
+            self.ready_file(),
+            self.demo_password_file(),
+            self.demo_passwd_file(),
+        ] {
             let _ = std::fs::remove_file(file);
         }
     }
@@ -225,6 +252,22 @@ fn print_how_to_use(state: &State) {
     );
     println!("  kubectl get desktops,desktoppools -A");
     println!("  kubectl apply -f crds/examples/");
+    match state.demo_address() {
+        Some(addr) => {
+            let port = addr.rsplit(':').next().unwrap_or("5900");
+            println!();
+            println!("The demo desktop (a tiny guest VM) is on VNC at {addr}; its password is in");
+            println!("{}. For example:", state.demo_password_file().display());
+            println!(
+                "  vncsnapshot -passwd {} 127.0.0.1::{port} demo.jpg",
+                state.demo_passwd_file().display()
+            );
+        }
+        None => println!(
+            "\nNo demo desktop: see {} for why.",
+            state.log_file().display()
+        ),
+    }
     println!("Stop it with `verdant-dev down`.");
 }
 
@@ -320,10 +363,24 @@ fn serve(state: &State) -> Result<(), String> {
             let _ = operator_stopped.await;
         }));
         eprintln!("operator started");
-        write_ready(state, &cp)?;
+        let demo = match start_demo(state) {
+            Ok(demo) => {
+                eprintln!("demo desktop on vnc://{}", demo.addr);
+                Some(demo)
+            }
+            Err(e) => {
+                eprintln!("no demo desktop: {e}");
+                None
+            }
+        };
+        write_ready(state, &cp, demo.as_ref().map(|d| d.addr))?;
         tokio::select! {
             _ = term.recv() => eprintln!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => eprintln!("SIGINT: stopping"),
+        }
+        if let Some(demo) = demo {
+            demo.stop.store(2, Ordering::Release);
+            let _ = demo.thread.join();
         }
         let _ = stop_operator.send(());
         match operator.await {
@@ -352,9 +409,72 @@ fn operator_options() -> operator::Options {
     }
 }
 
-fn write_ready(state: &State, cp: &ControlPlane) -> Result<(), String> {
-    let text = format!("{}\n{}\n", cp.server(), cp.kubeconfig().display());
+fn write_ready(state: &State, cp: &ControlPlane, demo: Option<SocketAddr>) -> Result<(), String> {
+    let demo = demo.map(|a| a.to_string()).unwrap_or_default();
+    let text = format!("{}\n{}\n{demo}\n", cp.server(), cp.kubeconfig().display());
     write_atomically(&state.ready_file(), &text)
+}
+
+/// The demo desktop VM, run by this process: the demo guest behind VNC on 127.0.0.1:5900 (or a
+/// free port when that is taken), with a random password in the state folder.
+struct Demo {
+    addr: SocketAddr,
+    stop: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start_demo(state: &State) -> Result<Demo, String> {
+    let config = launcher::demo::demo_config()?;
+    let vm = config.validate().map_err(|e| e.to_string())?;
+    let machine = Machine::build(
+        &vm,
+        ConsoleOptions {
+            stdout: false,
+            buffer_bytes: 64 << 10,
+        },
+    );
+    let _ = std::fs::remove_file(&vm.kernel);
+    let machine = machine.map_err(|e| e.to_string())?;
+    let framebuffer = machine.framebuffer().ok_or("the demo has no display")?;
+
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
+    let password: String = bytes.iter().map(|b| char::from(b'a' + b % 26)).collect();
+    std::fs::write(state.demo_password_file(), format!("{password}\n"))
+        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        state.demo_passwd_file(),
+        obfuscated_password_file(password.as_bytes()),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let security = Security::Password(password.into_bytes());
+    let name = "verdant demo desktop".to_owned();
+    let (addr, _) = vnc::serve(
+        SocketAddr::from(([127, 0, 0, 1], 5900)),
+        framebuffer.clone(),
+        security.clone(),
+        name.clone(),
+    )
+    .or_else(|_| {
+        vnc::serve(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            framebuffer,
+            security,
+            name,
+        )
+    })
+    .map_err(|e| format!("cannot serve VNC: {e}"))?;
+    let stop = Arc::new(AtomicUsize::new(0));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("demo-vm".into())
+        .spawn(move || match machine.run(&flag, Duration::ZERO) {
+            Ok(exit) => eprintln!("demo desktop ended: {exit:?}"),
+            Err(e) => eprintln!("demo desktop failed: {e}"),
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(Demo { addr, stop, thread })
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), String> {

@@ -205,6 +205,10 @@ fn update_loop(
             (None, _) => Duration::from_millis(500),
         };
         match rx.recv_timeout(wait) {
+            // The viewer hung up between messages: a normal end.
+            Ok(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(());
+            }
             Ok(message) => match message? {
                 ClientMessage::SetPixelFormat(format) => {
                     viewer.format = format;
