@@ -138,3 +138,279 @@ fn vncsnapshot_captures_the_demo_desktop_with_vnc_authentication() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A launcher running the demo desktop behind VNC with `password`, and its port.
+fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)> {
+    let kernel = guest("demo")?;
+    let dir = std::env::temp_dir().join(format!("verdant-vnc-{}-{password}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("password");
+    std::fs::write(&file, password).unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
+        .args([
+            "run",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--memory",
+            "64Mi",
+            "--display",
+            "640x480",
+        ])
+        .args(["--vnc", &format!("127.0.0.1:{port}"), "--vnc-password-file"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("launcher starts");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the display goes live");
+        if line.contains("the guest display is live") {
+            break;
+        }
+    }
+    Some((Launcher(child), port, dir))
+}
+
+mod client {
+    //! Just enough of an RFB client to drive the server in ways real clients would not.
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use launcher::display::vnc::auth;
+
+    /// Connects and authenticates; returns the stream after ServerInit.
+    pub fn connect(port: u16, password: &str) -> std::io::Result<TcpStream> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut version = [0u8; 12];
+        s.read_exact(&mut version)?;
+        s.write_all(b"RFB 003.008\n")?;
+        let mut types = [0u8; 2];
+        s.read_exact(&mut types)?;
+        s.write_all(&[2])?;
+        let mut challenge = [0u8; 16];
+        s.read_exact(&mut challenge)?;
+        s.write_all(&auth::response(password.as_bytes(), &challenge))?;
+        let mut result = [0u8; 4];
+        s.read_exact(&mut result)?;
+        if result != [0; 4] {
+            return Err(std::io::Error::other("authentication failed"));
+        }
+        s.write_all(&[1])?;
+        let mut init = [0u8; 24];
+        s.read_exact(&mut init)?;
+        let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
+        let mut name = vec![0u8; name_len];
+        s.read_exact(&mut name)?;
+        Ok(s)
+    }
+
+    /// Asks for an update of the whole 640x480 screen.
+    pub fn request(s: &mut TcpStream, incremental: bool) -> std::io::Result<()> {
+        s.write_all(&[3, u8::from(incremental), 0, 0, 0, 0, 2, 128, 1, 224])
+    }
+
+    /// Reads one FramebufferUpdate (Raw, 32 bpp) and returns its rectangle count.
+    pub fn read_update(s: &mut TcpStream) -> std::io::Result<usize> {
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head)?;
+        if head[0] != 0 {
+            return Err(std::io::Error::other(format!("message type {}", head[0])));
+        }
+        let rects = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        for _ in 0..rects {
+            let mut r = [0u8; 12];
+            s.read_exact(&mut r)?;
+            let (w, h) = (
+                u16::from_be_bytes([r[4], r[5]]),
+                u16::from_be_bytes([r[6], r[7]]),
+            );
+            let mut pixels = vec![0u8; usize::from(w) * usize::from(h) * 4];
+            s.read_exact(&mut pixels)?;
+        }
+        Ok(rects)
+    }
+
+    /// Whether the server closes the connection within a few seconds.
+    pub fn closed_by_server(s: &mut TcpStream) -> bool {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // drain whatever was in flight
+                Err(e) => {
+                    return e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn each_malformed_client_is_closed_and_the_server_carries_on() {
+    let Some((_launcher, port, dir)) = start_demo("hunter22") else {
+        return;
+    };
+    use std::io::{Read, Write};
+    let raw = move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut version = [0u8; 12];
+        s.read_exact(&mut version).unwrap();
+        s
+    };
+    type Case = (&'static str, Box<dyn Fn() -> std::net::TcpStream>);
+    let cases: Vec<Case> = vec![
+        (
+            "bad version",
+            Box::new(move || {
+                let mut s = raw();
+                s.write_all(b"HTTP/1.1 GET").unwrap();
+                s
+            }),
+        ),
+        (
+            "unoffered security type",
+            Box::new(move || {
+                let mut s = raw();
+                s.write_all(b"RFB 003.008\n").unwrap();
+                let mut types = [0u8; 2];
+                s.read_exact(&mut types).unwrap();
+                s.write_all(&[1]).unwrap(); // None, which was not offered
+                s
+            }),
+        ),
+        (
+            "wrong password",
+            Box::new(move || {
+                let mut s = raw();
+                s.write_all(b"RFB 003.008\n").unwrap();
+                let mut types = [0u8; 2];
+                s.read_exact(&mut types).unwrap();
+                s.write_all(&[2]).unwrap();
+                let mut challenge = [0u8; 16];
+                s.read_exact(&mut challenge).unwrap();
+                s.write_all(&[0u8; 16]).unwrap();
+                s
+            }),
+        ),
+        (
+            "unknown message type",
+            Box::new(move || {
+                let mut s = client::connect(port, "hunter22").unwrap();
+                s.write_all(&[42]).unwrap();
+                s
+            }),
+        ),
+        (
+            "absurd clipboard length",
+            Box::new(move || {
+                let mut s = client::connect(port, "hunter22").unwrap();
+                s.write_all(&[6, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]).unwrap();
+                s
+            }),
+        ),
+        (
+            "absurd encoding count",
+            Box::new(move || {
+                let mut s = client::connect(port, "hunter22").unwrap();
+                s.write_all(&[2, 0, 0xff, 0xff]).unwrap();
+                s
+            }),
+        ),
+        (
+            "colour-map pixel format",
+            Box::new(move || {
+                let mut s = client::connect(port, "hunter22").unwrap();
+                s.write_all(&[0, 0, 0, 0, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+                    .unwrap();
+                s
+            }),
+        ),
+        (
+            "truncated message, then silence",
+            Box::new(move || {
+                let mut s = client::connect(port, "hunter22").unwrap();
+                s.write_all(&[3, 1, 0]).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                s
+            }),
+        ),
+    ];
+    for (what, make) in &cases {
+        let mut s = make();
+        assert!(
+            client::closed_by_server(&mut s),
+            "{what}: the connection stayed open"
+        );
+        // Everyone else is still served.
+        let mut good =
+            client::connect(port, "hunter22").unwrap_or_else(|e| panic!("after {what}: {e}"));
+        client::request(&mut good, false).unwrap();
+        assert!(
+            client::read_update(&mut good).unwrap() >= 1,
+            "after {what}: no update"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn eight_viewers_get_updates_and_a_stalled_one_delays_nobody() {
+    let Some((_launcher, port, dir)) = start_demo("viewers8") else {
+        return;
+    };
+    let mut viewers: Vec<_> = (0..8)
+        .map(|_| client::connect(port, "viewers8").unwrap())
+        .collect();
+    for v in &mut viewers {
+        client::request(v, false).unwrap();
+        assert!(client::read_update(v).unwrap() >= 1);
+    }
+    // How often does a viewer see the demo's clock change, incrementally?
+    let rate = |v: &mut std::net::TcpStream, window: Duration| -> usize {
+        let start = Instant::now();
+        let mut updates = 0;
+        while start.elapsed() < window {
+            client::request(v, true).unwrap();
+            client::read_update(v).unwrap();
+            updates += 1;
+        }
+        updates
+    };
+    let window = Duration::from_secs(3);
+    let alone = rate(&mut viewers[0], window);
+    // A viewer that asks for whole frames and never reads them: its socket fills up.
+    let mut stalled = client::connect(port, "viewers8").unwrap();
+    for _ in 0..200 {
+        if client::request(&mut stalled, false).is_err() {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let with_stalled = rate(&mut viewers[1], window);
+    println!(
+        "updates seen in {window:?} by one viewer: {alone} with 8 viewers, {with_stalled} with a ninth that stopped reading (ratio {:.2})",
+        with_stalled as f64 / alone.max(1) as f64
+    );
+    assert!(with_stalled > 0, "the stalled viewer blocked the others");
+    // Every viewer is still served.
+    for v in &mut viewers[2..] {
+        client::request(v, false).unwrap();
+        assert!(client::read_update(v).unwrap() >= 1);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
