@@ -3,6 +3,10 @@
  * a task bar, and a clock-like block in the panel whose colour changes over time. Prints
  * "demo desktop drawn" on COM1 after the first frame, then keeps the clock ticking.
  *
+ * Keys: the keyboard interrupt (IRQ1 through the legacy PIC) reads scancode set 2; each key
+ * pressed draws a 16x16 block in the window, the n-th at x = 100 + 20 * (n % 20),
+ * y = 120 + 20 * (n / 20 % 3), coloured (make code * 0x010203) & 0xffffff.
+ *
  * Colours (x8r8g8b8): background 0x306090, top panel 0x202020, task bar 0x303030,
  * window 0xf0f0f0 with title bar 0x4060a0. */
 #include "common.S"
@@ -57,6 +61,39 @@ _start:
     mov $TITLE, %r12d
     call fill_rect
 
+    /* The keyboard: a 64-bit interrupt gate for vector 0x21, then the PICs remapped to
+     * 0x20/0x28 with only IRQ1 unmasked. */
+    lea kbd_isr(%rip), %rax
+    lea idt + 0x21 * 16(%rip), %rdi
+    mov %ax, (%rdi)
+    movw $0x08, 2(%rdi)
+    movw $0x8e00, 4(%rdi)
+    shr $16, %rax
+    mov %ax, 6(%rdi)
+    shr $16, %rax
+    mov %eax, 8(%rdi)
+    movl $0, 12(%rdi)
+    lidt idt_desc(%rip)
+    mov $0x11, %al
+    out %al, $0x20
+    out %al, $0xa0
+    mov $0x20, %al
+    out %al, $0x21
+    mov $0x28, %al
+    out %al, $0xa1
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x02, %al
+    out %al, $0xa1
+    mov $0x01, %al
+    out %al, $0x21
+    out %al, $0xa1
+    mov $0xfd, %al
+    out %al, $0x21
+    mov $0xff, %al
+    out %al, $0xa1
+    sti
+
     lea msg(%rip), %rsi
 1:  lodsb
     test %al, %al
@@ -80,6 +117,62 @@ tick:                               /* the clock: a 16x16 block at the panel's r
 3:  dec %ecx
     jnz 3b
     jmp tick
+
+kbd_isr:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+6:  in $0x64, %al
+    test $1, %al
+    jz 9f
+    in $0x60, %al
+    movzbl %al, %eax
+    movzbl prev(%rip), %ebx
+    mov %al, prev(%rip)
+    cmp $0xf0, %al                  /* prefixes carry no key */
+    je 6b
+    cmp $0xe0, %al
+    je 6b
+    cmp $0xf0, %bl                  /* a release */
+    je 6b
+    imul $0x010203, %eax, %r12d     /* the key's colour */
+    and $0x00ffffff, %r12d
+    mov keys(%rip), %eax
+    incl keys(%rip)
+    xor %edx, %edx
+    mov $20, %ecx
+    div %ecx                        /* eax = n / 20, edx = n % 20 */
+    imul $20, %edx, %r8d
+    add $100, %r8d
+    xor %edx, %edx
+    mov $3, %ecx
+    div %ecx                        /* edx = n / 20 % 3 */
+    imul $20, %edx, %r9d
+    add $120, %r9d
+    lea 16(%r8), %r10
+    lea 16(%r9), %r11
+    call fill_rect
+    jmp 6b
+9:  mov $0x20, %al                  /* end of interrupt */
+    out %al, $0x20
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    iretq
 
 fill_rect:
     mov %r9, %rdx                   /* y */
@@ -106,6 +199,12 @@ fb_width:  .quad 0
 fb_height: .quad 0
 fb_stride: .quad 0
 clock:     .long 0
+keys:      .long 0
+prev:      .byte 0
+    .p2align 4
+idt:       .space 0x22 * 16
+idt_desc:  .word 0x22 * 16 - 1
+           .quad idt
     .section .bss
     .p2align 4
     .space 1024

@@ -238,7 +238,14 @@ fn run(args: &[String]) -> ExitCode {
                 }
             },
         };
-        match vnc::serve(*addr, framebuffer, security, "verdant".into()) {
+        let keyboard: Arc<dyn vnc::server::Keyboard> = machine.devices();
+        match vnc::serve(
+            *addr,
+            framebuffer,
+            security,
+            "verdant".into(),
+            Some(keyboard),
+        ) {
             Ok((bound, _thread)) => eprintln!("verdant-launcher: serving VNC on {bound}"),
             Err(e) => {
                 eprintln!("verdant-launcher: cannot serve VNC on {addr}: {e}");

@@ -414,3 +414,61 @@ fn eight_viewers_get_updates_and_a_stalled_one_delays_nobody() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn keys_typed_in_vncdotool_show_up_in_the_next_capture() {
+    if Command::new("vncdo").arg("--version").output().is_err() {
+        eprintln!("SKIP: vncdotool is not installed (pip install vncdotool)");
+        return;
+    }
+    if Command::new("vncsnapshot").arg("-h").output().is_err() {
+        eprintln!("SKIP: vncsnapshot is not installed (Debian package vncsnapshot)");
+        return;
+    }
+    let Some((_launcher, port, dir)) = start_demo("typist") else {
+        return;
+    };
+    let typed = Command::new("vncdo")
+        .args([
+            "-s",
+            &format!("127.0.0.1::{port}"),
+            "-p",
+            "typist",
+            "type",
+            "abc",
+        ])
+        .output()
+        .expect("vncdo runs");
+    assert!(
+        typed.status.success(),
+        "vncdo: {}",
+        String::from_utf8_lossy(&typed.stderr)
+    );
+    let passwd = dir.join("passwd");
+    std::fs::write(&passwd, obfuscated_password_file(b"typist")).unwrap();
+    // The demo draws the n-th key pressed at x = 100 + 20n, y = 120, coloured make code
+    // (scancode set 2) * 0x010203: a = 0x1c, b = 0x32, c = 0x21.
+    let expected = [
+        (108, 128, 0x1c_3854),
+        (128, 128, 0x32_6496),
+        (148, 128, 0x21_4263),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pixels, _, _) = snapshot(port, &passwd, &dir.join("keys.jpg")).expect("capture");
+        let at = |x: usize, y: usize| pixels[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3].to_vec();
+        if expected.iter().all(|&(x, y, c)| close(&at(x, y), c)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "typed keys never showed: {:?}",
+            expected
+                .iter()
+                .map(|&(x, y, _)| at(x, y))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,10 +3,12 @@
 //! key injection, which the launcher uses to send Ctrl+Alt+Del when asked to stop.
 //!
 //! The keyboard speaks scancode set 2; when the guest turns on the controller's translation (as
-//! a BIOS would), injected keys are sent in set 1 instead. The auxiliary (mouse) port is absent
+//! a BIOS would), injected keys are sent in set 1 instead (see [`super::keymap`]). The auxiliary (mouse) port is absent
 //! for now: its self-test passes but it never answers, so guests find no mouse.
 
 use std::collections::VecDeque;
+
+use super::keymap::{Key, key_for_keysym, scancode_bytes};
 
 /// The data port.
 pub const I8042_DATA: u16 = 0x60;
@@ -177,13 +179,29 @@ impl I8042 {
     /// Queues Ctrl+Alt+Del (press, then release), in scancode set 1 if the guest translates,
     /// else set 2. Returns whether to raise the keyboard interrupt.
     pub fn inject_ctrl_alt_del(&mut self) -> I8042Action {
-        if self.ctr & CB_TRANSLATE != 0 {
-            self.push(&[0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d])
-        } else {
-            self.push(&[
-                0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14,
-            ])
+        let keys: Vec<Key> = [0xffe3, 0xffe9, 0xffff]
+            .into_iter()
+            .filter_map(key_for_keysym)
+            .collect();
+        let mut action = I8042Action::None;
+        for (key, down) in keys
+            .iter()
+            .map(|&k| (k, true))
+            .chain(keys.iter().rev().map(|&k| (k, false)))
+        {
+            if self.inject_key(key, down) == I8042Action::Interrupt {
+                action = I8042Action::Interrupt;
+            }
         }
+        action
+    }
+
+    /// Queues a key press or release, as the keyboard would send it.
+    pub fn inject_key(&mut self, key: Key, down: bool) -> I8042Action {
+        if self.ctr & CB_KBD_DISABLED != 0 {
+            return I8042Action::None;
+        }
+        self.push(&scancode_bytes(key, down, self.ctr & CB_TRANSLATE != 0))
     }
 
     fn push(&mut self, bytes: &[u8]) -> I8042Action {

@@ -2,6 +2,7 @@
 
 pub mod boot_progress;
 pub mod i8042;
+pub mod keymap;
 pub mod power;
 pub mod serial;
 
@@ -109,6 +110,26 @@ impl Devices {
         IoAction::Continue
     }
 
+    /// A key pressed or released on a viewer, by X keysym; keys we cannot map are dropped.
+    pub fn keysym(&self, keysym: u32, down: bool) {
+        if let Some(key) = keymap::key_for_keysym(keysym) {
+            let action = lock(&self.i8042).inject_key(key, down);
+            self.i8042_action(action);
+        }
+    }
+
+    /// A key pressed or released on a viewer that sent QEMU's extended key event: the XT
+    /// keycode names the physical key, whatever the keyboard layout; the keysym is the fallback.
+    pub fn xt_key(&self, keycode: u32, keysym: u32, down: bool) {
+        match keymap::key_for_xt(keycode) {
+            Some(key) => {
+                let action = lock(&self.i8042).inject_key(key, down);
+                self.i8042_action(action);
+            }
+            None => self.keysym(keysym, down),
+        }
+    }
+
     /// Asks the guest to shut down the way a PC user would: Ctrl+Alt+Del on the keyboard.
     pub fn request_shutdown(&self) {
         let action = lock(&self.i8042).inject_ctrl_alt_del();
@@ -154,5 +175,15 @@ impl Devices {
                 "verdant-launcher: more unhandled device accesses follow; no longer logging them"
             );
         }
+    }
+}
+
+impl crate::display::vnc::server::Keyboard for Devices {
+    fn keysym(&self, keysym: u32, down: bool) {
+        Devices::keysym(self, keysym, down);
+    }
+
+    fn xt_key(&self, keycode: u32, keysym: u32, down: bool) {
+        Devices::xt_key(self, keycode, keysym, down);
     }
 }

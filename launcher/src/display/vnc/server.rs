@@ -24,6 +24,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The Raw encoding.
 const ENCODING_RAW: i32 = 0;
 
+/// Where viewers' keystrokes go (the guest's keyboard).
+pub trait Keyboard: Send + Sync {
+    /// A key by X keysym.
+    fn keysym(&self, keysym: u32, down: bool);
+    /// A key by XT keycode (QEMU extended key event), with its keysym as the fallback.
+    fn xt_key(&self, keycode: u32, keysym: u32, down: bool);
+}
+
 /// How viewers authenticate.
 #[derive(Clone)]
 pub enum Security {
@@ -39,6 +47,7 @@ pub fn serve(
     framebuffer: Framebuffer,
     security: Security,
     name: String,
+    keyboard: Option<Arc<dyn Keyboard>>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
@@ -63,11 +72,12 @@ pub fn serve(
                     name.clone(),
                     Arc::clone(&viewers),
                 );
+                let keyboard = keyboard.clone();
                 let spawned =
                     std::thread::Builder::new()
                         .name("vnc-viewer".into())
                         .spawn(move || {
-                            match serve_viewer(stream, &fb, &security, &name) {
+                            match serve_viewer(stream, &fb, &security, &name, keyboard.as_deref()) {
                                 Ok(()) => eprintln!("verdant-launcher: vnc {peer}: disconnected"),
                                 Err(e) => eprintln!("verdant-launcher: vnc {peer}: closed: {e}"),
                             }
@@ -92,6 +102,7 @@ fn serve_viewer(
     fb: &Framebuffer,
     security: &Security,
     name: &str,
+    keyboard: Option<&dyn Keyboard>,
 ) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
@@ -171,7 +182,7 @@ fn serve_viewer(
                 }
             }
         })?;
-    let result = update_loop(&mut stream, fb, &rx);
+    let result = update_loop(&mut stream, fb, &rx, keyboard);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
 }
@@ -190,6 +201,7 @@ fn update_loop(
     stream: &mut TcpStream,
     fb: &Framebuffer,
     rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
+    keyboard: Option<&dyn Keyboard>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = Duration::from_secs(1) / MAX_FPS;
     let mut viewer = Viewer {
@@ -222,11 +234,22 @@ fn update_loop(
                 }
                 // Only Raw is sent for now, which every client accepts.
                 ClientMessage::SetEncodings(_) => {}
-                // Input and clipboard reach the guest with the keyboard and clipboard work.
-                ClientMessage::Key { .. }
-                | ClientMessage::QemuKey { .. }
-                | ClientMessage::Pointer { .. }
-                | ClientMessage::CutText(_) => {}
+                ClientMessage::Key { down, keysym } => {
+                    if let Some(keyboard) = keyboard {
+                        keyboard.keysym(keysym, down);
+                    }
+                }
+                ClientMessage::QemuKey {
+                    down,
+                    keysym,
+                    keycode,
+                } => {
+                    if let Some(keyboard) = keyboard {
+                        keyboard.xt_key(keycode, keysym, down);
+                    }
+                }
+                // The pointer and the clipboard reach the guest with the mouse and clipboard work.
+                ClientMessage::Pointer { .. } | ClientMessage::CutText(_) => {}
             },
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
