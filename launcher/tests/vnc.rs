@@ -472,3 +472,75 @@ fn keys_typed_in_vncdotool_show_up_in_the_next_capture() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// vncdotool as a library, told to ask for ZRLE and to use QEMU extended key events: it types
+/// `keys`, captures the screen (a lossless PNG) and prints the RGB of `points`.
+const VNCDOTOOL_ZRLE: &str = r#"
+import sys
+from vncdotool import api, client, rfb
+server, password, keys, points = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+client.VNCDoToolClient.encoding = rfb.Encoding.ZRLE
+client.VNCDoToolFactory.qemu_extended_key = True
+c = api.connect(server, password=password)
+try:
+    for key in keys:
+        c.keyPress(key)
+    c.pause(1.0)
+    c.refreshScreen()
+    image = c.screen.convert("RGB")
+    for point in points:
+        x, y = map(int, point.split(","))
+        print("%d,%d %02x%02x%02x" % ((x, y) + image.getpixel((x, y))))
+finally:
+    c.disconnect()
+    api.shutdown()
+"#;
+
+#[test]
+fn zrle_and_qemu_key_events_work_with_vncdotool() {
+    if Command::new("python3")
+        .args(["-c", "import vncdotool"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("SKIP: the vncdotool Python package is not installed (pip install vncdotool)");
+        return;
+    }
+    let Some((_launcher, port, dir)) = start_demo("zrle-key") else {
+        return;
+    };
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            VNCDOTOOL_ZRLE,
+            &format!("127.0.0.1::{port}"),
+            "zrle-key",
+            "xy",
+        ])
+        .args([
+            "10,10", "320,470", "600,300", "100,90", "150,180", "108,128", "128,128",
+        ])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vncdotool: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Exact colours: the capture is lossless, so ZRLE decoded to the very pixels. The two keys
+    // arrived through QEMU extended key events: x = set 2 code 0x22, y = 0x35.
+    let expected = [
+        "10,10 202020",
+        "320,470 303030",
+        "600,300 306090",
+        "100,90 4060a0",
+        "150,180 f0f0f0",
+        "108,128 224466",
+        "128,128 356a9f",
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}

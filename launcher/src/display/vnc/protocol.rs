@@ -206,6 +206,13 @@ pub enum ClientMessage {
     },
     /// ClientCutText (Latin-1 text).
     CutText(Vec<u8>),
+    /// SetDesktopSize (ExtendedDesktopSize extension): the client asks for another size.
+    SetDesktopSize {
+        /// Width asked for.
+        width: u16,
+        /// Height asked for.
+        height: u16,
+    },
     /// QEMU Extended Key Event.
     QemuKey {
         /// Pressed (or released).
@@ -289,6 +296,17 @@ pub fn read_message(r: &mut impl Read) -> Result<ClientMessage, ProtocolError> {
             let mut text = vec![0u8; len as usize];
             r.read_exact(&mut text)?;
             ClientMessage::CutText(text)
+        }
+        251 => {
+            let b = read_array::<7>(r)?;
+            let screens = usize::from(b[5]);
+            // Up to 255 screens of 16 bytes: bounded by the format itself.
+            let mut layout = vec![0u8; screens * 16];
+            r.read_exact(&mut layout)?;
+            ClientMessage::SetDesktopSize {
+                width: u16::from_be_bytes([b[1], b[2]]),
+                height: u16::from_be_bytes([b[3], b[4]]),
+            }
         }
         255 => {
             let [sub] = read_array::<1>(r)?;

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::auth;
+use super::encoding::{self, Negotiated, Zrle};
 use super::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
 use crate::display::Framebuffer;
 
@@ -21,8 +22,6 @@ pub const MAX_FPS: u32 = 30;
 const TILE: u32 = 64;
 /// How long a viewer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The Raw encoding.
-const ENCODING_RAW: i32 = 0;
 
 /// Where viewers' keystrokes go (the guest's keyboard).
 pub trait Keyboard: Send + Sync {
@@ -190,6 +189,11 @@ fn serve_viewer(
 /// A viewer's update state.
 struct Viewer {
     format: PixelFormat,
+    negotiated: Negotiated,
+    zrle: Zrle,
+    /// Pseudo-rectangles owed to the viewer: (encoding, x, y), e.g. the QEMU key event
+    /// acknowledgement or an ExtendedDesktopSize answer (x = reason, y = status).
+    owed: Vec<(i32, u16, u16)>,
     /// An update is wanted: `Some(incremental)`.
     pending: Option<bool>,
     /// The frame this viewer last saw, as 0xRRGGBB pixels.
@@ -206,6 +210,9 @@ fn update_loop(
     let frame_interval = Duration::from_secs(1) / MAX_FPS;
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
+        negotiated: Negotiated::default(),
+        zrle: Zrle::default(),
+        owed: Vec::new(),
         pending: None,
         seen: None,
         last_sent: None,
@@ -232,8 +239,22 @@ fn update_loop(
                         viewer.pending.unwrap_or(true) && incremental && viewer.seen.is_some(),
                     );
                 }
-                // Only Raw is sent for now, which every client accepts.
-                ClientMessage::SetEncodings(_) => {}
+                ClientMessage::SetEncodings(list) => {
+                    let before = viewer.negotiated;
+                    viewer.negotiated = encoding::negotiate(&list);
+                    if viewer.negotiated.qemu_extended_key && !before.qemu_extended_key {
+                        viewer.owed.push((encoding::QEMU_EXTENDED_KEY, 0, 0));
+                    }
+                    if viewer.negotiated.extended_desktop_size && !before.extended_desktop_size {
+                        viewer.owed.push((encoding::EXTENDED_DESKTOP_SIZE, 0, 0));
+                    }
+                }
+                // The guest's display cannot change size from outside: say so, honestly.
+                ClientMessage::SetDesktopSize { .. } => {
+                    if viewer.negotiated.extended_desktop_size {
+                        viewer.owed.push((encoding::EXTENDED_DESKTOP_SIZE, 1, 1));
+                    }
+                }
                 ClientMessage::Key { down, keysym } => {
                     if let Some(keyboard) = keyboard {
                         keyboard.keysym(keysym, down);
@@ -254,6 +275,11 @@ fn update_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
+        if !viewer.owed.is_empty() {
+            // Pseudo-rectangles go out at once, with no pixels.
+            let owed = std::mem::take(&mut viewer.owed);
+            send_update(stream, &mut viewer, &[], fb, &owed, &[])?;
+        }
         let due = viewer
             .last_sent
             .is_none_or(|at| at.elapsed() >= frame_interval);
@@ -264,7 +290,7 @@ fn update_loop(
                 _ => vec![(0, 0, fb.width, fb.height)],
             };
             if !rects.is_empty() {
-                send_update(stream, &frame, fb.width, &rects, viewer.format)?;
+                send_update(stream, &mut viewer, &frame, fb, &[], &rects)?;
                 viewer.seen = Some(frame);
                 viewer.pending = None;
                 viewer.last_sent = Some(Instant::now());
@@ -314,25 +340,53 @@ pub fn changed_tiles(
 
 fn send_update(
     stream: &mut TcpStream,
+    viewer: &mut Viewer,
     frame: &[u32],
-    width: u32,
+    fb: &Framebuffer,
+    pseudo: &[(i32, u16, u16)],
     rects: &[(u32, u32, u32, u32)],
-    format: PixelFormat,
 ) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(4 + rects.len() * 12);
+    let mut out = Vec::with_capacity(4 + (pseudo.len() + rects.len()) * 12);
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(rects.len() as u16).to_be_bytes());
-    for &(x, y, w, h) in rects {
+    out.extend_from_slice(&((pseudo.len() + rects.len()) as u16).to_be_bytes());
+    let header = |out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, enc: i32| {
         for v in [x, y, w, h] {
-            out.extend_from_slice(&(v as u16).to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
         }
-        out.extend_from_slice(&ENCODING_RAW.to_be_bytes());
-        out.reserve((w * h) as usize * format.bytes_per_pixel());
-        for row in y..y + h {
-            let start = (row * width + x) as usize;
-            for &pixel in &frame[start..start + w as usize] {
-                format.encode(pixel, &mut out);
+        out.extend_from_slice(&enc.to_be_bytes());
+    };
+    let (fw, fh) = (fb.width as u16, fb.height as u16);
+    for &(enc, x, y) in pseudo {
+        match enc {
+            encoding::EXTENDED_DESKTOP_SIZE => {
+                header(&mut out, x, y, fw, fh, enc);
+                // One screen, id 0, covering the whole framebuffer.
+                out.extend_from_slice(&[1, 0, 0, 0]);
+                out.extend_from_slice(&0u32.to_be_bytes());
+                for v in [0, 0, fw, fh] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                out.extend_from_slice(&0u32.to_be_bytes());
             }
+            _ => header(&mut out, 0, 0, 0, 0, enc),
+        }
+    }
+    for &rect in rects {
+        let (x, y, w, h) = rect;
+        header(
+            &mut out,
+            x as u16,
+            y as u16,
+            w as u16,
+            h as u16,
+            viewer.negotiated.encoding,
+        );
+        if viewer.negotiated.encoding == encoding::ZRLE {
+            viewer
+                .zrle
+                .encode(frame, fb.width, rect, viewer.format, &mut out)?;
+        } else {
+            encoding::raw(frame, fb.width, rect, viewer.format, &mut out);
         }
     }
     stream.write_all(&out)
