@@ -544,3 +544,72 @@ fn zrle_and_qemu_key_events_work_with_vncdotool() {
     assert_eq!(lines, expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn novnc_in_headless_chromium_renders_the_desktop() {
+    let novnc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/novnc");
+    if !novnc.join("node_modules/@novnc/novnc/core/rfb.js").exists()
+        || !novnc.join("node_modules/playwright-core").exists()
+    {
+        eprintln!("SKIP: noVNC is not installed (npm ci in launcher/tests/novnc)");
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        eprintln!("SKIP: chromium is not installed (Debian package chromium)");
+        return;
+    }
+    if Command::new("websockify").arg("--help").output().is_err() {
+        eprintln!("SKIP: websockify is not installed (pip install websockify)");
+        return;
+    }
+    let Some((_launcher, port, dir)) = start_demo("browser") else {
+        return;
+    };
+    let ws_port = free_port();
+    // websockify bridges WebSocket to the VNC port and serves the page and noVNC.
+    let bridge = Command::new("websockify")
+        .arg("--web")
+        .arg(&novnc)
+        .arg(format!("127.0.0.1:{ws_port}"))
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("websockify starts");
+    let _bridge = Launcher(bridge);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", ws_port)).is_err() {
+        assert!(Instant::now() < deadline, "websockify never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let screenshot = dir.join("novnc.png");
+    let out = Command::new("node")
+        .current_dir(&novnc)
+        .arg("check.mjs")
+        .arg(format!(
+            "http://127.0.0.1:{ws_port}/index.html?password=browser"
+        ))
+        .arg(&screenshot)
+        .args(["10,10", "320,470", "600,300", "100,90", "150,180"])
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check.mjs: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "10,10 202020",
+            "320,470 303030",
+            "600,300 306090",
+            "100,90 4060a0",
+            "150,180 f0f0f0"
+        ]
+    );
+    assert!(screenshot.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,27 @@
+// Opens the noVNC page in headless Chromium, waits for the desktop, prints the RRGGBB of each
+// "x,y" point and saves a screenshot. Usage: node check.mjs URL SCREENSHOT x,y...
+import { chromium } from "playwright-core";
+
+const [url, screenshot, ...points] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+  await page.goto(url);
+  await page.waitForFunction(() => window.verdantState === "connected", null, { timeout: 30000 })
+    .catch(async (e) => { throw new Error(`not connected: ${await page.evaluate(() => window.verdantState)}: ${e}`); });
+  // The first frame is drawn once the top panel is no longer black.
+  await page.waitForFunction(() => window.verdantPixel(10, 10) !== "000000", null, { timeout: 30000 });
+  for (const point of points) {
+    const [x, y] = point.split(",").map(Number);
+    console.log(`${x},${y} ${await page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y])}`);
+  }
+  await page.screenshot({ path: screenshot });
+} finally {
+  await browser.close();
+}
