@@ -613,3 +613,32 @@ fn novnc_in_headless_chromium_renders_the_desktop() {
     assert!(screenshot.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn text_copied_on_one_viewer_reaches_the_others() {
+    use std::io::{Read, Write};
+    let Some((_launcher, port, dir)) = start_demo("clippy") else {
+        return;
+    };
+    let mut a = client::connect(port, "clippy").unwrap();
+    let mut b = client::connect(port, "clippy").unwrap();
+    let mut c = client::connect(port, "clippy").unwrap();
+    let text = b"copied on viewer A";
+    let mut cut = vec![6, 0, 0, 0];
+    cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    cut.extend_from_slice(text);
+    a.write_all(&cut).unwrap();
+    for viewer in [&mut b, &mut c] {
+        let mut head = [0u8; 8];
+        viewer.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 3, "ServerCutText");
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let mut got = vec![0u8; len];
+        viewer.read_exact(&mut got).unwrap();
+        assert_eq!(got, text);
+    }
+    // Not echoed back to A: its next message is the update it asks for.
+    client::request(&mut a, false).unwrap();
+    assert!(client::read_update(&mut a).unwrap() >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,6 +31,43 @@ pub trait Keyboard: Send + Sync {
     fn xt_key(&self, keycode: u32, keysym: u32, down: bool);
 }
 
+/// The text last copied on any viewer, handed to the others.
+#[derive(Default)]
+pub struct Clipboard {
+    /// (version, the viewer it came from, the Latin-1 text).
+    inner: std::sync::Mutex<(u64, usize, Vec<u8>)>,
+}
+
+impl Clipboard {
+    fn set(&self, from: usize, text: Vec<u8>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *inner = (inner.0 + 1, from, text);
+    }
+
+    fn version(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// The text, if it changed since version `seen` and came from another viewer.
+    fn newer(&self, seen: &mut u64, viewer: usize) -> Option<Vec<u8>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.0 == *seen {
+            return None;
+        }
+        *seen = inner.0;
+        (inner.1 != viewer).then(|| inner.2.clone())
+    }
+}
+
+/// What every viewer of one server shares.
+struct Shared {
+    framebuffer: Framebuffer,
+    security: Security,
+    name: String,
+    keyboard: Option<Arc<dyn Keyboard>>,
+    clipboard: Clipboard,
+}
+
 /// How viewers authenticate.
 #[derive(Clone)]
 pub enum Security {
@@ -50,11 +87,18 @@ pub fn serve(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        framebuffer,
+        security,
+        name,
+        keyboard,
+        clipboard: Clipboard::default(),
+    });
     let viewers = Arc::new(AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
         .name("vnc".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
+            for (id, stream) in listener.incoming().flatten().enumerate() {
                 let peer = stream
                     .peer_addr()
                     .map_or_else(|_| "?".into(), |a| a.to_string());
@@ -65,18 +109,12 @@ pub fn serve(
                     continue;
                 }
                 viewers.fetch_add(1, Ordering::AcqRel);
-                let (fb, security, name, count) = (
-                    framebuffer.clone(),
-                    security.clone(),
-                    name.clone(),
-                    Arc::clone(&viewers),
-                );
-                let keyboard = keyboard.clone();
+                let (shared, count) = (Arc::clone(&shared), Arc::clone(&viewers));
                 let spawned =
                     std::thread::Builder::new()
                         .name("vnc-viewer".into())
                         .spawn(move || {
-                            match serve_viewer(stream, &fb, &security, &name, keyboard.as_deref()) {
+                            match serve_viewer(stream, &shared, id) {
                                 Ok(()) => eprintln!("verdant-launcher: vnc {peer}: disconnected"),
                                 Err(e) => eprintln!("verdant-launcher: vnc {peer}: closed: {e}"),
                             }
@@ -96,13 +134,7 @@ fn write_reason(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
 }
 
 /// Handshake (RFC 6143 7.1-7.3), then the update loop.
-fn serve_viewer(
-    mut stream: TcpStream,
-    fb: &Framebuffer,
-    security: &Security,
-    name: &str,
-    keyboard: Option<&dyn Keyboard>,
-) -> Result<(), ProtocolError> {
+fn serve_viewer(mut stream: TcpStream, shared: &Shared, id: usize) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.write_all(b"RFB 003.008\n")?;
@@ -110,6 +142,7 @@ fn serve_viewer(
     stream.read_exact(&mut version)?;
     let minor = protocol::parse_version(&version)?;
 
+    let (fb, security, name) = (&shared.framebuffer, &shared.security, shared.name.as_str());
     let wanted: u8 = match security {
         Security::Password(_) => 2,
         Security::None => 1,
@@ -154,8 +187,8 @@ fn serve_viewer(
         Security::None => {}
     }
 
-    let mut shared = [0u8; 1];
-    stream.read_exact(&mut shared)?; // every viewer shares the desktop
+    let mut client_init = [0u8; 1];
+    stream.read_exact(&mut client_init)?; // every viewer shares the desktop, whatever it asks
     let mut init = Vec::with_capacity(24 + name.len());
     init.extend_from_slice(&(fb.width as u16).to_be_bytes());
     init.extend_from_slice(&(fb.height as u16).to_be_bytes());
@@ -181,7 +214,7 @@ fn serve_viewer(
                 }
             }
         })?;
-    let result = update_loop(&mut stream, fb, &rx, keyboard);
+    let result = update_loop(&mut stream, shared, id, &rx);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
 }
@@ -203,11 +236,13 @@ struct Viewer {
 
 fn update_loop(
     stream: &mut TcpStream,
-    fb: &Framebuffer,
+    shared: &Shared,
+    id: usize,
     rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
-    keyboard: Option<&dyn Keyboard>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = Duration::from_secs(1) / MAX_FPS;
+    let (fb, keyboard) = (&shared.framebuffer, shared.keyboard.as_deref());
+    let mut clipboard_seen = shared.clipboard.version();
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
         negotiated: Negotiated::default(),
@@ -221,7 +256,8 @@ fn update_loop(
         let wait = match (viewer.pending, viewer.last_sent) {
             (Some(_), Some(at)) => frame_interval.saturating_sub(at.elapsed()),
             (Some(_), None) => Duration::ZERO,
-            (None, _) => Duration::from_millis(500),
+            // Idle: wake now and then for clipboard text from other viewers.
+            (None, _) => Duration::from_millis(100),
         };
         match rx.recv_timeout(wait) {
             // The viewer hung up between messages: a normal end.
@@ -269,11 +305,19 @@ fn update_loop(
                         keyboard.xt_key(keycode, keysym, down);
                     }
                 }
-                // The pointer and the clipboard reach the guest with the mouse and clipboard work.
-                ClientMessage::Pointer { .. } | ClientMessage::CutText(_) => {}
+                ClientMessage::CutText(text) => shared.clipboard.set(id, text),
+                // The pointer reaches the guest with the mouse work.
+                ClientMessage::Pointer { .. } => {}
             },
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        if let Some(text) = shared.clipboard.newer(&mut clipboard_seen, id) {
+            let mut out = Vec::with_capacity(8 + text.len());
+            out.extend_from_slice(&[3, 0, 0, 0]);
+            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            out.extend_from_slice(&text);
+            stream.write_all(&out)?;
         }
         if !viewer.owed.is_empty() {
             // Pseudo-rectangles go out at once, with no pixels.
@@ -395,6 +439,20 @@ fn send_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipboard_text_goes_to_the_other_viewers_once() {
+        let clipboard = Clipboard::default();
+        let (mut seen_a, mut seen_b) = (clipboard.version(), clipboard.version());
+        clipboard.set(1, b"copied".to_vec());
+        assert_eq!(
+            clipboard.newer(&mut seen_a, 1),
+            None,
+            "not back to its own viewer"
+        );
+        assert_eq!(clipboard.newer(&mut seen_b, 2), Some(b"copied".to_vec()));
+        assert_eq!(clipboard.newer(&mut seen_b, 2), None, "once");
+    }
 
     #[test]
     fn only_changed_tiles_are_sent() {
