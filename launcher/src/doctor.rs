@@ -368,7 +368,7 @@ fn run_tiny_guest(kvm: &Kvm, n: u32) -> Result<Duration, Error> {
         vm.irqfd(4)?,
         ConsoleSink::new(ConsoleBuffer::new(256), false),
     );
-    let devices = Devices::new(com1, vm.irqfd(1)?, Instant::now());
+    let devices = Devices::new(com1, vm.irqfd(1)?, vm.irqfd(12)?, Instant::now());
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| Error::kvm("KVM_GET_SUPPORTED_CPUID", e))?;

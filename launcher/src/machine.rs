@@ -15,7 +15,7 @@ use crate::Error;
 use crate::boot;
 use crate::config::VmConfig;
 use crate::devices::Devices;
-use crate::devices::i8042::KEYBOARD_IRQ;
+use crate::devices::i8042::{KEYBOARD_IRQ, MOUSE_IRQ};
 use crate::devices::serial::{COM1_IRQ, ConsoleBuffer, ConsoleSink, new_com1};
 use crate::display::Framebuffer;
 use crate::vstate::vcpu::{Outcome, Vcpu};
@@ -110,7 +110,12 @@ impl Machine {
             vm.irqfd(COM1_IRQ)?,
             ConsoleSink::new(buffer.clone(), console.stdout),
         );
-        let devices = Arc::new(Devices::new(com1, vm.irqfd(KEYBOARD_IRQ)?, started));
+        let devices = Arc::new(Devices::new(
+            com1,
+            vm.irqfd(KEYBOARD_IRQ)?,
+            vm.irqfd(MOUSE_IRQ)?,
+            started,
+        ));
 
         let entry = boot::load(
             &mem,

@@ -238,14 +238,8 @@ fn run(args: &[String]) -> ExitCode {
                 }
             },
         };
-        let keyboard: Arc<dyn vnc::server::Keyboard> = machine.devices();
-        match vnc::serve(
-            *addr,
-            framebuffer,
-            security,
-            "verdant".into(),
-            Some(keyboard),
-        ) {
+        let input: Arc<dyn vnc::server::Input> = machine.devices();
+        match vnc::serve(*addr, framebuffer, security, "verdant".into(), Some(input)) {
             Ok((bound, _thread)) => eprintln!("verdant-launcher: serving VNC on {bound}"),
             Err(e) => {
                 eprintln!("verdant-launcher: cannot serve VNC on {addr}: {e}");

@@ -3,8 +3,8 @@
 //! key injection, which the launcher uses to send Ctrl+Alt+Del when asked to stop.
 //!
 //! The keyboard speaks scancode set 2; when the guest turns on the controller's translation (as
-//! a BIOS would), injected keys are sent in set 1 instead (see [`super::keymap`]). The auxiliary (mouse) port is absent
-//! for now: its self-test passes but it never answers, so guests find no mouse.
+//! a BIOS would), injected keys are sent in set 1 instead (see [`super::keymap`]). A plain PS/2
+//! mouse sits on the auxiliary port.
 
 use std::collections::VecDeque;
 
@@ -16,14 +16,18 @@ pub const I8042_DATA: u16 = 0x60;
 pub const I8042_COMMAND: u16 = 0x64;
 /// The keyboard's legacy IRQ line.
 pub const KEYBOARD_IRQ: u32 = 1;
+/// The mouse's legacy IRQ line.
+pub const MOUSE_IRQ: u32 = 12;
 
 // Status register bits.
 const SB_OUT_FULL: u8 = 0x01;
 const SB_SYSTEM_FLAG: u8 = 0x04;
 const SB_LAST_WAS_COMMAND: u8 = 0x08;
+const SB_AUX_DATA: u8 = 0x20;
 
 // Control ("command byte") register bits.
 const CB_KBD_INT: u8 = 0x01;
+const CB_AUX_INT: u8 = 0x02;
 const CB_SYSTEM_FLAG: u8 = 0x04;
 const CB_KBD_DISABLED: u8 = 0x10;
 const CB_AUX_DISABLED: u8 = 0x20;
@@ -60,6 +64,8 @@ pub enum I8042Action {
     None,
     /// Raise the keyboard interrupt: a byte is waiting for the guest.
     Interrupt,
+    /// Raise the mouse (auxiliary port) interrupt.
+    AuxInterrupt,
     /// The guest asked for a reset.
     Reset,
 }
@@ -76,13 +82,24 @@ enum Pending {
     KeyboardArgument(u8),
 }
 
-/// The controller and its keyboard.
+/// The PS/2 mouse on the auxiliary port.
+#[derive(Debug, Default)]
+struct Mouse {
+    /// Stream-mode reporting is on (command 0xF4).
+    reporting: bool,
+    /// A command (0xF3 sample rate, 0xE8 resolution) waits for its argument.
+    argument: bool,
+}
+
+/// The controller, its keyboard and its mouse.
 #[derive(Debug)]
 pub struct I8042 {
     ctr: u8,
     status: u8,
     pending: Pending,
-    output: VecDeque<u8>,
+    /// Bytes for the guest, each marked when it comes from the mouse.
+    output: VecDeque<(u8, bool)>,
+    mouse: Mouse,
 }
 
 impl Default for I8042 {
@@ -92,6 +109,7 @@ impl Default for I8042 {
             status: SB_SYSTEM_FLAG,
             pending: Pending::None,
             output: VecDeque::new(),
+            mouse: Mouse::default(),
         }
     }
 }
@@ -100,14 +118,14 @@ impl I8042 {
     /// A port read.
     pub fn read(&mut self, port: u16) -> (u8, I8042Action) {
         if port == I8042_COMMAND {
-            let full = if self.output.is_empty() {
-                0
-            } else {
-                SB_OUT_FULL
+            let full = match self.output.front() {
+                None => 0,
+                Some((_, false)) => SB_OUT_FULL,
+                Some((_, true)) => SB_OUT_FULL | SB_AUX_DATA,
             };
             return (self.status | full, I8042Action::None);
         }
-        let byte = self.output.pop_front().unwrap_or(0);
+        let byte = self.output.pop_front().map_or(0, |(b, _)| b);
         // Another byte waiting gets its own interrupt.
         (byte, self.interrupt_if_waiting())
     }
@@ -155,8 +173,7 @@ impl I8042 {
             Pending::WriteOutport if value & 0x01 == 0 => I8042Action::Reset,
             Pending::WriteOutport => I8042Action::None,
             Pending::WriteKbdOut => self.push(&[value]),
-            // No mouse: bytes for it are swallowed, so the guest's probe times out.
-            Pending::WriteAux => I8042Action::None,
+            Pending::WriteAux => self.mouse_command(value),
             Pending::KeyboardArgument(0xf0) if value == 0 => self.push(&[KBD_ACK, 0x02]),
             Pending::KeyboardArgument(_) => self.push(&[KBD_ACK]),
             Pending::None => self.keyboard_command(value),
@@ -173,6 +190,63 @@ impl I8042 {
                 self.push(&[KBD_ACK])
             }
             _ => self.push(&[KBD_ACK]), // enable, disable, set defaults, ...
+        }
+    }
+
+    fn mouse_command(&mut self, cmd: u8) -> I8042Action {
+        if self.mouse.argument {
+            self.mouse.argument = false;
+            return self.push_aux(&[KBD_ACK]);
+        }
+        match cmd {
+            0xff => {
+                self.mouse = Mouse::default();
+                self.push_aux(&[KBD_ACK, KBD_BAT_OK, 0x00]) // reset: self-test passed, id 0
+            }
+            0xf2 => self.push_aux(&[KBD_ACK, 0x00]), // identify: a plain PS/2 mouse
+            0xf4 => {
+                self.mouse.reporting = true;
+                self.push_aux(&[KBD_ACK])
+            }
+            0xf5 | 0xf6 => {
+                self.mouse.reporting = false;
+                self.push_aux(&[KBD_ACK])
+            }
+            0xe9 => self.push_aux(&[KBD_ACK, u8::from(self.mouse.reporting) << 5, 0x02, 100]),
+            0xf3 | 0xe8 => {
+                self.mouse.argument = true;
+                self.push_aux(&[KBD_ACK])
+            }
+            _ => self.push_aux(&[KBD_ACK]), // stream mode, scaling, ...
+        }
+    }
+
+    /// Queues mouse movement (`dx` right, `dy` down, in pixels) with the buttons held, as
+    /// PS/2 packets of at most 255 each way; dropped unless the guest enabled reporting.
+    pub fn inject_pointer(&mut self, mut dx: i32, mut dy: i32, buttons: u8) -> I8042Action {
+        if !self.mouse.reporting || self.ctr & CB_AUX_DISABLED != 0 {
+            return I8042Action::None;
+        }
+        let mut action = I8042Action::None;
+        loop {
+            let (sx, sy) = (dx.clamp(-255, 255), dy.clamp(-255, 255));
+            // PS/2 counts y upwards.
+            let up = -sy;
+            let mut head = 0x08 | (buttons & 0x07);
+            if sx < 0 {
+                head |= 0x10;
+            }
+            if up < 0 {
+                head |= 0x20;
+            }
+            if self.push_aux(&[head, sx as u8, up as u8]) == I8042Action::AuxInterrupt {
+                action = I8042Action::AuxInterrupt;
+            }
+            dx -= sx;
+            dy -= sy;
+            if dx == 0 && dy == 0 {
+                return action;
+            }
         }
     }
 
@@ -205,10 +279,18 @@ impl I8042 {
     }
 
     fn push(&mut self, bytes: &[u8]) -> I8042Action {
+        self.push_from(bytes, false)
+    }
+
+    fn push_aux(&mut self, bytes: &[u8]) -> I8042Action {
+        self.push_from(bytes, true)
+    }
+
+    fn push_from(&mut self, bytes: &[u8], aux: bool) -> I8042Action {
         let was_empty = self.output.is_empty();
         for &b in bytes {
             if self.output.len() < OUTPUT_CAPACITY {
-                self.output.push_back(b);
+                self.output.push_back((b, aux));
             }
         }
         if was_empty {
@@ -218,11 +300,12 @@ impl I8042 {
         }
     }
 
+    /// The interrupt for the byte now at the head of the buffer, if its source's is enabled.
     fn interrupt_if_waiting(&self) -> I8042Action {
-        if !self.output.is_empty() && self.ctr & CB_KBD_INT != 0 {
-            I8042Action::Interrupt
-        } else {
-            I8042Action::None
+        match self.output.front() {
+            Some((_, false)) if self.ctr & CB_KBD_INT != 0 => I8042Action::Interrupt,
+            Some((_, true)) if self.ctr & CB_AUX_INT != 0 => I8042Action::AuxInterrupt,
+            _ => I8042Action::None,
         }
     }
 }
@@ -282,10 +365,46 @@ mod tests {
         dev.write(0x60, 0xed);
         dev.write(0x60, 0x07);
         assert_eq!(drain(&mut dev), [KBD_ACK, KBD_ACK]);
-        // Bytes for the absent mouse get no answer.
+        // The mouse answers through the auxiliary port.
         dev.write(0x64, CMD_WRITE_AUX);
         dev.write(0x60, 0xff);
-        assert_eq!(drain(&mut dev), Vec::<u8>::new());
+        assert_ne!(dev.read(0x64).0 & SB_AUX_DATA, 0, "a mouse byte is marked");
+        assert_eq!(drain(&mut dev), [KBD_ACK, KBD_BAT_OK, 0x00]);
+    }
+
+    #[test]
+    fn mouse_reports_movement_once_enabled() {
+        let mut dev = I8042::default();
+        assert_eq!(
+            dev.inject_pointer(5, 5, 0),
+            I8042Action::None,
+            "not reporting yet"
+        );
+        dev.write(0x64, CMD_WRITE_CTR);
+        dev.write(0x60, CB_KBD_INT | CB_AUX_INT | CB_SYSTEM_FLAG);
+        dev.write(0x64, CMD_WRITE_AUX);
+        assert_eq!(dev.write(0x60, 0xf4), I8042Action::AuxInterrupt);
+        assert_eq!(drain(&mut dev), [KBD_ACK]);
+        // Right 10, down 3, left button: y counts up in PS/2.
+        assert_eq!(dev.inject_pointer(10, 3, 1), I8042Action::AuxInterrupt);
+        assert_eq!(drain(&mut dev), [0x08 | 0x20 | 1, 10, (-3i8) as u8]);
+        // Long moves are split into packets of at most 255.
+        dev.inject_pointer(-300, 0, 0);
+        assert_eq!(
+            drain(&mut dev),
+            [0x18, (-255i16) as u8, 0, 0x18, (-45i8) as u8, 0]
+        );
+        // An argument byte is acknowledged, not taken for a command.
+        dev.write(0x64, CMD_WRITE_AUX);
+        dev.write(0x60, 0xf3);
+        dev.write(0x64, CMD_WRITE_AUX);
+        dev.write(0x60, 0xf5);
+        assert_eq!(drain(&mut dev), [KBD_ACK, KBD_ACK]);
+        assert_eq!(
+            dev.inject_pointer(1, 1, 0),
+            I8042Action::AuxInterrupt,
+            "0xF5 was the sample rate, not disable"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Devices {
     com1: Mutex<SerialDevice>,
     i8042: Mutex<I8042>,
     keyboard_irq: EventFd,
+    mouse_irq: EventFd,
+    /// Where viewers last put the pointer, to turn absolute positions into PS/2 movement.
+    pointer: Mutex<(i32, i32)>,
     progress: Mutex<BootProgress>,
     unhandled: AtomicU32,
 }
@@ -46,13 +49,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Devices {
-    /// The machine's devices: COM1, the i8042 raising `keyboard_irq`, and the boot clock
-    /// started at `start`.
-    pub fn new(com1: SerialDevice, keyboard_irq: EventFd, start: Instant) -> Self {
+    /// The machine's devices: COM1, the i8042 raising `keyboard_irq` and `mouse_irq`, and the
+    /// boot clock started at `start`.
+    pub fn new(
+        com1: SerialDevice,
+        keyboard_irq: EventFd,
+        mouse_irq: EventFd,
+        start: Instant,
+    ) -> Self {
         Self {
             com1: Mutex::new(com1),
             i8042: Mutex::new(I8042::default()),
             keyboard_irq,
+            mouse_irq,
+            pointer: Mutex::new((0, 0)),
             progress: Mutex::new(BootProgress::new(start)),
             unhandled: AtomicU32::new(0),
         }
@@ -130,6 +140,21 @@ impl Devices {
         }
     }
 
+    /// The pointer moved to (x, y) with `buttons` held (bit 0 left, 1 middle, 2 right): sent
+    /// to the guest as PS/2 mouse movement from the last position.
+    pub fn pointer(&self, x: u16, y: u16, buttons: u8) {
+        let (dx, dy) = {
+            let mut last = lock(&self.pointer);
+            let delta = (i32::from(x) - last.0, i32::from(y) - last.1);
+            *last = (i32::from(x), i32::from(y));
+            delta
+        };
+        // VNC numbers buttons left 1, middle 2, right 4; PS/2 left 1, right 2, middle 4.
+        let ps2 = (buttons & 1) | ((buttons & 4) >> 1) | ((buttons & 2) << 1);
+        let action = lock(&self.i8042).inject_pointer(dx, dy, ps2);
+        self.i8042_action(action);
+    }
+
     /// Asks the guest to shut down the way a PC user would: Ctrl+Alt+Del on the keyboard.
     pub fn request_shutdown(&self) {
         let action = lock(&self.i8042).inject_ctrl_alt_del();
@@ -140,9 +165,14 @@ impl Devices {
         match action {
             I8042Action::None => IoAction::Continue,
             I8042Action::Reset => IoAction::Reset,
-            I8042Action::Interrupt => {
-                if let Err(e) = self.keyboard_irq.write(1) {
-                    self.log_unhandled(format_args!("cannot raise the keyboard interrupt: {e}"));
+            I8042Action::Interrupt | I8042Action::AuxInterrupt => {
+                let irq = if action == I8042Action::Interrupt {
+                    &self.keyboard_irq
+                } else {
+                    &self.mouse_irq
+                };
+                if let Err(e) = irq.write(1) {
+                    self.log_unhandled(format_args!("cannot raise the i8042 interrupt: {e}"));
                 }
                 IoAction::Continue
             }
@@ -178,12 +208,16 @@ impl Devices {
     }
 }
 
-impl crate::display::vnc::server::Keyboard for Devices {
+impl crate::display::vnc::server::Input for Devices {
     fn keysym(&self, keysym: u32, down: bool) {
         Devices::keysym(self, keysym, down);
     }
 
     fn xt_key(&self, keycode: u32, keysym: u32, down: bool) {
         Devices::xt_key(self, keycode, keysym, down);
+    }
+
+    fn pointer(&self, x: u16, y: u16, buttons: u8) {
+        Devices::pointer(self, x, y, buttons);
     }
 }

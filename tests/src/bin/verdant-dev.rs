@@ -450,13 +450,13 @@ fn start_demo(state: &State) -> Result<Demo, String> {
 
     let security = Security::Password(password.into_bytes());
     let name = "verdant demo desktop".to_owned();
-    let keyboard: Arc<dyn vnc::server::Keyboard> = machine.devices();
+    let input: Arc<dyn vnc::server::Input> = machine.devices();
     let (addr, _) = vnc::serve(
         SocketAddr::from(([127, 0, 0, 1], 5900)),
         framebuffer.clone(),
         security.clone(),
         name.clone(),
-        Some(Arc::clone(&keyboard)),
+        Some(Arc::clone(&input)),
     )
     .or_else(|_| {
         vnc::serve(
@@ -464,7 +464,7 @@ fn start_demo(state: &State) -> Result<Demo, String> {
             framebuffer,
             security,
             name,
-            Some(keyboard),
+            Some(input),
         )
     })
     .map_err(|e| format!("cannot serve VNC: {e}"))?;

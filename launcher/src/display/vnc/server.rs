@@ -23,12 +23,14 @@ const TILE: u32 = 64;
 /// How long a viewer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where viewers' keystrokes go (the guest's keyboard).
-pub trait Keyboard: Send + Sync {
+/// Where viewers' keystrokes and pointer go (the guest's keyboard and mouse).
+pub trait Input: Send + Sync {
     /// A key by X keysym.
     fn keysym(&self, keysym: u32, down: bool);
     /// A key by XT keycode (QEMU extended key event), with its keysym as the fallback.
     fn xt_key(&self, keycode: u32, keysym: u32, down: bool);
+    /// The pointer at (x, y) with VNC's button mask.
+    fn pointer(&self, x: u16, y: u16, buttons: u8);
 }
 
 /// The text last copied on any viewer, handed to the others.
@@ -64,7 +66,7 @@ struct Shared {
     framebuffer: Framebuffer,
     security: Security,
     name: String,
-    keyboard: Option<Arc<dyn Keyboard>>,
+    input: Option<Arc<dyn Input>>,
     clipboard: Clipboard,
 }
 
@@ -83,7 +85,7 @@ pub fn serve(
     framebuffer: Framebuffer,
     security: Security,
     name: String,
-    keyboard: Option<Arc<dyn Keyboard>>,
+    input: Option<Arc<dyn Input>>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
@@ -91,7 +93,7 @@ pub fn serve(
         framebuffer,
         security,
         name,
-        keyboard,
+        input,
         clipboard: Clipboard::default(),
     });
     let viewers = Arc::new(AtomicUsize::new(0));
@@ -241,7 +243,7 @@ fn update_loop(
     rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = Duration::from_secs(1) / MAX_FPS;
-    let (fb, keyboard) = (&shared.framebuffer, shared.keyboard.as_deref());
+    let (fb, input) = (&shared.framebuffer, shared.input.as_deref());
     let mut clipboard_seen = shared.clipboard.version();
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
@@ -292,8 +294,8 @@ fn update_loop(
                     }
                 }
                 ClientMessage::Key { down, keysym } => {
-                    if let Some(keyboard) = keyboard {
-                        keyboard.keysym(keysym, down);
+                    if let Some(input) = input {
+                        input.keysym(keysym, down);
                     }
                 }
                 ClientMessage::QemuKey {
@@ -301,13 +303,20 @@ fn update_loop(
                     keysym,
                     keycode,
                 } => {
-                    if let Some(keyboard) = keyboard {
-                        keyboard.xt_key(keycode, keysym, down);
+                    if let Some(input) = input {
+                        input.xt_key(keycode, keysym, down);
                     }
                 }
                 ClientMessage::CutText(text) => shared.clipboard.set(id, text),
-                // The pointer reaches the guest with the mouse work.
-                ClientMessage::Pointer { .. } => {}
+                ClientMessage::Pointer { buttons, x, y } => {
+                    if let Some(input) = input {
+                        input.pointer(
+                            x.min(fb.width as u16 - 1),
+                            y.min(fb.height as u16 - 1),
+                            buttons,
+                        );
+                    }
+                }
             },
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
