@@ -7,6 +7,9 @@
  * pressed draws a 16x16 block in the window, the n-th at x = 100 + 20 * (n % 20),
  * y = 120 + 20 * (n / 20 % 3), coloured (make code * 0x010203) & 0xffffff.
  *
+ * Pointer: the PS/2 mouse (IRQ12) moves an 8x8 block coloured 0xff8000, starting at (0,0),
+ * restoring what was under it as it goes.
+ *
  * Colours (x8r8g8b8): background 0x306090, top panel 0x202020, task bar 0x303030,
  * window 0xf0f0f0 with title bar 0x4060a0. */
 #include "common.S"
@@ -15,6 +18,7 @@
 #define TASKBAR     0x00303030
 #define WINDOW      0x00f0f0f0
 #define TITLE       0x004060a0
+#define POINTER     0x00ff8000
 
     .section .text.entry, "ax"
     .code64
@@ -65,15 +69,30 @@ _start:
      * 0x20/0x28 with only IRQ1 unmasked. */
     lea kbd_isr(%rip), %rax
     lea idt + 0x21 * 16(%rip), %rdi
-    mov %ax, (%rdi)
-    movw $0x08, 2(%rdi)
-    movw $0x8e00, 4(%rdi)
-    shr $16, %rax
-    mov %ax, 6(%rdi)
-    shr $16, %rax
-    mov %eax, 8(%rdi)
-    movl $0, 12(%rdi)
+    call set_gate
+    lea mouse_isr(%rip), %rax
+    lea idt + 0x2c * 16(%rip), %rdi
+    call set_gate
     lidt idt_desc(%rip)
+    /* The mouse: enable the auxiliary port, its interrupt in the controller, and reporting. */
+    mov $0xa8, %al
+    out %al, $0x64
+    mov $0x20, %al
+    out %al, $0x64
+    call wait_output
+    in $0x60, %al
+    or $0x02, %al
+    mov %al, %bl
+    mov $0x60, %al
+    out %al, $0x64
+    mov %bl, %al
+    out %al, $0x60
+    mov $0xd4, %al
+    out %al, $0x64
+    mov $0xf4, %al
+    out %al, $0x60
+    call wait_output
+    in $0x60, %al                   /* the mouse's acknowledgement */
     mov $0x11, %al
     out %al, $0x20
     out %al, $0xa0
@@ -88,9 +107,9 @@ _start:
     mov $0x01, %al
     out %al, $0x21
     out %al, $0xa1
-    mov $0xfd, %al
+    mov $0xf9, %al                  /* master: keyboard (1) and the cascade (2) */
     out %al, $0x21
-    mov $0xff, %al
+    mov $0xef, %al                  /* slave: the mouse (12) */
     out %al, $0xa1
     sti
 
@@ -132,6 +151,8 @@ kbd_isr:
 6:  in $0x64, %al
     test $1, %al
     jz 9f
+    test $0x20, %al                 /* a mouse byte: the mouse handler's */
+    jnz 9f
     in $0x60, %al
     movzbl %al, %eax
     movzbl prev(%rip), %ebx
@@ -174,6 +195,155 @@ kbd_isr:
     pop %rax
     iretq
 
+/* set_gate: a 64-bit interrupt gate at %rdi for the handler at %rax. */
+set_gate:
+    mov %ax, (%rdi)
+    movw $0x08, 2(%rdi)
+    movw $0x8e00, 4(%rdi)
+    shr $16, %rax
+    mov %ax, 6(%rdi)
+    shr $16, %rax
+    mov %eax, 8(%rdi)
+    movl $0, 12(%rdi)
+    ret
+
+wait_output:
+7:  in $0x64, %al
+    test $1, %al
+    jz 7b
+    ret
+
+mouse_isr:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+10: in $0x64, %al
+    test $1, %al
+    jz 19f
+    test $0x20, %al                 /* a keyboard byte: the keyboard handler's */
+    jz 19f
+    in $0x60, %al
+    movzbl packet_len(%rip), %ecx
+    test %ecx, %ecx
+    jnz 11f
+    test $0x08, %al                 /* a packet's first byte has bit 3 set */
+    jz 10b
+11: lea packet(%rip), %rdx
+    mov %al, (%rdx, %rcx)
+    inc %ecx
+    mov %cl, packet_len(%rip)
+    cmp $3, %ecx
+    jb 10b
+    movb $0, packet_len(%rip)
+    movzbl packet+1(%rip), %eax     /* dx, 9-bit two's complement */
+    testb $0x10, packet(%rip)
+    jz 12f
+    or $0xffffff00, %eax
+12: movslq %eax, %rax
+    movzbl packet+2(%rip), %ebx     /* dy, upwards */
+    testb $0x20, packet(%rip)
+    jz 13f
+    or $0xffffff00, %ebx
+13: movslq %ebx, %rbx
+    push %rax
+    push %rbx
+    call hide_pointer
+    pop %rbx
+    pop %rax
+    add pointer_x(%rip), %rax
+    mov pointer_y(%rip), %rcx
+    sub %rbx, %rcx
+    mov fb_width(%rip), %rdx
+    sub $8, %rdx
+    cmp $0, %rax
+    jge 14f
+    xor %eax, %eax
+14: cmp %rdx, %rax
+    jle 15f
+    mov %rdx, %rax
+15: mov fb_height(%rip), %rdx
+    sub $8, %rdx
+    cmp $0, %rcx
+    jge 16f
+    xor %ecx, %ecx
+16: cmp %rdx, %rcx
+    jle 17f
+    mov %rdx, %rcx
+17: mov %rax, pointer_x(%rip)
+    mov %rcx, pointer_y(%rip)
+    call show_pointer
+    jmp 10b
+19: mov $0x20, %al                  /* end of interrupt: slave, then master */
+    out %al, $0xa0
+    out %al, $0x20
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    iretq
+
+/* pointer_addr: %rdi = the framebuffer address of the pointer's top-left pixel. */
+pointer_addr:
+    mov pointer_y(%rip), %rdi
+    imul fb_stride(%rip), %rdi
+    mov pointer_x(%rip), %rdx
+    lea (%rdi, %rdx, 4), %rdi
+    add fb_base(%rip), %rdi
+    ret
+
+/* hide_pointer: puts back the 8x8 pixels the pointer covers. */
+hide_pointer:
+    cmpb $0, pointer_shown(%rip)
+    je 21f
+    call pointer_addr
+    lea pointer_save(%rip), %rsi
+    mov $8, %edx
+20: mov $8, %ecx
+    push %rdi
+    rep movsl
+    pop %rdi
+    add fb_stride(%rip), %rdi
+    dec %edx
+    jnz 20b
+21: ret
+
+/* show_pointer: saves the 8x8 pixels at the pointer, then draws it there. */
+show_pointer:
+    call pointer_addr
+    mov %rdi, %rsi
+    lea pointer_save(%rip), %rdi
+    mov $8, %edx
+22: mov $8, %ecx
+    push %rsi
+    rep movsl
+    pop %rsi
+    add fb_stride(%rip), %rsi
+    dec %edx
+    jnz 22b
+    mov pointer_x(%rip), %r8
+    mov pointer_y(%rip), %r9
+    lea 8(%r8), %r10
+    lea 8(%r9), %r11
+    mov $POINTER, %r12d
+    call fill_rect
+    movb $1, pointer_shown(%rip)
+    ret
+
 fill_rect:
     mov %r9, %rdx                   /* y */
 4:  cmp %r11, %rdx
@@ -201,9 +371,16 @@ fb_stride: .quad 0
 clock:     .long 0
 keys:      .long 0
 prev:      .byte 0
+packet_len: .byte 0
+packet:    .space 3
+pointer_shown: .byte 0
+    .p2align 3
+pointer_x: .quad 0
+pointer_y: .quad 0
+pointer_save: .space 8 * 8 * 4
     .p2align 4
-idt:       .space 0x22 * 16
-idt_desc:  .word 0x22 * 16 - 1
+idt:       .space 0x2d * 16
+idt_desc:  .word 0x2d * 16 - 1
            .quad idt
     .section .bss
     .p2align 4

@@ -642,3 +642,57 @@ fn text_copied_on_one_viewer_reaches_the_others() {
     assert!(client::read_update(&mut a).unwrap() >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// vncdotool moves the pointer twice and prints, after each move, the RGB at the given points.
+const VNCDOTOOL_POINTER: &str = r#"
+import sys
+from vncdotool import api
+server, password = sys.argv[1], sys.argv[2]
+c = api.connect(server, password=password)
+try:
+    for (x, y) in ((200, 150), (300, 200)):
+        c.mouseMove(x, y)
+        c.pause(1.0)
+        c.refreshScreen()
+        image = c.screen.convert("RGB")
+        print(" ".join("%02x%02x%02x" % image.getpixel(p) for p in ((204, 154), (304, 204))))
+finally:
+    c.disconnect()
+    api.shutdown()
+"#;
+
+#[test]
+fn pointer_moves_in_vncdotool_move_the_guests_pointer() {
+    if Command::new("python3")
+        .args(["-c", "import vncdotool"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("SKIP: the vncdotool Python package is not installed (pip install vncdotool)");
+        return;
+    }
+    let Some((_launcher, port, dir)) = start_demo("pointer") else {
+        return;
+    };
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            VNCDOTOOL_POINTER,
+            &format!("127.0.0.1::{port}"),
+            "pointer",
+        ])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vncdotool: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The demo's 8x8 pointer (0xff8000) follows, and what it covered comes back (the window's
+    // white body).
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["ff8000 f0f0f0", "f0f0f0 ff8000"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
