@@ -20,6 +20,34 @@
 #define TITLE       0x004060a0
 #define POINTER     0x00ff8000
 
+/* What the interrupt handlers use, saved and restored around them. */
+.macro SAVE_REGS
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+.endm
+.macro RESTORE_REGS
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+.endm
+
     .section .text.entry, "ax"
     .code64
     .globl _start
@@ -138,16 +166,7 @@ tick:                               /* the clock: a 16x16 block at the panel's r
     jmp tick
 
 kbd_isr:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
+    SAVE_REGS
 6:  in $0x64, %al
     test $1, %al
     jz 9f
@@ -183,16 +202,7 @@ kbd_isr:
     jmp 6b
 9:  mov $0x20, %al                  /* end of interrupt */
     out %al, $0x20
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    RESTORE_REGS
     iretq
 
 /* set_gate: a 64-bit interrupt gate at %rdi for the handler at %rax. */
@@ -214,17 +224,7 @@ wait_output:
     ret
 
 mouse_isr:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
+    SAVE_REGS
 10: in $0x64, %al
     test $1, %al
     jz 19f
@@ -284,17 +284,7 @@ mouse_isr:
 19: mov $0x20, %al                  /* end of interrupt: slave, then master */
     out %al, $0xa0
     out %al, $0x20
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    RESTORE_REGS
     iretq
 
 /* pointer_addr: %rdi = the framebuffer address of the pointer's top-left pixel. */

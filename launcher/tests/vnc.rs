@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::guest;
+use common::{guest, wait_for_line};
 use launcher::display::vnc::auth::obfuscated_password_file;
 
 struct Launcher(Child);
@@ -65,54 +64,17 @@ fn close(actual: &[u8], expected: u32) -> bool {
 
 #[test]
 fn vncsnapshot_captures_the_demo_desktop_with_vnc_authentication() {
-    let Some(kernel) = guest("demo") else { return };
     if Command::new("vncsnapshot").arg("-h").output().is_err() {
         eprintln!("SKIP: vncsnapshot is not installed (Debian package vncsnapshot)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("verdant-vnc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let password = dir.join("password");
-    std::fs::write(&password, "pa55word\n").unwrap();
+    let Some((_launcher, port, dir)) = start_demo("pa55word") else {
+        return;
+    };
     let passwd = dir.join("passwd");
     std::fs::write(&passwd, obfuscated_password_file(b"pa55word")).unwrap();
     let wrong = dir.join("wrong");
     std::fs::write(&wrong, obfuscated_password_file(b"guess")).unwrap();
-
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
-        .args([
-            "run",
-            "--kernel",
-            kernel.to_str().unwrap(),
-            "--memory",
-            "64Mi",
-            "--display",
-            "640x480",
-        ])
-        .args(["--vnc", &format!("127.0.0.1:{port}"), "--vnc-password-file"])
-        .arg(&password)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("launcher starts");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let _launcher = Launcher(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the display goes live");
-        if line.contains("the guest display is live") {
-            break;
-        }
-    }
     std::thread::sleep(Duration::from_millis(500)); // let the first frame complete
 
     // A wrong password is refused; the server carries on.
@@ -163,22 +125,11 @@ fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("launcher starts");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the display goes live");
-        if line.contains("the guest display is live") {
-            break;
-        }
-    }
+    wait_for_line(
+        &mut child,
+        "the guest display is live",
+        Duration::from_secs(60),
+    );
     Some((Launcher(child), port, dir))
 }
 
@@ -473,6 +424,32 @@ fn keys_typed_in_vncdotool_show_up_in_the_next_capture() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs a vncdotool `script` with `args`; its output lines, or `None` (having said why) when
+/// the vncdotool Python package is missing.
+fn run_vncdotool(script: &str, args: &[&str]) -> Option<Vec<String>> {
+    let missing = Command::new("python3")
+        .args(["-c", "import vncdotool"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true);
+    if missing {
+        eprintln!("SKIP: the vncdotool Python package is not installed (pip install vncdotool)");
+        return None;
+    }
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "vncdotool: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout.lines().map(str::to_owned).collect())
+}
+
 /// vncdotool as a library, told to ask for ZRLE and to use QEMU extended key events: it types
 /// `keys`, captures the screen (a lossless PNG) and prints the RGB of `points`.
 const VNCDOTOOL_ZRLE: &str = r#"
@@ -498,37 +475,18 @@ finally:
 
 #[test]
 fn zrle_and_qemu_key_events_work_with_vncdotool() {
-    if Command::new("python3")
-        .args(["-c", "import vncdotool"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIP: the vncdotool Python package is not installed (pip install vncdotool)");
-        return;
-    }
     let Some((_launcher, port, dir)) = start_demo("zrle-key") else {
         return;
     };
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            VNCDOTOOL_ZRLE,
-            &format!("127.0.0.1::{port}"),
-            "zrle-key",
-            "xy",
-        ])
-        .args([
-            "10,10", "320,470", "600,300", "100,90", "150,180", "108,128", "128,128",
-        ])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "vncdotool: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let server = format!("127.0.0.1::{port}");
+    let points = [
+        "10,10", "320,470", "600,300", "100,90", "150,180", "108,128", "128,128",
+    ];
+    let mut args = vec![server.as_str(), "zrle-key", "xy"];
+    args.extend(points);
+    let Some(lines) = run_vncdotool(VNCDOTOOL_ZRLE, &args) else {
+        return;
+    };
     // Exact colours: the capture is lossless, so ZRLE decoded to the very pixels. The two keys
     // arrived through QEMU extended key events: x = set 2 code 0x22, y = 0x35.
     let expected = [
@@ -540,7 +498,6 @@ fn zrle_and_qemu_key_events_work_with_vncdotool() {
         "108,128 224466",
         "128,128 356a9f",
     ];
-    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -663,36 +620,15 @@ finally:
 
 #[test]
 fn pointer_moves_in_vncdotool_move_the_guests_pointer() {
-    if Command::new("python3")
-        .args(["-c", "import vncdotool"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIP: the vncdotool Python package is not installed (pip install vncdotool)");
-        return;
-    }
     let Some((_launcher, port, dir)) = start_demo("pointer") else {
         return;
     };
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            VNCDOTOOL_POINTER,
-            &format!("127.0.0.1::{port}"),
-            "pointer",
-        ])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "vncdotool: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let server = format!("127.0.0.1::{port}");
+    let Some(lines) = run_vncdotool(VNCDOTOOL_POINTER, &[&server, "pointer"]) else {
+        return;
+    };
     // The demo's 8x8 pointer (0xff8000) follows, and what it covered comes back (the window's
     // white body).
-    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, ["ff8000 f0f0f0", "f0f0f0 ff8000"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
