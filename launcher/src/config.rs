@@ -62,6 +62,20 @@ pub struct VncConfig {
     /// No authentication at all: for local development only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_no_auth: bool,
+    /// Frames per second a viewer gets at most, 1 to 60 (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fps: Option<u32>,
+}
+
+/// A checked VNC configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VncSettings {
+    /// Where to listen.
+    pub addr: std::net::SocketAddr,
+    /// The password file; none means no authentication.
+    pub password_file: Option<PathBuf>,
+    /// Frames per second a viewer gets at most.
+    pub max_fps: u32,
 }
 
 /// The size of the guest display.
@@ -126,8 +140,8 @@ pub struct VmConfig {
     pub shutdown_grace: std::time::Duration,
     /// The guest display.
     pub display: Option<DisplayConfig>,
-    /// The VNC server: where, and the password file (none: no authentication).
-    pub vnc: Option<(std::net::SocketAddr, Option<PathBuf>)>,
+    /// The VNC server.
+    pub vnc: Option<VncSettings>,
 }
 
 impl LauncherConfig {
@@ -265,7 +279,20 @@ impl LauncherConfig {
                             "must name the password file (or set vnc.insecureNoAuth for local development)".into(),
                         ));
                     }
-                    (file, _) => Some((addr, file.clone())),
+                    (file, _) => {
+                        let max_fps = vnc.max_fps.unwrap_or(30);
+                        if !(1..=60).contains(&max_fps) {
+                            return Err(bad(
+                                "vnc.maxFps",
+                                format!("{max_fps} is not allowed: use 1 to 60"),
+                            ));
+                        }
+                        Some(VncSettings {
+                            addr,
+                            password_file: file.clone(),
+                            max_fps,
+                        })
+                    }
                 }
             }
         };
@@ -372,6 +399,7 @@ mod tests {
             listen: listen.into(),
             password_file: password_file.map(Into::into),
             insecure_no_auth,
+            max_fps: None,
         }
     }
 
@@ -537,6 +565,21 @@ mod tests {
                 },
                 "display",
                 "must be set when vnc is",
+            ),
+            (
+                LauncherConfig {
+                    vnc: Some(VncConfig {
+                        max_fps: Some(0),
+                        ..vnc("0.0.0.0:5900", Some("/p"), false)
+                    }),
+                    display: Some(DisplayConfig {
+                        width: 640,
+                        height: 480,
+                    }),
+                    ..base.clone()
+                },
+                "vnc.maxFps",
+                "use 1 to 60",
             ),
         ];
         for (cfg, field, says) in cases {

@@ -14,7 +14,7 @@ const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON | --demo] [--kernel PATH] [--initrd PATH]
                             [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
                             [--shutdown-grace SECONDS] [--display WIDTHxHEIGHT]
-                            [--vnc ADDR (--vnc-password-file FILE | --vnc-no-auth)]
+                            [--vnc ADDR (--vnc-password-file FILE | --vnc-no-auth) [--vnc-fps N]]
 
        verdant-launcher doctor [--json]
 
@@ -24,7 +24,8 @@ Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
 Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
 /healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
 --vnc serves the display to VNC viewers (RFB 3.3-3.8) with the password in FILE, or with no
-authentication at all under --vnc-no-auth (local development only).
+authentication at all under --vnc-no-auth (local development only); each viewer gets at most
+--vnc-fps frames a second (default 30).
 --display gives the guest a linear 32-bit framebuffer, described to 64-bit Linux-entry guests
 in the zero page's screen_info (EFI framebuffer); /readyz then waits for a non-blank frame.
 SIGTERM or SIGINT asks the guest to shut down (Ctrl+Alt+Del) and stops it after the grace
@@ -125,7 +126,8 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             | "--shutdown-grace"
             | "--display"
             | "--vnc"
-            | "--vnc-password-file" => {
+            | "--vnc-password-file"
+            | "--vnc-fps" => {
                 overrides.push((flag.as_str(), value));
             }
             other => return Err(format!("unknown flag {other:?}")),
@@ -151,6 +153,12 @@ fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
             "--http" => config.http = Some(value.into()),
             "--display" => config.display = Some(DisplayConfig::parse(value)?),
             "--vnc" => config.vnc.get_or_insert_with(vnc_default).listen = value.into(),
+            "--vnc-fps" => {
+                let fps = value.parse().map_err(|_| {
+                    format!("--vnc-fps {value:?} is not a number of frames per second (1 to 60)")
+                })?;
+                config.vnc.get_or_insert_with(vnc_default).max_fps = Some(fps);
+            }
             "--vnc-password-file" => {
                 config.vnc.get_or_insert_with(vnc_default).password_file = Some(value.into());
             }
@@ -178,6 +186,7 @@ fn vnc_default() -> VncConfig {
         listen: "127.0.0.1:5900".into(),
         password_file: None,
         insecure_no_auth: false,
+        max_fps: None,
     }
 }
 
@@ -227,8 +236,8 @@ fn run(args: &[String]) -> ExitCode {
             }
         }
     }
-    if let (Some((addr, password_file)), Some(framebuffer)) = (&vm.vnc, machine.framebuffer()) {
-        let security = match password_file {
+    if let (Some(settings), Some(framebuffer)) = (&vm.vnc, machine.framebuffer()) {
+        let security = match &settings.password_file {
             None => Security::None,
             Some(file) => match read_password(file) {
                 Ok(password) => Security::Password(password),
@@ -238,11 +247,19 @@ fn run(args: &[String]) -> ExitCode {
                 }
             },
         };
-        let input: Arc<dyn vnc::server::Input> = machine.devices();
-        match vnc::serve(*addr, framebuffer, security, "verdant".into(), Some(input)) {
+        let options = vnc::ServerOptions {
+            name: "verdant".into(),
+            security,
+            max_fps: settings.max_fps,
+            input: Some(machine.devices()),
+        };
+        match vnc::serve(settings.addr, framebuffer, options) {
             Ok((bound, _thread)) => eprintln!("verdant-launcher: serving VNC on {bound}"),
             Err(e) => {
-                eprintln!("verdant-launcher: cannot serve VNC on {addr}: {e}");
+                eprintln!(
+                    "verdant-launcher: cannot serve VNC on {}: {e}",
+                    settings.addr
+                );
                 return ExitCode::from(1);
             }
         }
@@ -345,6 +362,34 @@ mod tests {
             (cfg.kernel.to_str(), cfg.cpus, cfg.cmdline.as_str()),
             (Some("/a"), 1, "x")
         );
+    }
+
+    #[test]
+    fn vnc_flags_fill_the_vnc_config() {
+        let cfg = parse_run_flags(&args(&[
+            "--kernel",
+            "/k",
+            "--vnc",
+            "0.0.0.0:5901",
+            "--vnc-password-file",
+            "/pw",
+            "--vnc-fps",
+            "15",
+        ]))
+        .unwrap();
+        let vnc = cfg.vnc.unwrap();
+        assert_eq!(
+            (vnc.listen.as_str(), vnc.max_fps),
+            ("0.0.0.0:5901", Some(15))
+        );
+        assert_eq!(vnc.password_file.unwrap().to_str(), Some("/pw"));
+        assert!(
+            parse_run_flags(&args(&["--kernel", "/k", "--vnc-fps", "fast"]))
+                .unwrap_err()
+                .contains("--vnc-fps")
+        );
+        let no_auth = parse_run_flags(&args(&["--kernel", "/k", "--vnc-no-auth"])).unwrap();
+        assert!(no_auth.vnc.unwrap().insecure_no_auth);
     }
 
     #[test]

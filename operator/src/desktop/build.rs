@@ -183,6 +183,7 @@ pub fn launcher_config(desktop: &Desktop) -> Result<LauncherConfig, Invalid> {
             listen: format!("0.0.0.0:{LAUNCHER_VNC_PORT}"),
             password_file: Some(format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_PASSWORD_KEY}").into()),
             insecure_no_auth: false,
+            max_fps: None,
         }),
         shutdown_grace_seconds: GUEST_SHUTDOWN_GRACE_SECONDS,
     })

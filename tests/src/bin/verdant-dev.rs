@@ -449,22 +449,24 @@ fn start_demo(state: &State) -> Result<Demo, String> {
     .map_err(|e| e.to_string())?;
 
     let security = Security::Password(password.into_bytes());
-    let name = "verdant demo desktop".to_owned();
     let input: Arc<dyn vnc::server::Input> = machine.devices();
+    let options = |input| vnc::ServerOptions {
+        name: "verdant demo desktop".to_owned(),
+        security: security.clone(),
+        max_fps: vnc::DEFAULT_MAX_FPS,
+        input: Some(input),
+    };
+    // The usual VNC port if it is free, else any.
     let (addr, _) = vnc::serve(
         SocketAddr::from(([127, 0, 0, 1], 5900)),
         framebuffer.clone(),
-        security.clone(),
-        name.clone(),
-        Some(Arc::clone(&input)),
+        options(Arc::clone(&input)),
     )
     .or_else(|_| {
         vnc::serve(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             framebuffer,
-            security,
-            name,
-            Some(input),
+            options(input),
         )
     })
     .map_err(|e| format!("cannot serve VNC: {e}"))?;

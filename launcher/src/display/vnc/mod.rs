@@ -5,4 +5,4 @@ pub mod encoding;
 pub mod protocol;
 pub mod server;
 
-pub use server::{Security, serve};
+pub use server::{DEFAULT_MAX_FPS, Security, ServerOptions, serve};

@@ -16,8 +16,8 @@ use crate::display::Framebuffer;
 
 /// Most viewers at once; more are turned away politely.
 pub const MAX_VIEWERS: usize = 16;
-/// Frames per second a viewer gets at most.
-pub const MAX_FPS: u32 = 30;
+/// Frames per second a viewer gets at most, unless configured otherwise.
+pub const DEFAULT_MAX_FPS: u32 = 30;
 /// Side of the square tiles compared to find what changed.
 const TILE: u32 = 64;
 /// How long a viewer may take to complete the handshake.
@@ -68,6 +68,7 @@ struct Shared {
     name: String,
     input: Option<Arc<dyn Input>>,
     clipboard: Clipboard,
+    frame_interval: Duration,
 }
 
 /// How viewers authenticate.
@@ -79,14 +80,30 @@ pub enum Security {
     None,
 }
 
-/// Starts serving `framebuffer` on `addr`; returns the bound address.
+/// How a server behaves.
+pub struct ServerOptions {
+    /// The desktop name viewers show.
+    pub name: String,
+    /// How viewers authenticate.
+    pub security: Security,
+    /// Frames per second a viewer gets at most (1 or more).
+    pub max_fps: u32,
+    /// Where keystrokes and the pointer go; none ignores them.
+    pub input: Option<Arc<dyn Input>>,
+}
+
+/// Starts serving `framebuffer` on `addr` as `options` say; returns the bound address.
 pub fn serve(
     addr: SocketAddr,
     framebuffer: Framebuffer,
-    security: Security,
-    name: String,
-    input: Option<Arc<dyn Input>>,
+    options: ServerOptions,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let ServerOptions {
+        name,
+        security,
+        max_fps,
+        input,
+    } = options;
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let shared = Arc::new(Shared {
@@ -95,6 +112,7 @@ pub fn serve(
         name,
         input,
         clipboard: Clipboard::default(),
+        frame_interval: Duration::from_secs(1) / max_fps.max(1),
     });
     let viewers = Arc::new(AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
@@ -242,7 +260,7 @@ fn update_loop(
     id: usize,
     rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
 ) -> Result<(), ProtocolError> {
-    let frame_interval = Duration::from_secs(1) / MAX_FPS;
+    let frame_interval = shared.frame_interval;
     let (fb, input) = (&shared.framebuffer, shared.input.as_deref());
     let mut clipboard_seen = shared.clipboard.version();
     let mut viewer = Viewer {
