@@ -29,7 +29,7 @@ const OPTIONAL_CAPS: [(Cap, &str); 4] = [
     (Cap::TscDeadlineTimer, "TSC-deadline timer for guests"),
     (
         Cap::DirtyLogRing,
-        "cheap dirty tracking (display updates, later)",
+        "dirty ring (the display reads the classic dirty log)",
     ),
     (Cap::X2ApicApi, "x2APIC for large guests"),
 ];
@@ -190,6 +190,18 @@ pub fn diagnose() -> Report {
         }
         let required_ok = checks.iter().all(|c| c.ok || !c.required);
         if required_ok {
+            let (ok, detail) = match dirty_log(kvm) {
+                Ok(true) => (
+                    true,
+                    "the display finds what the guest drew from it".to_owned(),
+                ),
+                Ok(false) => (
+                    false,
+                    "KVM keeps no log here: the display compares whole frames instead".to_owned(),
+                ),
+                Err(e) => (false, e.to_string()),
+            };
+            check(&mut checks, "framebuffer dirty-page log", ok, detail, false);
             match time_tiny_guest(kvm) {
                 Ok(s) => {
                     check(
@@ -341,6 +353,13 @@ fn tiny_guest(n: u32) -> Vec<u8> {
 }
 
 /// Runs the tiny guest with growing loop counts until it takes long enough to time.
+/// Whether KVM logs writes to a framebuffer slot (and the log can be read).
+fn dirty_log(kvm: &Kvm) -> Result<bool, Error> {
+    let mem = memory::create(4 << 20, Some(64 << 10))?;
+    let vm = Vm::new(kvm, &mem)?;
+    Ok(vm.framebuffer_log().is_some_and(|log| log.take().is_some()))
+}
+
 fn time_tiny_guest(kvm: &Kvm) -> Result<Speed, Error> {
     let mut n: u32 = 50_000;
     loop {

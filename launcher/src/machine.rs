@@ -142,7 +142,13 @@ impl Machine {
             })
             .collect::<Result<Vec<_>, Error>>()?;
 
-        let framebuffer = config.display.map(|d| Framebuffer::new(mem.clone(), d));
+        let framebuffer = config.display.map(|d| {
+            let fb = Framebuffer::new(mem.clone(), d);
+            match vm.framebuffer_log() {
+                Some(log) => fb.with_dirty_log(log),
+                None => fb,
+            }
+        });
         Ok(Self {
             vcpus,
             vm,

@@ -253,8 +253,15 @@ fn run(args: &[String]) -> ExitCode {
             max_fps: settings.max_fps,
             input: Some(machine.devices()),
         };
+        let changes = if framebuffer.has_dirty_log() {
+            "KVM's dirty-page log"
+        } else {
+            "comparing frames"
+        };
         match vnc::serve(settings.addr, framebuffer, options) {
-            Ok((bound, _thread)) => eprintln!("verdant-launcher: serving VNC on {bound}"),
+            Ok((bound, _thread)) => {
+                eprintln!("verdant-launcher: serving VNC on {bound} (changes found by {changes})")
+            }
             Err(e) => {
                 eprintln!(
                     "verdant-launcher: cannot serve VNC on {}: {e}",

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{guest, wait_for_line};
+use common::guest;
 use launcher::display::vnc::auth::obfuscated_password_file;
 
 struct Launcher(Child);
@@ -32,9 +32,18 @@ fn snapshot(
     port: u16,
     passwd: &std::path::Path,
     out: &std::path::Path,
+    encodings: &str,
 ) -> Result<(Vec<u8>, u16, u16), String> {
     let result = Command::new("vncsnapshot")
-        .args(["-quiet", "-quality", "100", "-passwd"])
+        .args([
+            "-quiet",
+            "-quality",
+            "100",
+            "-nojpeg",
+            "-encodings",
+            encodings,
+        ])
+        .arg("-passwd")
         .arg(passwd)
         .arg(format!("127.0.0.1::{port}"))
         .arg(out)
@@ -78,26 +87,33 @@ fn vncsnapshot_captures_the_demo_desktop_with_vnc_authentication() {
     std::thread::sleep(Duration::from_millis(500)); // let the first frame complete
 
     // A wrong password is refused; the server carries on.
-    let refused = snapshot(port, &wrong, &dir.join("refused.jpg"));
+    let refused = snapshot(port, &wrong, &dir.join("refused.jpg"), "raw");
     assert!(refused.is_err(), "a wrong password got a picture");
 
-    let (pixels, width, height) =
-        snapshot(port, &passwd, &dir.join("desktop.jpg")).expect("capture");
-    assert_eq!((width, height), (640, 480));
-    let at = |x: usize, y: usize| &pixels[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3];
-    for (x, y, colour, what) in [
-        (10, 10, 0x20_2020, "top panel"),
-        (320, 470, 0x30_3030, "task bar"),
-        (600, 300, 0x30_6090, "background"),
-        (100, 90, 0x40_60a0, "window title bar"),
-        (150, 180, 0xf0_f0f0, "window body"),
-    ] {
-        assert!(
-            close(at(x, y), colour),
-            "{what} at ({x},{y}) is {:?}, want {colour:06x}",
-            at(x, y)
-        );
+    // Raw, then Tight as TightVNC 1.2.8 (vncsnapshot's decoder) reads it.
+    for encodings in ["raw", "tight"] {
+        let (pixels, width, height) = snapshot(port, &passwd, &dir.join("desktop.jpg"), encodings)
+            .unwrap_or_else(|e| panic!("capture with {encodings}: {e}"));
+        assert_eq!((width, height), (640, 480));
+        let at = |x: usize, y: usize| &pixels[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3];
+        for (x, y, colour, what) in [
+            (10, 10, 0x20_2020, "top panel"),
+            (320, 470, 0x30_3030, "task bar"),
+            (600, 300, 0x30_6090, "background"),
+            (100, 90, 0x40_60a0, "window title bar"),
+            (150, 180, 0xf0_f0f0, "window body"),
+        ] {
+            assert!(
+                close(at(x, y), colour),
+                "{encodings}: {what} at ({x},{y}) is {:?}, want {colour:06x}",
+                at(x, y)
+            );
+        }
     }
+    assert!(
+        launcher_log(&dir).contains(": Tight, compression level"),
+        "vncsnapshot was served Tight"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -109,7 +125,7 @@ fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)> {
     let file = dir.join("password");
     std::fs::write(&file, password).unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
+    let child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
         .args([
             "run",
             "--kernel",
@@ -122,15 +138,25 @@ fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)> {
         .args(["--vnc", &format!("127.0.0.1:{port}"), "--vnc-password-file"])
         .arg(&file)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("launcher.log")).unwrap())
         .spawn()
         .expect("launcher starts");
-    wait_for_line(
-        &mut child,
-        "the guest display is live",
-        Duration::from_secs(60),
-    );
-    Some((Launcher(child), port, dir))
+    let launcher = Launcher(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !launcher_log(&dir).contains("the guest display is live") {
+        assert!(
+            Instant::now() < deadline,
+            "the display never went live: {}",
+            launcher_log(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((launcher, port, dir))
+}
+
+/// What the launcher that `start_demo` started in `dir` has logged so far.
+fn launcher_log(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("launcher.log")).unwrap_or_default()
 }
 
 mod client {
@@ -406,7 +432,8 @@ fn keys_typed_in_vncdotool_show_up_in_the_next_capture() {
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (pixels, _, _) = snapshot(port, &passwd, &dir.join("keys.jpg")).expect("capture");
+        let (pixels, _, _) =
+            snapshot(port, &passwd, &dir.join("keys.jpg"), "tight").expect("capture");
         let at = |x: usize, y: usize| pixels[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3].to_vec();
         if expected.iter().all(|&(x, y, c)| close(&at(x, y), c)) {
             break;
@@ -502,26 +529,32 @@ fn zrle_and_qemu_key_events_work_with_vncdotool() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn novnc_in_headless_chromium_renders_the_desktop() {
+/// Runs noVNC in headless Chromium against the demo launcher on `port` (check.mjs, through
+/// websockify) with `env`; the lines it printed: the RRGGBB at each of `points`, then what the
+/// clipboard steps print. `None`, after saying why, when noVNC, Chromium or websockify is
+/// missing.
+fn run_novnc(
+    port: u16,
+    password: &str,
+    screenshot: &std::path::Path,
+    points: &[&str],
+    env: &[(&str, &str)],
+) -> Option<Vec<String>> {
     let novnc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/novnc");
     if !novnc.join("node_modules/@novnc/novnc/core/rfb.js").exists()
         || !novnc.join("node_modules/playwright-core").exists()
     {
         eprintln!("SKIP: noVNC is not installed (npm ci in launcher/tests/novnc)");
-        return;
+        return None;
     }
     if !std::path::Path::new("/usr/bin/chromium").exists() {
         eprintln!("SKIP: chromium is not installed (Debian package chromium)");
-        return;
+        return None;
     }
     if Command::new("websockify").arg("--help").output().is_err() {
         eprintln!("SKIP: websockify is not installed (pip install websockify)");
-        return;
+        return None;
     }
-    let Some((_launcher, port, dir)) = start_demo("browser") else {
-        return;
-    };
     let ws_port = free_port();
     // websockify bridges WebSocket to the VNC port and serves the page and noVNC.
     let bridge = Command::new("websockify")
@@ -539,15 +572,15 @@ fn novnc_in_headless_chromium_renders_the_desktop() {
         assert!(Instant::now() < deadline, "websockify never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let screenshot = dir.join("novnc.png");
     let out = Command::new("node")
         .current_dir(&novnc)
         .arg("check.mjs")
         .arg(format!(
-            "http://127.0.0.1:{ws_port}/index.html?password=browser"
+            "http://127.0.0.1:{ws_port}/index.html?password={password}"
         ))
-        .arg(&screenshot)
-        .args(["10,10", "320,470", "600,300", "100,90", "150,180"])
+        .arg(screenshot)
+        .args(points)
+        .envs(env.iter().copied())
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -556,7 +589,19 @@ fn novnc_in_headless_chromium_renders_the_desktop() {
         "check.mjs: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = stdout.lines().collect();
+    Some(stdout.lines().map(str::to_owned).collect())
+}
+
+#[test]
+fn novnc_in_headless_chromium_renders_the_desktop() {
+    let Some((_launcher, port, dir)) = start_demo("browser") else {
+        return;
+    };
+    let screenshot = dir.join("novnc.png");
+    let points = ["10,10", "320,470", "600,300", "100,90", "150,180"];
+    let Some(lines) = run_novnc(port, "browser", &screenshot, &points, &[]) else {
+        return;
+    };
     assert_eq!(
         lines,
         [
@@ -568,6 +613,48 @@ fn novnc_in_headless_chromium_renders_the_desktop() {
         ]
     );
     assert!(screenshot.exists());
+    assert!(
+        launcher_log(&dir).contains(": Tight, compression level"),
+        "noVNC prefers Tight: {}",
+        launcher_log(&dir)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn utf8_text_pasted_in_novnc_reaches_a_latin1_viewer_and_back() {
+    use std::io::{Read, Write};
+    let Some((_launcher, port, dir)) = start_demo("paste") else {
+        return;
+    };
+    // A viewer that only speaks the original Latin-1 cut-text messages.
+    let mut legacy = client::connect(port, "paste").unwrap();
+    let relay = std::thread::spawn(move || {
+        let mut head = [0u8; 8];
+        legacy.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 3, "ServerCutText");
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let mut got = vec![0u8; len];
+        legacy.read_exact(&mut got).unwrap();
+        // Then it copies text of its own, in Latin-1.
+        let text = b"caf\xe9 cr\xe8me";
+        let mut cut = vec![6, 0, 0, 0];
+        cut.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        cut.extend_from_slice(text);
+        legacy.write_all(&cut).unwrap();
+        got
+    });
+    let env = [
+        ("PASTE", "Grüße, 世界\nzweite Zeile"),
+        ("EXPECT_CLIPBOARD", "café crème"),
+    ];
+    let Some(lines) = run_novnc(port, "paste", &dir.join("paste.png"), &["10,10"], &env) else {
+        return;
+    };
+    assert_eq!(lines, ["10,10 202020", "pasted", "clipboard café crème"]);
+    // noVNC pasted through Extended Clipboard (UTF-8); the Latin-1 viewer got what Latin-1
+    // can hold, the rest as '?'.
+    assert_eq!(relay.join().unwrap(), b"Gr\xfc\xdfe, ??\nzweite Zeile");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

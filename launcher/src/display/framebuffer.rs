@@ -1,14 +1,39 @@
-//! Reading the guest's framebuffer from the VMM side.
+//! Reading the guest's framebuffer from the VMM side, and finding which rows the guest wrote
+//! since the last look (KVM's dirty-page log, where KVM keeps one).
 
+use std::sync::Arc;
+
+use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::layout::FRAMEBUFFER_START;
 use crate::config::DisplayConfig;
 
+/// KVM's dirty-page log of the framebuffer's memory slot.
+#[derive(Clone)]
+pub struct DirtyLog {
+    vm: Arc<VmFd>,
+    slot: u32,
+    bytes: u64,
+}
+
+impl DirtyLog {
+    /// The log of `slot`, `bytes` long, which was registered with `KVM_MEM_LOG_DIRTY_PAGES`.
+    pub fn new(vm: Arc<VmFd>, slot: u32, bytes: u64) -> Self {
+        Self { vm, slot, bytes }
+    }
+
+    /// The pages written since the last call, one bit each; KVM clears the log as it reads it.
+    pub fn take(&self) -> Option<Vec<u64>> {
+        self.vm.get_dirty_log(self.slot, self.bytes as usize).ok()
+    }
+}
+
 /// The guest framebuffer: x8r8g8b8 pixels (blue in the low byte), `width * 4` bytes a row.
 #[derive(Clone)]
 pub struct Framebuffer {
     mem: GuestMemoryMmap,
+    dirty_log: Option<DirtyLog>,
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
@@ -20,9 +45,30 @@ impl Framebuffer {
     pub fn new(mem: GuestMemoryMmap, display: DisplayConfig) -> Self {
         Self {
             mem,
+            dirty_log: None,
             width: display.width,
             height: display.height,
         }
+    }
+
+    /// The same framebuffer, with KVM's log of the guest's writes to it.
+    pub fn with_dirty_log(self, log: DirtyLog) -> Self {
+        Self {
+            dirty_log: Some(log),
+            ..self
+        }
+    }
+
+    /// Whether KVM tells which rows the guest wrote.
+    pub fn has_dirty_log(&self) -> bool {
+        self.dirty_log.is_some()
+    }
+
+    /// The rows (one flag each) the guest may have written since the last call, or `None`
+    /// when there is no dirty log to ask: then any row may have changed.
+    pub fn written_rows(&self) -> Option<Vec<bool>> {
+        let bitmap = self.dirty_log.as_ref()?.take()?;
+        Some(rows_of_pages(&bitmap, self.stride(), self.height))
     }
 
     /// Bytes per row.
@@ -58,9 +104,42 @@ impl Framebuffer {
     }
 }
 
+/// The rows that dirty pages (`bitmap`, one bit a 4 KiB page) touch, for rows of `stride`
+/// bytes.
+fn rows_of_pages(bitmap: &[u64], stride: usize, height: u32) -> Vec<bool> {
+    const PAGE: usize = 4096;
+    let mut rows = vec![false; height as usize];
+    for (word_index, &word) in bitmap.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let page = word_index * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let first = page * PAGE / stride;
+            let last = ((page + 1) * PAGE - 1) / stride;
+            for row in rows.iter_mut().take(last + 1).skip(first) {
+                *row = true;
+            }
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dirty_pages_map_to_the_rows_they_hold() {
+        // 640-pixel rows: 2560 bytes, so page 0 holds rows 0-1 and page 1 rows 1-3.
+        let rows = rows_of_pages(&[0b10], 2560, 8);
+        assert_eq!(rows, [false, true, true, true, false, false, false, false]);
+        // A page past the last row (the slot is rounded up to whole pages) is ignored.
+        let rows = rows_of_pages(&[1 << 5], 2560, 8);
+        assert!(rows.iter().all(|r| !r));
+        // Page 64 lives in the second word.
+        let rows = rows_of_pages(&[0, 1], 4096, 70);
+        assert_eq!(rows.iter().position(|&r| r), Some(64));
+    }
 
     #[test]
     fn pixels_and_blankness() {

@@ -1,12 +1,17 @@
 //! The KVM VM: in-kernel interrupt controllers and timer, memory slots, irqfds.
 
-use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
+use std::sync::Arc;
+
+use kvm_bindings::{
+    KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region,
+};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::Error;
-use crate::arch::layout::KVM_TSS_ADDRESS;
+use crate::arch::layout::{FRAMEBUFFER_START, KVM_TSS_ADDRESS};
+use crate::display::framebuffer::DirtyLog;
 
 /// KVM capabilities the VMM cannot run without, with what each is for.
 pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
@@ -20,7 +25,9 @@ pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
 
 /// A VM with its interrupt controllers and memory in place.
 pub struct Vm {
-    fd: VmFd,
+    fd: Arc<VmFd>,
+    /// KVM tracks the guest's writes to the framebuffer slot.
+    framebuffer_log: Option<DirtyLog>,
 }
 
 impl Vm {
@@ -48,25 +55,50 @@ impl Vm {
         fd.create_pit2(pit)
             .map_err(|e| Error::kvm("KVM_CREATE_PIT2", e))?;
 
+        let fd = Arc::new(fd);
+        let mut framebuffer_log = None;
         for (slot, region) in mem.iter().enumerate() {
-            let region = kvm_userspace_memory_region {
+            let mut region = kvm_userspace_memory_region {
                 slot: slot as u32,
                 guest_phys_addr: region.start_addr().0,
                 memory_size: region.len(),
                 userspace_addr: region.as_ptr() as u64,
                 flags: 0,
             };
+            if region.guest_phys_addr == FRAMEBUFFER_START {
+                // Dirty-page logging finds what the guest drew without reading the whole
+                // frame; where KVM refuses it, the display compares frames instead.
+                region.flags = KVM_MEM_LOG_DIRTY_PAGES;
+                // SAFETY: as below.
+                if unsafe { fd.set_user_memory_region(region) }.is_ok() {
+                    framebuffer_log = Some(DirtyLog::new(
+                        Arc::clone(&fd),
+                        region.slot,
+                        region.memory_size,
+                    ));
+                    continue;
+                }
+                region.flags = 0;
+            }
             // SAFETY: the region is a live mapping owned by `mem`, which the caller keeps alive
             // (in the Machine) for as long as this VM exists; the slots do not overlap.
             unsafe { fd.set_user_memory_region(region) }
                 .map_err(|e| Error::kvm("KVM_SET_USER_MEMORY_REGION", e))?;
         }
-        Ok(Self { fd })
+        Ok(Self {
+            fd,
+            framebuffer_log,
+        })
     }
 
     /// The KVM VM file descriptor.
     pub fn fd(&self) -> &VmFd {
         &self.fd
+    }
+
+    /// KVM's log of the guest's writes to the framebuffer, where KVM keeps one.
+    pub fn framebuffer_log(&self) -> Option<DirtyLog> {
+        self.framebuffer_log.clone()
     }
 
     /// An eventfd that raises legacy interrupt line `gsi` when written.

@@ -1,5 +1,7 @@
 // Opens the noVNC page in headless Chromium, waits for the desktop, prints the RRGGBB of each
 // "x,y" point and saves a screenshot. Usage: node check.mjs URL SCREENSHOT x,y...
+// With PASTE set, then pastes that text into noVNC as a user would; with EXPECT_CLIPBOARD set,
+// then waits for the server to hand noVNC that clipboard text and prints it.
 import { chromium } from "playwright-core";
 
 const [url, screenshot, ...points] = process.argv.slice(2);
@@ -22,6 +24,16 @@ try {
     console.log(`${x},${y} ${await page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y])}`);
   }
   await page.screenshot({ path: screenshot });
+  if (process.env.PASTE) {
+    await page.evaluate((text) => window.verdantPaste(text), process.env.PASTE);
+    console.log("pasted");
+  }
+  if (process.env.EXPECT_CLIPBOARD) {
+    const want = process.env.EXPECT_CLIPBOARD;
+    await page.waitForFunction((want) => window.verdantClipboard === want, want, { timeout: 30000 })
+      .catch(async (e) => { throw new Error(`clipboard is ${JSON.stringify(await page.evaluate(() => window.verdantClipboard))}: ${e}`); });
+    console.log(`clipboard ${await page.evaluate(() => window.verdantClipboard)}`);
+  }
 } finally {
   await browser.close();
 }

@@ -31,6 +31,9 @@ pub enum ProtocolError {
         /// The limit.
         max: u64,
     },
+    /// A message that breaks its own format.
+    #[error("malformed message: {0}")]
+    Malformed(String),
     /// A pixel format we cannot produce.
     #[error("unsupported pixel format: {0}")]
     BadPixelFormat(String),
@@ -135,21 +138,6 @@ impl PixelFormat {
     pub fn bytes_per_pixel(self) -> usize {
         usize::from(self.bits_per_pixel / 8)
     }
-
-    /// Appends one 0xRRGGBB pixel in this format.
-    pub fn encode(self, rgb: u32, out: &mut Vec<u8>) {
-        let channel = |value: u32, max: u16, shift: u8| (value * u32::from(max) / 255) << shift;
-        let v = channel((rgb >> 16) & 0xff, self.red_max, self.red_shift)
-            | channel((rgb >> 8) & 0xff, self.green_max, self.green_shift)
-            | channel(rgb & 0xff, self.blue_max, self.blue_shift);
-        match (self.bits_per_pixel, self.big_endian) {
-            (8, _) => out.push(v as u8),
-            (16, false) => out.extend_from_slice(&(v as u16).to_le_bytes()),
-            (16, true) => out.extend_from_slice(&(v as u16).to_be_bytes()),
-            (_, false) => out.extend_from_slice(&v.to_le_bytes()),
-            (_, true) => out.extend_from_slice(&v.to_be_bytes()),
-        }
-    }
 }
 
 /// The RFB version a client chose: 3.3, 3.7 or 3.8.
@@ -206,6 +194,13 @@ pub enum ClientMessage {
     },
     /// ClientCutText (Latin-1 text).
     CutText(Vec<u8>),
+    /// ClientCutText with a negative length: an Extended Clipboard message.
+    ExtendedClipboard {
+        /// Action and format bits.
+        flags: u32,
+        /// What follows the flags.
+        payload: Vec<u8>,
+    },
     /// SetDesktopSize (ExtendedDesktopSize extension): the client asks for another size.
     SetDesktopSize {
         /// Width asked for.
@@ -284,18 +279,31 @@ pub fn read_message(r: &mut impl Read) -> Result<ClientMessage, ProtocolError> {
         }
         6 => {
             let b = read_array::<7>(r)?;
-            let len = u32::from_be_bytes([b[3], b[4], b[5], b[6]]);
-            // Extended Clipboard sends a negative length; that arrives with the clipboard work.
-            if len > MAX_CUT_TEXT {
+            let len = i32::from_be_bytes([b[3], b[4], b[5], b[6]]);
+            let size = u64::from(len.unsigned_abs());
+            if size > u64::from(MAX_CUT_TEXT) {
                 return Err(ProtocolError::TooLong {
                     what: "clipboard text",
-                    len: u64::from(len),
+                    len: size,
                     max: u64::from(MAX_CUT_TEXT),
                 });
             }
-            let mut text = vec![0u8; len as usize];
-            r.read_exact(&mut text)?;
-            ClientMessage::CutText(text)
+            let mut bytes = vec![0u8; size as usize];
+            r.read_exact(&mut bytes)?;
+            if len >= 0 {
+                ClientMessage::CutText(bytes)
+            } else {
+                // Extended Clipboard: the length is negated, and flags start the payload.
+                let Some((flags, payload)) = bytes.split_first_chunk::<4>() else {
+                    return Err(ProtocolError::Malformed(
+                        "extended clipboard message without flags".into(),
+                    ));
+                };
+                ClientMessage::ExtendedClipboard {
+                    flags: u32::from_be_bytes(*flags),
+                    payload: payload.to_vec(),
+                }
+            }
         }
         251 => {
             let b = read_array::<7>(r)?;
@@ -367,6 +375,13 @@ mod tests {
             parse(&[6, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']).unwrap(),
             ClientMessage::CutText(b"hi".to_vec())
         );
+        assert_eq!(
+            parse(&[6, 0, 0, 0, 0xff, 0xff, 0xff, 0xfb, 0x08, 0, 0, 1, 7]).unwrap(),
+            ClientMessage::ExtendedClipboard {
+                flags: 0x0800_0001,
+                payload: vec![7]
+            }
+        );
         let mut spf = vec![0, 0, 0, 0];
         spf.extend_from_slice(&PixelFormat::NATIVE.to_bytes());
         assert_eq!(
@@ -377,7 +392,9 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_errors() {
-        let huge_cut = [6, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+        let huge_cut = [6, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+        let huge_extended = [6, 0, 0, 0, 0x80, 0, 0, 0];
+        let flagless_extended = [6, 0, 0, 0, 0xff, 0xff, 0xff, 0xfe, 0, 0];
         let many_encodings = [2, 0, 0xff, 0xff];
         let truncated_request = [3, 1, 0];
         let mut colour_map = vec![0, 0, 0, 0];
@@ -392,10 +409,12 @@ mod tests {
         let mut pf = PixelFormat::NATIVE.to_bytes();
         pf[10] = 30;
         bad_shift.extend_from_slice(&pf);
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 10] = [
             (&[], "connection"),
             (&[9], "unknown message type 9"),
-            (&huge_cut, "clipboard text of 4294967295 bytes"),
+            (&huge_cut, "clipboard text of 2147483647 bytes"),
+            (&huge_extended, "clipboard text of 2147483648 bytes"),
+            (&flagless_extended, "without flags"),
             (&many_encodings, "encoding list"),
             (&truncated_request, "connection"),
             (&colour_map, "colour-map"),
@@ -418,29 +437,5 @@ mod tests {
         assert_eq!(parse_version(b"RFB 003.889\n").unwrap(), 8);
         assert!(parse_version(b"HTTP/1.1 200").is_err());
         assert!(parse_version(b"RFB 004.000\n").is_err());
-    }
-
-    #[test]
-    fn pixels_encode_in_the_clients_format() {
-        let mut out = Vec::new();
-        PixelFormat::NATIVE.encode(0x12_3456, &mut out);
-        assert_eq!(out, [0x56, 0x34, 0x12, 0x00]);
-        let rgb565 = PixelFormat {
-            bits_per_pixel: 16,
-            depth: 16,
-            big_endian: true,
-            red_max: 31,
-            green_max: 63,
-            blue_max: 31,
-            red_shift: 11,
-            green_shift: 5,
-            blue_shift: 0,
-        };
-        out.clear();
-        rgb565.encode(0xff_ffff, &mut out);
-        assert_eq!(out, [0xff, 0xff]);
-        out.clear();
-        rgb565.encode(0xff_0000, &mut out);
-        assert_eq!(out, [0xf8, 0x00]);
     }
 }

@@ -10,16 +10,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::auth;
-use super::encoding::{self, Negotiated, Zrle};
+use super::clipboard::{self, Clipboard, Extended};
+use super::encoding::{self, Encoder, Negotiated};
 use super::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
+use super::tracker::{FrameTracker, Look};
 use crate::display::Framebuffer;
 
 /// Most viewers at once; more are turned away politely.
 pub const MAX_VIEWERS: usize = 16;
 /// Frames per second a viewer gets at most, unless configured otherwise.
 pub const DEFAULT_MAX_FPS: u32 = 30;
-/// Side of the square tiles compared to find what changed.
-const TILE: u32 = 64;
 /// How long a viewer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -33,34 +33,6 @@ pub trait Input: Send + Sync {
     fn pointer(&self, x: u16, y: u16, buttons: u8);
 }
 
-/// The text last copied on any viewer, handed to the others.
-#[derive(Default)]
-pub struct Clipboard {
-    /// (version, the viewer it came from, the Latin-1 text).
-    inner: std::sync::Mutex<(u64, usize, Vec<u8>)>,
-}
-
-impl Clipboard {
-    fn set(&self, from: usize, text: Vec<u8>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *inner = (inner.0 + 1, from, text);
-    }
-
-    fn version(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
-    }
-
-    /// The text, if it changed since version `seen` and came from another viewer.
-    fn newer(&self, seen: &mut u64, viewer: usize) -> Option<Vec<u8>> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.0 == *seen {
-            return None;
-        }
-        *seen = inner.0;
-        (inner.1 != viewer).then(|| inner.2.clone())
-    }
-}
-
 /// What every viewer of one server shares.
 struct Shared {
     framebuffer: Framebuffer,
@@ -69,6 +41,7 @@ struct Shared {
     input: Option<Arc<dyn Input>>,
     clipboard: Clipboard,
     frame_interval: Duration,
+    frames: FrameTracker,
 }
 
 /// How viewers authenticate.
@@ -106,6 +79,7 @@ pub fn serve(
     } = options;
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let frames = FrameTracker::new(framebuffer.width, framebuffer.height);
     let shared = Arc::new(Shared {
         framebuffer,
         security,
@@ -113,6 +87,7 @@ pub fn serve(
         input,
         clipboard: Clipboard::default(),
         frame_interval: Duration::from_secs(1) / max_fps.max(1),
+        frames,
     });
     let viewers = Arc::new(AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
@@ -134,7 +109,7 @@ pub fn serve(
                     std::thread::Builder::new()
                         .name("vnc-viewer".into())
                         .spawn(move || {
-                            match serve_viewer(stream, &shared, id) {
+                            match serve_viewer(stream, &shared, id, &peer) {
                                 Ok(()) => eprintln!("verdant-launcher: vnc {peer}: disconnected"),
                                 Err(e) => eprintln!("verdant-launcher: vnc {peer}: closed: {e}"),
                             }
@@ -154,7 +129,12 @@ fn write_reason(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
 }
 
 /// Handshake (RFC 6143 7.1-7.3), then the update loop.
-fn serve_viewer(mut stream: TcpStream, shared: &Shared, id: usize) -> Result<(), ProtocolError> {
+fn serve_viewer(
+    mut stream: TcpStream,
+    shared: &Shared,
+    id: usize,
+    peer: &str,
+) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.write_all(b"RFB 003.008\n")?;
@@ -234,7 +214,7 @@ fn serve_viewer(mut stream: TcpStream, shared: &Shared, id: usize) -> Result<(),
                 }
             }
         })?;
-    let result = update_loop(&mut stream, shared, id, &rx);
+    let result = update_loop(&mut stream, shared, id, peer, &rx);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
 }
@@ -243,21 +223,27 @@ fn serve_viewer(mut stream: TcpStream, shared: &Shared, id: usize) -> Result<(),
 struct Viewer {
     format: PixelFormat,
     negotiated: Negotiated,
-    zrle: Zrle,
+    encoder: Encoder,
     /// Pseudo-rectangles owed to the viewer: (encoding, x, y), e.g. the QEMU key event
     /// acknowledgement or an ExtendedDesktopSize answer (x = reason, y = status).
     owed: Vec<(i32, u16, u16)>,
     /// An update is wanted: `Some(incremental)`.
     pending: Option<bool>,
-    /// The frame this viewer last saw, as 0xRRGGBB pixels.
-    seen: Option<Vec<u32>>,
-    last_sent: Option<Instant>,
+    /// The frame generation this viewer has (0: it needs a whole frame).
+    generation: u64,
+    /// When the viewer last looked for changes (whether or not it found some).
+    last_look: Option<Instant>,
+    /// The longest clipboard text the viewer takes unasked through Extended Clipboard.
+    clipboard_limit: u32,
+    /// Server messages owed to the viewer (clipboard ones), sent before any update.
+    outbox: Vec<u8>,
 }
 
 fn update_loop(
     stream: &mut TcpStream,
     shared: &Shared,
     id: usize,
+    peer: &str,
     rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = shared.frame_interval;
@@ -266,14 +252,18 @@ fn update_loop(
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
         negotiated: Negotiated::default(),
-        zrle: Zrle::default(),
+        encoder: Encoder::new(encoding::RAW, encoding::DEFAULT_COMPRESS_LEVEL),
         owed: Vec::new(),
         pending: None,
-        seen: None,
-        last_sent: None,
+        generation: 0,
+        last_look: None,
+        clipboard_limit: 0,
+        outbox: Vec::new(),
     };
     loop {
-        let wait = match (viewer.pending, viewer.last_sent) {
+        // At most one look a frame interval: that is both the frame-rate cap and the rate
+        // at which a viewer waiting for changes polls for them.
+        let wait = match (viewer.pending, viewer.last_look) {
             (Some(_), Some(at)) => frame_interval.saturating_sub(at.elapsed()),
             (Some(_), None) => Duration::ZERO,
             // Idle: wake now and then for clipboard text from other viewers.
@@ -287,19 +277,29 @@ fn update_loop(
             Ok(message) => match message? {
                 ClientMessage::SetPixelFormat(format) => {
                     viewer.format = format;
-                    viewer.seen = None; // the next update must be whole
+                    viewer.generation = 0; // the next update must be whole
                 }
                 ClientMessage::UpdateRequest { incremental, .. } => {
                     // A full request wins over an incremental one already waiting.
-                    viewer.pending = Some(
-                        viewer.pending.unwrap_or(true) && incremental && viewer.seen.is_some(),
-                    );
+                    viewer.pending = Some(viewer.pending.unwrap_or(true) && incremental);
                 }
                 ClientMessage::SetEncodings(list) => {
                     let before = viewer.negotiated;
                     viewer.negotiated = encoding::negotiate(&list);
+                    let (encoding, level) =
+                        (viewer.negotiated.encoding, viewer.negotiated.compress_level);
+                    if (encoding, level) != (before.encoding, before.compress_level) {
+                        eprintln!(
+                            "verdant-launcher: vnc {peer}: {}, compression level {level}",
+                            encoding::name(encoding)
+                        );
+                    }
+                    viewer.encoder.set(encoding, level);
                     if viewer.negotiated.qemu_extended_key && !before.qemu_extended_key {
                         viewer.owed.push((encoding::QEMU_EXTENDED_KEY, 0, 0));
+                    }
+                    if viewer.negotiated.extended_clipboard && !before.extended_clipboard {
+                        viewer.outbox.extend(clipboard::caps_message());
                     }
                     if viewer.negotiated.extended_desktop_size && !before.extended_desktop_size {
                         viewer.owed.push((encoding::EXTENDED_DESKTOP_SIZE, 0, 0));
@@ -325,7 +325,26 @@ fn update_loop(
                         input.xt_key(keycode, keysym, down);
                     }
                 }
-                ClientMessage::CutText(text) => shared.clipboard.set(id, text),
+                ClientMessage::CutText(text) => {
+                    shared.clipboard.set(id, clipboard::from_latin1(&text));
+                }
+                ClientMessage::ExtendedClipboard { flags, payload } => {
+                    match clipboard::parse(flags, &payload)? {
+                        Extended::Caps { text_limit, .. } => viewer.clipboard_limit = text_limit,
+                        Extended::Request { text: true } => viewer
+                            .outbox
+                            .extend(clipboard::provide_message(&shared.clipboard.text())?),
+                        Extended::Peek => viewer.outbox.extend(clipboard::notify_message()),
+                        Extended::Notify { text: true } => {
+                            viewer.outbox.extend(clipboard::request_message());
+                        }
+                        Extended::Provide(Some(text)) => shared.clipboard.set(id, text),
+                        // Formats other than text: nothing to do.
+                        Extended::Request { text: false }
+                        | Extended::Notify { text: false }
+                        | Extended::Provide(None) => {}
+                    }
+                }
                 ClientMessage::Pointer { buttons, x, y } => {
                     if let Some(input) = input {
                         input.pointer(
@@ -340,156 +359,86 @@ fn update_loop(
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
         if let Some(text) = shared.clipboard.newer(&mut clipboard_seen, id) {
-            let mut out = Vec::with_capacity(8 + text.len());
-            out.extend_from_slice(&[3, 0, 0, 0]);
-            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
-            out.extend_from_slice(&text);
-            stream.write_all(&out)?;
+            let message = if !viewer.negotiated.extended_clipboard {
+                clipboard::latin1_message(&text)
+            } else if text.len() <= viewer.clipboard_limit as usize {
+                clipboard::provide_message(&text)?
+            } else {
+                // Too long to send unasked: the viewer requests it if it wants it.
+                clipboard::notify_message()
+            };
+            viewer.outbox.extend(message);
+        }
+        if !viewer.outbox.is_empty() {
+            stream.write_all(&std::mem::take(&mut viewer.outbox))?;
         }
         if !viewer.owed.is_empty() {
             // Pseudo-rectangles go out at once, with no pixels.
             let owed = std::mem::take(&mut viewer.owed);
-            send_update(stream, &mut viewer, &[], fb, &owed, &[])?;
+            send_update(stream, &mut viewer, &Look::default(), fb, &owed)?;
         }
         let due = viewer
-            .last_sent
+            .last_look
             .is_none_or(|at| at.elapsed() >= frame_interval);
         if let (Some(incremental), true) = (viewer.pending, due) {
-            let frame = read_frame(fb);
-            let rects = match (&viewer.seen, incremental) {
-                (Some(seen), true) => changed_tiles(seen, &frame, fb.width, fb.height),
-                _ => vec![(0, 0, fb.width, fb.height)],
-            };
-            if !rects.is_empty() {
-                send_update(stream, &mut viewer, &frame, fb, &[], &rects)?;
-                viewer.seen = Some(frame);
+            let since = if incremental { viewer.generation } else { 0 };
+            let look = shared
+                .frames
+                .look(fb, frame_interval, since, viewer.negotiated.copy_rect);
+            viewer.last_look = Some(Instant::now());
+            if !look.changed.is_empty() || !look.copies.is_empty() {
+                send_update(stream, &mut viewer, &look, fb, &[])?;
+                viewer.generation = look.generation;
                 viewer.pending = None;
-                viewer.last_sent = Some(Instant::now());
             }
         }
     }
 }
 
-/// The current frame as 0xRRGGBB pixels.
-fn read_frame(fb: &Framebuffer) -> Vec<u32> {
-    let mut frame = Vec::with_capacity((fb.width * fb.height) as usize);
-    let mut row = vec![0u8; fb.stride()];
-    for y in 0..fb.height {
-        if !fb.read_row(y, &mut row) {
-            row.fill(0);
-        }
-        frame.extend(
-            row.chunks_exact(4)
-                .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0])),
-        );
-    }
-    frame
-}
-
-/// The tiles (x, y, w, h) where `now` differs from `before`.
-pub fn changed_tiles(
-    before: &[u32],
-    now: &[u32],
-    width: u32,
-    height: u32,
-) -> Vec<(u32, u32, u32, u32)> {
-    let mut rects = Vec::new();
-    for ty in (0..height).step_by(TILE as usize) {
-        for tx in (0..width).step_by(TILE as usize) {
-            let (w, h) = (TILE.min(width - tx), TILE.min(height - ty));
-            let differs = (ty..ty + h).any(|y| {
-                let start = (y * width + tx) as usize;
-                before[start..start + w as usize] != now[start..start + w as usize]
-            });
-            if differs {
-                rects.push((tx, ty, w, h));
-            }
-        }
-    }
-    rects
-}
-
+/// Sends one update: pseudo-rectangles, then copies of what moved (before anything overwrites
+/// their sources), then the changed rectangles.
 fn send_update(
     stream: &mut TcpStream,
     viewer: &mut Viewer,
-    frame: &[u32],
+    look: &Look,
     fb: &Framebuffer,
     pseudo: &[(i32, u16, u16)],
-    rects: &[(u32, u32, u32, u32)],
 ) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(4 + (pseudo.len() + rects.len()) * 12);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&((pseudo.len() + rects.len()) as u16).to_be_bytes());
-    let header = |out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, enc: i32| {
-        for v in [x, y, w, h] {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        out.extend_from_slice(&enc.to_be_bytes());
-    };
-    let (fw, fh) = (fb.width as u16, fb.height as u16);
+    let mut out = Vec::with_capacity(4 + (pseudo.len() + look.copies.len()) * 16);
+    out.extend_from_slice(&[0, 0, 0, 0]); // the rectangle count is filled in at the end
+    let (fw, fh) = (fb.width, fb.height);
     for &(enc, x, y) in pseudo {
         match enc {
             encoding::EXTENDED_DESKTOP_SIZE => {
-                header(&mut out, x, y, fw, fh, enc);
+                encoding::rect_header(&mut out, (x.into(), y.into(), fw, fh), enc);
                 // One screen, id 0, covering the whole framebuffer.
                 out.extend_from_slice(&[1, 0, 0, 0]);
                 out.extend_from_slice(&0u32.to_be_bytes());
-                for v in [0, 0, fw, fh] {
+                for v in [0, 0, fw as u16, fh as u16] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
                 out.extend_from_slice(&0u32.to_be_bytes());
             }
-            _ => header(&mut out, 0, 0, 0, 0, enc),
+            _ => encoding::rect_header(&mut out, (0, 0, 0, 0), enc),
         }
     }
-    for &rect in rects {
-        let (x, y, w, h) = rect;
-        header(
+    for m in &look.copies {
+        encoding::rect_header(&mut out, m.dest, encoding::COPY_RECT);
+        out.extend_from_slice(&(m.source.0 as u16).to_be_bytes());
+        out.extend_from_slice(&(m.source.1 as u16).to_be_bytes());
+    }
+    let mut count = pseudo.len() + look.copies.len();
+    for &rect in &look.changed {
+        count += usize::from(viewer.encoder.encode(
+            &look.frame,
+            fb.width,
+            rect,
+            viewer.format,
             &mut out,
-            x as u16,
-            y as u16,
-            w as u16,
-            h as u16,
-            viewer.negotiated.encoding,
-        );
-        if viewer.negotiated.encoding == encoding::ZRLE {
-            viewer
-                .zrle
-                .encode(frame, fb.width, rect, viewer.format, &mut out)?;
-        } else {
-            encoding::raw(frame, fb.width, rect, viewer.format, &mut out);
-        }
+        )?);
     }
+    let count = u16::try_from(count)
+        .map_err(|_| std::io::Error::other(format!("{count} rectangles in one update")))?;
+    out[2..4].copy_from_slice(&count.to_be_bytes());
     stream.write_all(&out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clipboard_text_goes_to_the_other_viewers_once() {
-        let clipboard = Clipboard::default();
-        let (mut seen_a, mut seen_b) = (clipboard.version(), clipboard.version());
-        clipboard.set(1, b"copied".to_vec());
-        assert_eq!(
-            clipboard.newer(&mut seen_a, 1),
-            None,
-            "not back to its own viewer"
-        );
-        assert_eq!(clipboard.newer(&mut seen_b, 2), Some(b"copied".to_vec()));
-        assert_eq!(clipboard.newer(&mut seen_b, 2), None, "once");
-    }
-
-    #[test]
-    fn only_changed_tiles_are_sent() {
-        let (w, h) = (130, 70);
-        let before = vec![0u32; (w * h) as usize];
-        let mut now = before.clone();
-        assert!(changed_tiles(&before, &now, w, h).is_empty());
-        now[(65 * w + 129) as usize] = 1; // the bottom-right corner tile
-        assert_eq!(changed_tiles(&before, &now, w, h), vec![(128, 64, 2, 6)]);
-        now[0] = 1;
-        assert_eq!(changed_tiles(&before, &now, w, h).len(), 2);
-    }
 }
