@@ -252,6 +252,7 @@ fn run(args: &[String]) -> ExitCode {
             security,
             max_fps: settings.max_fps,
             input: Some(machine.devices()),
+            stats: Default::default(),
         };
         let changes = if framebuffer.has_dirty_log() {
             "KVM's dirty-page log"

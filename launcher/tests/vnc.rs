@@ -1,6 +1,8 @@
-//! The VNC server with a client we did not write: Debian's `vncsnapshot` captures the demo
-//! desktop through VNC authentication, and the test checks known pixels of the capture.
-//! Skips, saying why, without `/dev/kvm`, the test guests or `vncsnapshot`.
+//! The VNC server with clients we did not write: Debian's `vncsnapshot` (Raw and Tight, VNC
+//! authentication), `vncdotool` (ZRLE, keys, pointer) and noVNC in headless Chromium (Tight,
+//! UTF-8 clipboard, CopyRect), plus our own minimal client for what real clients would not do
+//! (malformed messages, a viewer that stops reading). Each test skips, saying why, where
+//! `/dev/kvm`, the test guests or its viewer is missing.
 
 mod common;
 
@@ -84,7 +86,6 @@ fn vncsnapshot_captures_the_demo_desktop_with_vnc_authentication() {
     std::fs::write(&passwd, obfuscated_password_file(b"pa55word")).unwrap();
     let wrong = dir.join("wrong");
     std::fs::write(&wrong, obfuscated_password_file(b"guess")).unwrap();
-    std::thread::sleep(Duration::from_millis(500)); // let the first frame complete
 
     // A wrong password is refused; the server carries on.
     let refused = snapshot(port, &wrong, &dir.join("refused.jpg"), "raw");
@@ -125,6 +126,7 @@ fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)> {
     let file = dir.join("password");
     std::fs::write(&file, password).unwrap();
     let port = free_port();
+    let log = std::fs::File::create(dir.join("launcher.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
         .args([
             "run",
@@ -137,16 +139,18 @@ fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)> {
         ])
         .args(["--vnc", &format!("127.0.0.1:{port}"), "--vnc-password-file"])
         .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("launcher.log")).unwrap())
+        // The guest's console (stdout) and the launcher's log (stderr) in one file.
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .expect("launcher starts");
     let launcher = Launcher(child);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !launcher_log(&dir).contains("the guest display is live") {
+    // The guest says so once its whole first frame is drawn.
+    while !launcher_log(&dir).contains("demo desktop drawn") {
         assert!(
             Instant::now() < deadline,
-            "the display never went live: {}",
+            "the demo desktop was never drawn: {}",
             launcher_log(&dir)
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -529,16 +533,17 @@ fn zrle_and_qemu_key_events_work_with_vncdotool() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs noVNC in headless Chromium against the demo launcher on `port` (check.mjs, through
-/// websockify) with `env`; the lines it printed: the RRGGBB at each of `points`, then what the
-/// clipboard steps print. `None`, after saying why, when noVNC, Chromium or websockify is
-/// missing.
+/// Runs noVNC in headless Chromium against the VNC server on `port` (check.mjs, through
+/// websockify) with `env`, calling `on_line` with each line it prints as it prints it; all the
+/// lines: the RRGGBB at each of `points`, then what the later steps print. `None`, after
+/// saying why, when noVNC, Chromium or websockify is missing.
 fn run_novnc(
     port: u16,
     password: &str,
     screenshot: &std::path::Path,
     points: &[&str],
     env: &[(&str, &str)],
+    mut on_line: impl FnMut(&str),
 ) -> Option<Vec<String>> {
     let novnc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/novnc");
     if !novnc.join("node_modules/@novnc/novnc/core/rfb.js").exists()
@@ -572,7 +577,7 @@ fn run_novnc(
         assert!(Instant::now() < deadline, "websockify never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = Command::new("node")
+    let mut node = Command::new("node")
         .current_dir(&novnc)
         .arg("check.mjs")
         .arg(format!(
@@ -581,15 +586,24 @@ fn run_novnc(
         .arg(screenshot)
         .args(points)
         .envs(env.iter().copied())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(node.stdout.take().unwrap())) {
+        let line = line.expect("node's output");
+        on_line(&line);
+        lines.push(line);
+    }
+    let out = node.wait_with_output().expect("node exits");
     assert!(
         out.status.success(),
-        "check.mjs: {stdout}{}",
+        "check.mjs: {}{}",
+        lines.join("\n"),
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(stdout.lines().map(str::to_owned).collect())
+    Some(lines)
 }
 
 #[test]
@@ -599,7 +613,7 @@ fn novnc_in_headless_chromium_renders_the_desktop() {
     };
     let screenshot = dir.join("novnc.png");
     let points = ["10,10", "320,470", "600,300", "100,90", "150,180"];
-    let Some(lines) = run_novnc(port, "browser", &screenshot, &points, &[]) else {
+    let Some(lines) = run_novnc(port, "browser", &screenshot, &points, &[], |_| {}) else {
         return;
     };
     assert_eq!(
@@ -648,7 +662,14 @@ fn utf8_text_pasted_in_novnc_reaches_a_latin1_viewer_and_back() {
         ("PASTE", "Grüße, 世界\nzweite Zeile"),
         ("EXPECT_CLIPBOARD", "café crème"),
     ];
-    let Some(lines) = run_novnc(port, "paste", &dir.join("paste.png"), &["10,10"], &env) else {
+    let Some(lines) = run_novnc(
+        port,
+        "paste",
+        &dir.join("paste.png"),
+        &["10,10"],
+        &env,
+        |_| {},
+    ) else {
         return;
     };
     assert_eq!(lines, ["10,10 202020", "pasted", "clipboard café crème"]);
@@ -717,5 +738,111 @@ fn pointer_moves_in_vncdotool_move_the_guests_pointer() {
     // The demo's 8x8 pointer (0xff8000) follows, and what it covered comes back (the window's
     // white body).
     assert_eq!(lines, ["ff8000 f0f0f0", "f0f0f0 ff8000"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A desktop of noise (any 24 pixels in a row are distinctive) with a 256x192 window of other
+/// noise at `window`.
+fn noisy_desktop(width: u32, height: u32, window: (u32, u32)) -> Vec<u32> {
+    (0..height)
+        .flat_map(|y| {
+            (0..width).map(move |x| {
+                let inside = (window.0..window.0 + 256).contains(&x)
+                    && (window.1..window.1 + 192).contains(&y);
+                let (u, v, salt) = if inside {
+                    (x - window.0, y - window.1, 0x9e37_79b9u32)
+                } else {
+                    (x, y, 0x85eb_ca6b)
+                };
+                let mut h = u.wrapping_mul(0x0100_0193) ^ v.wrapping_mul(0x2c1b_3c6d) ^ salt;
+                h ^= h >> 13;
+                h = h.wrapping_mul(0x5bd1_e995);
+                h ^= h >> 15;
+                h & 0x00ff_ffff
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_window_moved_under_novnc_arrives_as_copyrect() {
+    use launcher::arch::layout::FRAMEBUFFER_START;
+    use launcher::config::DisplayConfig;
+    use launcher::display::Framebuffer;
+    use launcher::display::vnc::{Security, ServerOptions, Stats, serve};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    // The server on a framebuffer in plain memory, no VM: the test draws as the guest would.
+    let (w, h) = (640u32, 480u32);
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(
+        GuestAddress(FRAMEBUFFER_START),
+        (w * h * 4) as usize,
+    )])
+    .unwrap();
+    let draw = |window: (u32, u32)| {
+        let bytes: Vec<u8> = noisy_desktop(w, h, window)
+            .iter()
+            .flat_map(|p| p.to_le_bytes())
+            .collect();
+        mem.write_slice(&bytes, GuestAddress(FRAMEBUFFER_START))
+            .unwrap();
+    };
+    draw((96, 96));
+    let stats = Arc::new(Stats::default());
+    let display = DisplayConfig {
+        width: w,
+        height: h,
+    };
+    let options = ServerOptions {
+        name: "moves".into(),
+        security: Security::Password(b"mover".to_vec()),
+        max_fps: 30,
+        input: None,
+        stats: Arc::clone(&stats),
+    };
+    let (addr, _) = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Framebuffer::new(mem.clone(), display),
+        options,
+    )
+    .unwrap();
+
+    // Once noVNC shows the desktop, the window moves by (64, 32); noVNC waits for a pixel of
+    // the moved window, then reads points inside it, on what it uncovered and elsewhere.
+    let after = noisy_desktop(w, h, (160, 128));
+    let colour = |(x, y): (u32, u32)| format!("{x},{y} {:06x}", after[(y * w + x) as usize]);
+    let points = [(250, 200), (300, 250), (380, 300), (100, 100), (600, 400)];
+    let args: Vec<String> = points.iter().map(|(x, y)| format!("{x},{y}")).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let wait = colour((300, 250));
+    let dir = std::env::temp_dir().join(format!("verdant-vnc-{}-moves", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(lines) = run_novnc(
+        addr.port(),
+        "mover",
+        &dir.join("moves.png"),
+        &args,
+        &[("THEN_WAIT", wait.as_str())],
+        |line| {
+            if line == "ready" {
+                draw((160, 128));
+            }
+        },
+    ) else {
+        return;
+    };
+    let expected: Vec<String> = points.iter().map(|&p| colour(p)).collect();
+    assert_eq!(lines[points.len()], "ready");
+    assert_eq!(
+        lines[points.len() + 1..],
+        expected[..],
+        "noVNC shows the moved window"
+    );
+    assert!(
+        stats.copies.load(Ordering::Relaxed) > 0,
+        "the move went as CopyRect: {stats:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

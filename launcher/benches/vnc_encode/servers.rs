@@ -49,6 +49,7 @@ impl Verdant {
             security: Security::None,
             max_fps: 60,
             input: None,
+            stats: Default::default(),
         };
         let local = SocketAddr::from(([127, 0, 0, 1], 0));
         let (addr, _thread) =

@@ -1,7 +1,9 @@
 // Opens the noVNC page in headless Chromium, waits for the desktop, prints the RRGGBB of each
 // "x,y" point and saves a screenshot. Usage: node check.mjs URL SCREENSHOT x,y...
 // With PASTE set, then pastes that text into noVNC as a user would; with EXPECT_CLIPBOARD set,
-// then waits for the server to hand noVNC that clipboard text and prints it.
+// then waits for the server to hand noVNC that clipboard text and prints it. With THEN_WAIT
+// set to "x,y RRGGBB", then prints "ready", waits for that pixel to turn that colour (the
+// caller changes the desktop when it reads "ready") and prints the points again.
 import { chromium } from "playwright-core";
 
 const [url, screenshot, ...points] = process.argv.slice(2);
@@ -33,6 +35,17 @@ try {
     await page.waitForFunction((want) => window.verdantClipboard === want, want, { timeout: 30000 })
       .catch(async (e) => { throw new Error(`clipboard is ${JSON.stringify(await page.evaluate(() => window.verdantClipboard))}: ${e}`); });
     console.log(`clipboard ${await page.evaluate(() => window.verdantClipboard)}`);
+  }
+  if (process.env.THEN_WAIT) {
+    const [at, want] = process.env.THEN_WAIT.split(" ");
+    const [x, y] = at.split(",").map(Number);
+    console.log("ready");
+    await page.waitForFunction(([x, y, want]) => window.verdantPixel(x, y) === want, [x, y, want], { timeout: 30000 })
+      .catch(async (e) => { throw new Error(`${at} is ${await page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y])}, not ${want}: ${e}`); });
+    for (const point of points) {
+      const [x, y] = point.split(",").map(Number);
+      console.log(`${x},${y} ${await page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y])}`);
+    }
   }
 } finally {
   await browser.close();

@@ -455,6 +455,7 @@ fn start_demo(state: &State) -> Result<Demo, String> {
         security: security.clone(),
         max_fps: vnc::DEFAULT_MAX_FPS,
         input: Some(input),
+        stats: Default::default(),
     };
     // The usual VNC port if it is free, else any.
     let (addr, _) = vnc::serve(

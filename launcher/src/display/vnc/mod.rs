@@ -8,4 +8,4 @@ pub mod protocol;
 pub mod server;
 pub mod tracker;
 
-pub use server::{DEFAULT_MAX_FPS, Security, ServerOptions, serve};
+pub use server::{DEFAULT_MAX_FPS, Security, ServerOptions, Stats, serve};

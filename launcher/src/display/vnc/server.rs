@@ -4,7 +4,7 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,6 +42,7 @@ struct Shared {
     clipboard: Clipboard,
     frame_interval: Duration,
     frames: FrameTracker,
+    stats: Arc<Stats>,
 }
 
 /// How viewers authenticate.
@@ -63,6 +64,19 @@ pub struct ServerOptions {
     pub max_fps: u32,
     /// Where keystrokes and the pointer go; none ignores them.
     pub input: Option<Arc<dyn Input>>,
+    /// Counters the server adds to, over all its viewers.
+    pub stats: Arc<Stats>,
+}
+
+/// What a server has sent, over all its viewers.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Framebuffer updates.
+    pub updates: AtomicU64,
+    /// Rectangles sent as CopyRect (pixels the viewer already had, moved).
+    pub copies: AtomicU64,
+    /// Bytes of framebuffer updates.
+    pub bytes: AtomicU64,
 }
 
 /// Starts serving `framebuffer` on `addr` as `options` say; returns the bound address.
@@ -76,6 +90,7 @@ pub fn serve(
         security,
         max_fps,
         input,
+        stats,
     } = options;
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
@@ -88,6 +103,7 @@ pub fn serve(
         clipboard: Clipboard::default(),
         frame_interval: Duration::from_secs(1) / max_fps.max(1),
         frames,
+        stats,
     });
     let viewers = Arc::new(AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
@@ -195,6 +211,8 @@ fn serve_viewer(
     init.extend_from_slice(&PixelFormat::NATIVE.to_bytes());
     init.extend_from_slice(&(name.len() as u32).to_be_bytes());
     init.extend_from_slice(name.as_bytes());
+    // Text copied from here on reaches this viewer, however soon after it is told the size.
+    let clipboard_seen = shared.clipboard.version();
     stream.write_all(&init)?;
 
     // The reader thread parses; this thread writes. A bounded queue: a client that floods
@@ -214,7 +232,7 @@ fn serve_viewer(
                 }
             }
         })?;
-    let result = update_loop(&mut stream, shared, id, peer, &rx);
+    let result = update_loop(&mut stream, shared, (id, peer), clipboard_seen, &rx);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
 }
@@ -242,13 +260,12 @@ struct Viewer {
 fn update_loop(
     stream: &mut TcpStream,
     shared: &Shared,
-    id: usize,
-    peer: &str,
+    (id, peer): (usize, &str),
+    mut clipboard_seen: u64,
     rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = shared.frame_interval;
     let (fb, input) = (&shared.framebuffer, shared.input.as_deref());
-    let mut clipboard_seen = shared.clipboard.version();
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
         negotiated: Negotiated::default(),
@@ -375,7 +392,14 @@ fn update_loop(
         if !viewer.owed.is_empty() {
             // Pseudo-rectangles go out at once, with no pixels.
             let owed = std::mem::take(&mut viewer.owed);
-            send_update(stream, &mut viewer, &Look::default(), fb, &owed)?;
+            send_update(
+                stream,
+                &mut viewer,
+                &Look::default(),
+                fb,
+                &owed,
+                &shared.stats,
+            )?;
         }
         let due = viewer
             .last_look
@@ -387,7 +411,7 @@ fn update_loop(
                 .look(fb, frame_interval, since, viewer.negotiated.copy_rect);
             viewer.last_look = Some(Instant::now());
             if !look.changed.is_empty() || !look.copies.is_empty() {
-                send_update(stream, &mut viewer, &look, fb, &[])?;
+                send_update(stream, &mut viewer, &look, fb, &[], &shared.stats)?;
                 viewer.generation = look.generation;
                 viewer.pending = None;
             }
@@ -403,6 +427,7 @@ fn send_update(
     look: &Look,
     fb: &Framebuffer,
     pseudo: &[(i32, u16, u16)],
+    stats: &Stats,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(4 + (pseudo.len() + look.copies.len()) * 16);
     out.extend_from_slice(&[0, 0, 0, 0]); // the rectangle count is filled in at the end
@@ -440,5 +465,10 @@ fn send_update(
     let count = u16::try_from(count)
         .map_err(|_| std::io::Error::other(format!("{count} rectangles in one update")))?;
     out[2..4].copy_from_slice(&count.to_be_bytes());
+    stats.updates.fetch_add(1, Ordering::Relaxed);
+    stats
+        .copies
+        .fetch_add(look.copies.len() as u64, Ordering::Relaxed);
+    stats.bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
     stream.write_all(&out)
 }

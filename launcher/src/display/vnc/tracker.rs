@@ -31,6 +31,10 @@ pub struct Look {
 
 struct State {
     frame: Arc<Vec<u32>>,
+    /// The frame of the generation before, for finding what moved; kept current row by row.
+    previous: Vec<u32>,
+    /// Where the rows that changed in the last refresh start (they differ in `previous`).
+    last_rows: Vec<usize>,
     /// Per tile, row by row: the generation it last changed in.
     tile_generations: Vec<u64>,
     /// Per tile: the generation it changed in before that.
@@ -60,6 +64,8 @@ impl FrameTracker {
             height,
             state: Mutex::new(State {
                 frame: Arc::new(vec![0; (width * height) as usize]),
+                previous: vec![0; (width * height) as usize],
+                last_rows: Vec::new(),
                 tile_generations: vec![0; tiles],
                 tile_previous: vec![0; tiles],
                 tile_boxes: vec![Bounds::EMPTY; tiles],
@@ -172,13 +178,23 @@ impl FrameTracker {
         if rows.is_empty() && !first {
             return;
         }
-        // Copy-on-write: viewers still encoding the previous frame keep it, and so does the
-        // search for moves.
-        let old = Arc::clone(&state.frame);
-        let frame = Arc::make_mut(&mut state.frame);
+        // `previous` becomes this frame before the change: the rows the last change touched
+        // catch up, then the rows this one touches are saved before they are overwritten.
+        // Copy-on-write: a viewer still encoding the frame keeps its copy (it is rarely held).
+        let State {
+            frame,
+            previous,
+            last_rows,
+            ..
+        } = &mut *state;
+        for &start in last_rows.iter().chain(&rows) {
+            previous[start..start + width].copy_from_slice(&frame[start..start + width]);
+        }
+        let frame = Arc::make_mut(frame);
         for (start, new) in rows.iter().zip(pixels.chunks_exact(width)) {
             frame[*start..*start + width].copy_from_slice(new);
         }
+        *last_rows = rows;
         state.generation += 1;
         for (t, bounds) in tiles.iter().enumerate() {
             if !bounds.is_empty() {
@@ -191,7 +207,13 @@ impl FrameTracker {
         state.moves = if first {
             Vec::new()
         } else {
-            find_moves(&old, frame, self.width, self.height, &flags)
+            find_moves(
+                &state.previous,
+                &state.frame,
+                self.width,
+                self.height,
+                &flags,
+            )
         };
     }
 }
