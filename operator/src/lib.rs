@@ -103,7 +103,14 @@ pub async fn run(
         .with_identity(options.identity.clone())
         .with_duration(election.duration.as_secs().max(2))
         .with_grace((election.duration.as_secs() / 3).max(1))
-        .with_field_manager(desktop::apply::FIELD_MANAGER)
+        // One field manager per replica: taking a free lease is a server-side apply, and only
+        // a different manager's claim makes a second replica's apply conflict. With one shared
+        // manager both replicas "took" the lease at start-up and both led for a while.
+        .with_field_manager(format!(
+            "{}-{}",
+            desktop::apply::FIELD_MANAGER,
+            options.identity
+        ))
         .build()
         .await
         .map_err(|e| Error::Lease(e.to_string()))?;

@@ -798,6 +798,22 @@ async fn with_two_replicas_only_the_leader_writes_and_a_new_one_takes_over() {
             .holder_identity
     })
     .await;
+    // Each replica claims the lease as its own field manager, so the second claim conflicts
+    // instead of silently taking over: the holder's manager alone owns holderIdentity.
+    let lease = leases.get("verdant-operator").await.unwrap();
+    let owners: Vec<String> = lease
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| {
+            f.fields_v1
+                .as_ref()
+                .is_some_and(|v| v.0.to_string().contains("f:holderIdentity"))
+        })
+        .filter_map(|f| f.manager)
+        .collect();
+    assert_eq!(owners, [format!("verdant-operator-{leader}")]);
     env.create_desktop("d-1", None).await;
     env.wait_pod("d-1", None).await;
     env.wait_phase("d-1", DesktopPhase::Starting).await;
