@@ -20,6 +20,9 @@ use crate::display::Framebuffer;
 pub const MAX_VIEWERS: usize = 16;
 /// Frames per second a viewer gets at most, unless configured otherwise.
 pub const DEFAULT_MAX_FPS: u32 = 30;
+/// How often an idle viewer's thread wakes (for clipboard text from other viewers, and to
+/// look at the frame should the frame watcher lag).
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// How long a viewer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,6 +46,18 @@ struct Shared {
     frame_interval: Duration,
     frames: FrameTracker,
     stats: Arc<Stats>,
+    /// Viewers connected.
+    viewers: AtomicUsize,
+    /// Where to tell viewers that the frame changed.
+    listeners: std::sync::Mutex<Vec<mpsc::SyncSender<Event>>>,
+}
+
+/// What wakes a viewer's writer thread.
+enum Event {
+    /// A message from the viewer (or why none could be read).
+    Client(Result<ClientMessage, ProtocolError>),
+    /// The frame changed.
+    Frame,
 }
 
 /// How viewers authenticate.
@@ -104,8 +119,15 @@ pub fn serve(
         frame_interval: Duration::from_secs(1) / max_fps.max(1),
         frames,
         stats,
+        viewers: AtomicUsize::new(0),
+        listeners: std::sync::Mutex::new(Vec::new()),
     });
-    let viewers = Arc::new(AtomicUsize::new(0));
+    // One thread reads the frame for every viewer, once a frame interval while any is
+    // connected, and wakes them when it changed: a viewer's request is answered at once.
+    let watched = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("vnc-frames".into())
+        .spawn(move || watch_frames(&watched))?;
     let thread = std::thread::Builder::new()
         .name("vnc".into())
         .spawn(move || {
@@ -113,6 +135,7 @@ pub fn serve(
                 let peer = stream
                     .peer_addr()
                     .map_or_else(|_| "?".into(), |a| a.to_string());
+                let viewers = &shared.viewers;
                 if viewers.load(Ordering::Acquire) >= MAX_VIEWERS {
                     eprintln!(
                         "verdant-launcher: vnc {peer}: refused, {MAX_VIEWERS} viewers already"
@@ -120,16 +143,16 @@ pub fn serve(
                     continue;
                 }
                 viewers.fetch_add(1, Ordering::AcqRel);
-                let (shared, count) = (Arc::clone(&shared), Arc::clone(&viewers));
+                let viewer = Arc::clone(&shared);
                 let spawned =
                     std::thread::Builder::new()
                         .name("vnc-viewer".into())
                         .spawn(move || {
-                            match serve_viewer(stream, &shared, id, &peer) {
+                            match serve_viewer(stream, &viewer, id, &peer) {
                                 Ok(()) => eprintln!("verdant-launcher: vnc {peer}: disconnected"),
                                 Err(e) => eprintln!("verdant-launcher: vnc {peer}: closed: {e}"),
                             }
-                            count.fetch_sub(1, Ordering::AcqRel);
+                            viewer.viewers.fetch_sub(1, Ordering::AcqRel);
                         });
                 if spawned.is_err() {
                     viewers.fetch_sub(1, Ordering::AcqRel);
@@ -137,6 +160,26 @@ pub fn serve(
             }
         })?;
     Ok((bound, thread))
+}
+
+/// Reads the frame once a frame interval while viewers are connected; tells them when it
+/// changed. A viewer that is not listening (its queue full, or gone) is skipped.
+fn watch_frames(shared: &Shared) {
+    loop {
+        std::thread::sleep(shared.frame_interval);
+        if shared.viewers.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        if shared.frames.refresh(&shared.framebuffer) {
+            let mut listeners = shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            listeners.retain(|tx| {
+                !matches!(
+                    tx.try_send(Event::Frame),
+                    Err(mpsc::TrySendError::Disconnected(_))
+                )
+            });
+        }
+    }
 }
 
 fn write_reason(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
@@ -218,7 +261,12 @@ fn serve_viewer(
     // The reader thread parses; this thread writes. A bounded queue: a client that floods
     // us with messages blocks its own reader, nobody else.
     stream.set_read_timeout(None)?;
-    let (tx, rx) = mpsc::sync_channel::<Result<ClientMessage, ProtocolError>>(256);
+    let (tx, rx) = mpsc::sync_channel::<Event>(256);
+    shared
+        .listeners
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(tx.clone());
     let reader_stream = stream.try_clone()?;
     std::thread::Builder::new()
         .name("vnc-reader".into())
@@ -227,7 +275,7 @@ fn serve_viewer(
             loop {
                 let message = protocol::read_message(&mut reader);
                 let failed = message.is_err();
-                if tx.send(message).is_err() || failed {
+                if tx.send(Event::Client(message)).is_err() || failed {
                     return;
                 }
             }
@@ -251,6 +299,8 @@ struct Viewer {
     generation: u64,
     /// When the viewer last looked for changes (whether or not it found some).
     last_look: Option<Instant>,
+    /// The frame changed since the viewer last looked.
+    frame_changed: bool,
     /// The longest clipboard text the viewer takes unasked through Extended Clipboard.
     clipboard_limit: u32,
     /// Server messages owed to the viewer (clipboard ones), sent before any update.
@@ -262,7 +312,7 @@ fn update_loop(
     shared: &Shared,
     (id, peer): (usize, &str),
     mut clipboard_seen: u64,
-    rx: &mpsc::Receiver<Result<ClientMessage, ProtocolError>>,
+    rx: &mpsc::Receiver<Event>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = shared.frame_interval;
     let (fb, input) = (&shared.framebuffer, shared.input.as_deref());
@@ -274,24 +324,29 @@ fn update_loop(
         pending: None,
         generation: 0,
         last_look: None,
+        frame_changed: true,
         clipboard_limit: 0,
         outbox: Vec::new(),
     };
     loop {
-        // At most one look a frame interval: that is both the frame-rate cap and the rate
-        // at which a viewer waiting for changes polls for them.
-        let wait = match (viewer.pending, viewer.last_look) {
-            (Some(_), Some(at)) => frame_interval.saturating_sub(at.elapsed()),
+        // At most one look a frame interval (the frame-rate cap), when the frame changed or,
+        // should the frame watcher lag, now and then; wake now and then anyway for clipboard
+        // text from other viewers.
+        let since_look = viewer.last_look.map(|at| at.elapsed());
+        let wait = match (viewer.pending, since_look) {
             (Some(_), None) => Duration::ZERO,
-            // Idle: wake now and then for clipboard text from other viewers.
-            (None, _) => Duration::from_millis(100),
+            (Some(_), Some(ago)) if viewer.frame_changed => frame_interval.saturating_sub(ago),
+            _ => IDLE_WAKE,
         };
         match rx.recv_timeout(wait) {
+            Ok(Event::Frame) => viewer.frame_changed = true,
             // The viewer hung up between messages: a normal end.
-            Ok(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Ok(Event::Client(Err(ProtocolError::Io(e))))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
                 return Ok(());
             }
-            Ok(message) => match message? {
+            Ok(Event::Client(message)) => match message? {
                 ClientMessage::SetPixelFormat(format) => {
                     viewer.format = format;
                     viewer.generation = 0; // the next update must be whole
@@ -401,15 +456,18 @@ fn update_loop(
                 &shared.stats,
             )?;
         }
-        let due = viewer
-            .last_look
-            .is_none_or(|at| at.elapsed() >= frame_interval);
+        let since_look = viewer.last_look.map(|at| at.elapsed());
+        let due = since_look
+            .is_none_or(|ago| ago >= frame_interval && (viewer.frame_changed || ago >= IDLE_WAKE));
         if let (Some(incremental), true) = (viewer.pending, due) {
             let since = if incremental { viewer.generation } else { 0 };
-            let look = shared
-                .frames
-                .look(fb, frame_interval, since, viewer.negotiated.copy_rect);
+            // The watcher keeps the copy fresh; read the frame here only if it lags.
+            let look =
+                shared
+                    .frames
+                    .look(fb, frame_interval * 2, since, viewer.negotiated.copy_rect);
             viewer.last_look = Some(Instant::now());
+            viewer.frame_changed = false;
             if !look.changed.is_empty() || !look.copies.is_empty() {
                 send_update(stream, &mut viewer, &look, fb, &[], &shared.stats)?;
                 viewer.generation = look.generation;

@@ -82,7 +82,7 @@ impl FrameTracker {
     pub fn look(&self, fb: &Framebuffer, max_age: Duration, since: u64, copy_rect: bool) -> Look {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.read_at.is_none_or(|at| at.elapsed() >= max_age) {
-            self.refresh(&mut state, fb);
+            self.read(&mut state, fb);
         }
         let tiles_x = self.width.div_ceil(TILE);
         // A tile that changed once since `since` sends what that change touched; one that
@@ -132,9 +132,17 @@ impl FrameTracker {
         }
     }
 
+    /// Reads the framebuffer now; whether it changed.
+    pub fn refresh(&self, fb: &Framebuffer) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let before = state.generation;
+        self.read(&mut state, fb);
+        state.generation != before
+    }
+
     /// Reads the framebuffer; if it changed, makes a new generation of the copy, stamps the
     /// tiles that changed and finds what moved.
-    fn refresh(&self, state: &mut State, fb: &Framebuffer) {
+    fn read(&self, state: &mut State, fb: &Framebuffer) {
         state.read_at = Some(Instant::now());
         let first = state.generation == 0;
         // The log is taken before reading, so a write after this shows in the next one. The
