@@ -7,6 +7,7 @@
 pub mod controller;
 pub mod desktop;
 pub mod metrics;
+pub mod pool;
 pub mod server;
 
 use std::net::SocketAddr;
