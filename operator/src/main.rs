@@ -20,10 +20,144 @@ Runs the Desktop controller against the cluster of $KUBECONFIG (or the in-cluste
   --leader-elect     run only while holding the Lease (for several replicas)
   --lease-namespace  the Lease's namespace (default: env POD_NAMESPACE, else verdant-system)
   --lease-name       the Lease's name (default verdant-operator)
-  --identity         this replica's name (default: env POD_NAME, else the host name)";
+  --identity         this replica's name (default: env POD_NAME, else the host name)
+
+Admin commands (the same as the broker does; see the README for the kubectl equivalent):
+
+  verdant-operator assign --pool NAME --user USER [--namespace NS]
+      gives USER a desktop of pool NAME (the one they have, else a free Ready one)
+  verdant-operator release --desktop NAME [--namespace NS]
+      takes desktop NAME back from its user";
+
+/// An admin command: `assign` or `release`.
+#[derive(Debug, PartialEq, Eq)]
+enum Admin {
+    /// Give `user` a desktop of `pool`.
+    Assign {
+        pool: String,
+        user: String,
+        namespace: Option<String>,
+    },
+    /// Take `desktop` back.
+    Release {
+        desktop: String,
+        namespace: Option<String>,
+    },
+}
+
+/// Parses `assign ...` or `release ...`; `None` when `args` is no admin command.
+fn parse_admin(args: &[String]) -> Option<Result<Admin, String>> {
+    let (command, rest) = args.split_first()?;
+    if !matches!(command.as_str(), "assign" | "release") {
+        return None;
+    }
+    let mut values = std::collections::BTreeMap::new();
+    let mut iter = rest.iter();
+    while let Some(flag) = iter.next() {
+        let allowed: &[&str] = if command == "assign" {
+            &["--pool", "--user", "--namespace"]
+        } else {
+            &["--desktop", "--namespace"]
+        };
+        if !allowed.contains(&flag.as_str()) {
+            return Some(Err(format!("{command}: unknown flag {flag:?}")));
+        }
+        let Some(value) = iter.next() else {
+            return Some(Err(format!("{command}: {flag} needs a value")));
+        };
+        values.insert(flag.as_str(), value.clone());
+    }
+    let mut take = |flag: &str| {
+        values
+            .remove(flag)
+            .ok_or_else(|| format!("{command}: {flag} is required"))
+    };
+    Some((|| {
+        Ok(if command == "assign" {
+            Admin::Assign {
+                pool: take("--pool")?,
+                user: take("--user")?,
+                namespace: take("--namespace").ok(),
+            }
+        } else {
+            Admin::Release {
+                desktop: take("--desktop")?,
+                namespace: take("--namespace").ok(),
+            }
+        })
+    })())
+}
+
+/// Runs an admin command against the cluster of $KUBECONFIG.
+fn admin(command: Admin) -> ExitCode {
+    use operator::pool::assign::{assign, release};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("verdant-operator: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<String, String> = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+        let api = |ns: Option<String>| {
+            let ns = ns.unwrap_or_else(|| client.default_namespace().to_owned());
+            (
+                kube::Api::<crds::Desktop>::namespaced(client.clone(), &ns),
+                ns,
+            )
+        };
+        match command {
+            Admin::Assign {
+                pool,
+                user,
+                namespace,
+            } => {
+                let (api, ns) = api(namespace);
+                let desktop = assign(&api, &pool, &user)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "{user} has desktop {desktop} (pool {pool}, namespace {ns})"
+                ))
+            }
+            Admin::Release { desktop, namespace } => {
+                let (api, ns) = api(namespace);
+                release(&api, &desktop).await.map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "desktop {desktop} (namespace {ns}) has no user now"
+                ))
+            }
+        }
+    });
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("verdant-operator: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse_admin(&args) {
+        Some(Ok(command)) => return admin(command),
+        Some(Err(message)) => {
+            eprintln!("verdant-operator: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
+    let options = match parse(args) {
         Ok(Some(options)) => options,
         Ok(None) => {
             println!("{USAGE}");
@@ -141,6 +275,46 @@ fn parse(args: Vec<String>) -> Result<Option<Options>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_commands_parse_and_name_what_is_missing() {
+        let assign = parse_admin(&args(&["assign", "--pool", "office", "--user", "alice"]));
+        assert_eq!(
+            assign,
+            Some(Ok(Admin::Assign {
+                pool: "office".into(),
+                user: "alice".into(),
+                namespace: None
+            }))
+        );
+        let release = parse_admin(&args(&[
+            "release",
+            "--desktop",
+            "office-1",
+            "--namespace",
+            "t",
+        ]));
+        assert_eq!(
+            release,
+            Some(Ok(Admin::Release {
+                desktop: "office-1".into(),
+                namespace: Some("t".into())
+            }))
+        );
+        assert_eq!(
+            parse_admin(&args(&["assign", "--pool", "office"])),
+            Some(Err("assign: --user is required".into()))
+        );
+        assert_eq!(
+            parse_admin(&args(&["release", "--user", "x"])),
+            Some(Err("release: unknown flag \"--user\"".into()))
+        );
+        assert_eq!(
+            parse_admin(&args(&["assign", "--pool"])),
+            Some(Err("assign: --pool needs a value".into()))
+        );
+        assert_eq!(parse_admin(&args(&["--http", "off"])), None);
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -1,4 +1,5 @@
 //! The DesktopPool controller. Its pure middle, which desktops to create and delete and in
 //! what order, is in [`plan`].
 
+pub mod assign;
 pub mod plan;

@@ -1,0 +1,140 @@
+//! Giving pool desktops to users (`operator::pool::assign`) against a real kube-apiserver:
+//! many users at once never share a desktop, and no desktop gets two users; the same user
+//! asking again gets the same desktop; with nothing free the answer says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crds::Desktop;
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use operator::pool::assign::{AssignError, assign, release};
+use serde_json::json;
+use tests::ControlPlane;
+use tests::controlplane::install_crds;
+
+const POOL: &str = "office";
+
+/// `n` Desktops of pool [`POOL`] in `ns`, Ready (the test writes their status, as the
+/// operator would once the launchers are up).
+async fn ready_pool(api: &Api<Desktop>, n: usize) {
+    let creates = (0..n).map(|i| {
+        let desktop: Desktop = serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "Desktop",
+            "metadata": {"name": format!("{POOL}-{i:03}"), "labels": {"vdi.verdant.dev/pool": POOL}},
+            "spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+            },
+        }))
+        .unwrap();
+        async move {
+            api.create(&PostParams::default(), &desktop).await.unwrap();
+            api.patch_status(
+                &desktop.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    join_all(creates).await;
+}
+
+/// Who has which desktop, read back from the apiserver.
+async fn owners(api: &Api<Desktop>) -> BTreeMap<String, String> {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| Some((d.name_any(), d.spec.user?)))
+        .collect()
+}
+
+async fn pool_api(cp: &ControlPlane, ns: &str) -> Api<Desktop> {
+    let client = cp.client();
+    install_crds(&client).await.expect("CRDs");
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(ns.into());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    Api::namespaced(client, ns)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times() {
+    let cp = ControlPlane::start().await.expect("control plane");
+    let api = pool_api(&cp, "rush").await;
+    ready_pool(&api, 100).await;
+    let mut rounds = Vec::new();
+    for round in 0..20 {
+        let users: Vec<String> = (0..200).map(|i| format!("r{round}-user-{i}")).collect();
+        let started = std::time::Instant::now();
+        let results = join_all(users.iter().map(|u| assign(&api, POOL, u))).await;
+        rounds.push(started.elapsed());
+        let mut given = BTreeMap::new();
+        let mut refused = 0;
+        for (user, result) in users.iter().zip(results) {
+            match result {
+                Ok(desktop) => {
+                    assert!(
+                        given.insert(desktop.clone(), user.clone()).is_none(),
+                        "round {round}: {desktop} given twice"
+                    );
+                }
+                Err(AssignError::NoDesktopAvailable { pool }) => {
+                    assert_eq!(pool, POOL);
+                    refused += 1;
+                }
+                Err(e) => panic!("round {round}: {user}: {e}"),
+            }
+        }
+        assert_eq!((given.len(), refused), (100, 100), "round {round}");
+        // The apiserver agrees: each desktop has the user it was given, no user twice.
+        let stored = owners(&api).await;
+        assert_eq!(stored, given, "round {round}");
+        let users: BTreeSet<&String> = stored.values().collect();
+        assert_eq!(users.len(), 100, "round {round}: a user with two desktops");
+        join_all(stored.keys().map(|d| release(&api, d))).await;
+        assert!(owners(&api).await.is_empty());
+    }
+    rounds.sort();
+    println!(
+        "200 concurrent assigns on 100 Ready desktops: median {:?} a round (min {:?}, max {:?}, 20 rounds)",
+        rounds[rounds.len() / 2],
+        rounds[0],
+        rounds[rounds.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
+    let cp = ControlPlane::start().await.expect("control plane");
+    let api = pool_api(&cp, "steady").await;
+    let refused = assign(&api, POOL, "alice")
+        .await
+        .expect_err("no desktops yet");
+    assert!(
+        refused
+            .to_string()
+            .contains("no desktop available in pool office"),
+        "{refused}"
+    );
+    ready_pool(&api, 3).await;
+    let first = assign(&api, POOL, "alice").await.unwrap();
+    assert_eq!(assign(&api, POOL, "alice").await.unwrap(), first);
+    let other = assign(&api, POOL, "bob").await.unwrap();
+    assert_ne!(other, first);
+    release(&api, &first).await.unwrap();
+    assert!(!owners(&api).await.contains_key(&first));
+    assert!(matches!(
+        release(&api, "office-999").await,
+        Err(AssignError::NotFound(_))
+    ));
+}
