@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crds::{Desktop, DesktopPhase};
+use crds::{Desktop, DesktopPhase, DesktopPool};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
@@ -123,7 +123,7 @@ impl Context {
 /// How long a Desktop's events are gathered before it is reconciled.
 const DEBOUNCE: Duration = Duration::from_millis(500);
 
-fn error_policy(_desktop: Arc<Desktop>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
     ctx.metrics
         .errors
@@ -140,23 +140,49 @@ pub async fn run_controllers(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    let apis: Vec<(Api<Desktop>, Api<Pod>)> = if ctx.options.namespaces.is_empty() {
-        vec![(Api::all(ctx.client.clone()), Api::all(ctx.client.clone()))]
+    let client = &ctx.client;
+    let apis: Vec<(Api<Desktop>, Api<Pod>, Api<DesktopPool>)> = if ctx.options.namespaces.is_empty()
+    {
+        vec![(
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        )]
     } else {
         ctx.options
             .namespaces
             .iter()
             .map(|ns| {
                 (
-                    Api::namespaced(ctx.client.clone(), ns),
-                    Api::namespaced(ctx.client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
                 )
             })
             .collect()
     };
     let mut runs = Vec::new();
     let mut stores = Vec::new();
-    for (desktops, pods) in apis {
+    for (desktops, pods, pools) in apis {
+        // The pool controller: a pool is reconciled when it or one of its desktops changes.
+        let pool_controller = Controller::new(pools, watcher::Config::default())
+            .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
+            .owns(
+                desktops.clone(),
+                watcher::Config::default().labels(crate::desktop::labels::POOL_LABEL),
+            )
+            .graceful_shutdown_on(shutdown.clone());
+        let pool_ctx = Arc::clone(&ctx);
+        runs.push(Box::pin(
+            pool_controller
+                .run(crate::pool::reconcile, error_policy, pool_ctx)
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "pool reconcile stream");
+                    }
+                }),
+        )
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
         let controller = Controller::new(desktops, watcher::Config::default())
             // Coalesce bursts (a pod bound and started in one go) into one reconcile, and so
             // into one status write.
@@ -168,7 +194,7 @@ pub async fn run_controllers(
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
         let ctx = Arc::clone(&ctx);
-        runs.push(
+        runs.push(Box::pin(
             controller
                 .run(desktop::reconcile, error_policy, ctx)
                 .for_each(|result| async move {
@@ -176,7 +202,7 @@ pub async fn run_controllers(
                         tracing::debug!(error = %e, "reconcile stream");
                     }
                 }),
-        );
+        ));
     }
     let gauge = phase_gauge(Arc::clone(&ctx.metrics), stores, shutdown.clone());
     futures::future::join(futures::future::join_all(runs), gauge).await;

@@ -857,3 +857,102 @@ async fn with_two_replicas_only_the_leader_writes_and_a_new_one_takes_over() {
     assert_ne!(holder, leader);
     env.operator = alive;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops() {
+    let env = Env::start("team-p").await;
+    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-p");
+    let pool: crds::DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": "office"},
+        "spec": {
+            "replicas": 0,
+            "template": {"spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+            }},
+        },
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let live = || async {
+        let mut names: Vec<String> = env
+            .desktops()
+            .list(&ListParams::default().labels("vdi.verdant.dev/pool=office"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|d| d.metadata.deletion_timestamp.is_none())
+            .map(|d| d.name_any())
+            .collect();
+        names.sort();
+        names
+    };
+    let scale = |replicas: i32| {
+        let pools = pools.clone();
+        async move {
+            pools
+                .patch_scale(
+                    "office",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                )
+                .await
+                .expect("scale")
+        }
+    };
+
+    scale(20).await;
+    eventually("20 desktops", LIMIT, || async {
+        (live().await.len() == 20).then_some(())
+    })
+    .await;
+    let status = eventually("the pool's status", LIMIT, || async {
+        let status = pools.get("office").await.ok()?.status?;
+        (status.replicas == 20).then_some(status)
+    })
+    .await;
+    assert_eq!(status.desired_replicas, 20);
+    assert_eq!(
+        status.label_selector.as_deref(),
+        Some("vdi.verdant.dev/pool=office")
+    );
+    // `kubectl scale` reads the same numbers through /scale.
+    let read = pools.get_scale("office").await.unwrap();
+    assert_eq!(read.spec.and_then(|s| s.replicas), Some(20));
+
+    // Three users sit at desktops; the pool shrinks to 5: the unassigned go, not them.
+    let assigned = ["office-3", "office-7", "office-11"];
+    for (i, name) in assigned.iter().enumerate() {
+        env.patch_spec(name, json!({"user": format!("user-{i}")}))
+            .await;
+    }
+    scale(5).await;
+    let left = eventually("5 desktops", LIMIT, || async {
+        let names = live().await;
+        (names.len() == 5).then_some(names)
+    })
+    .await;
+    for name in assigned {
+        assert!(
+            left.contains(&name.to_owned()),
+            "{name} was removed: {left:?}"
+        );
+    }
+    // Everything left is the pool's own, labelled with the template it was made from.
+    for desktop in env
+        .desktops()
+        .list(&ListParams::default().labels("vdi.verdant.dev/pool=office"))
+        .await
+        .unwrap()
+    {
+        assert!(
+            desktop
+                .labels()
+                .contains_key("vdi.verdant.dev/template-hash")
+        );
+        assert_eq!(desktop.owner_references()[0].name, "office");
+    }
+}

@@ -1,5 +1,87 @@
-//! The DesktopPool controller. Its pure middle, which desktops to create and delete and in
-//! what order, is in [`plan`].
+//! The DesktopPool controller, in the Desktop controller's named steps: read the pool's
+//! desktops -> plan (pure, in [`plan`] and [`build`]) -> create and delete (the only writes
+//! besides the status) -> status (one server-side-apply patch when it changed). Users are given
+//! desktops by [`assign`].
 
 pub mod assign;
+pub mod build;
 pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::{Desktop, DesktopPool};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use crate::Error;
+use crate::controller::Context;
+use crate::desktop::apply::FIELD_MANAGER;
+use crate::desktop::labels::POOL_LABEL;
+
+/// How often every pool is looked at again, events or not.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reconciles one DesktopPool.
+pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never create desktops into a terminating pool; garbage collection removes them.
+    if pool.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = pool.namespace().unwrap_or_default();
+    let desktops: Api<Desktop> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = ListParams::default().labels(&format!("{POOL_LABEL}={}", pool.name_any()));
+    // Only the desktops this pool owns (a same-labelled stranger is left alone).
+    let owned: Vec<Desktop> = desktops
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter(|d| {
+            d.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == pool.metadata.uid.as_ref())
+        })
+        .collect();
+
+    let hash = build::template_hash(&pool);
+    let members = build::members(&owned, &hash);
+    let plan = plan::plan(build::sizing(&pool), &members);
+
+    for name in &plan.delete {
+        match desktops.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Replaced desktops leave their names free only once gone: new ones take other numbers.
+    for name in build::new_names(&pool.name_any(), &owned, plan.create as usize) {
+        let desktop = build::desktop(&pool, &name, &hash);
+        match desktops.create(&PostParams::default(), &desktop).await {
+            Ok(_) => {}
+            // Made already (by this replica before a restart, or the one before it).
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let status = build::status(&pool, &members, &plan);
+    if pool.status.as_ref() != Some(&status) {
+        let pools: Api<DesktopPool> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "DesktopPool",
+            "status": status,
+        });
+        pools
+            .patch_status(
+                &pool.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    Ok(Action::requeue(RESYNC))
+}

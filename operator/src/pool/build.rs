@@ -1,0 +1,215 @@
+//! The pool controller's pure steps around [`super::plan`]: the template's hash, the Desktop
+//! a pool makes, what the controller reads from its desktops, and the pool's status.
+
+use std::collections::BTreeSet;
+
+use crds::{Desktop, DesktopPhase, DesktopPool, DesktopPoolStatus, SessionState};
+use kube::{Resource, ResourceExt};
+
+use super::plan::{Member, Plan, Sizing};
+use crate::desktop::labels::POOL_LABEL;
+
+/// The template a Desktop was made from, as a hash.
+pub const TEMPLATE_HASH_LABEL: &str = "vdi.verdant.dev/template-hash";
+
+/// A short, stable hash of the pool's template: desktops made from another are out of date.
+pub fn template_hash(pool: &DesktopPool) -> String {
+    let text = serde_json::to_string(&pool.spec.template).unwrap_or_default();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{:010x}", hash & 0xff_ffff_ffff)
+}
+
+/// How the pool is sized.
+pub fn sizing(pool: &DesktopPool) -> Sizing {
+    Sizing {
+        replicas: pool.spec.replicas,
+        spare: pool.spec.spare.unwrap_or(0),
+        max_replicas: pool.spec.max_replicas,
+    }
+}
+
+/// What the controller knows of each of the pool's `desktops`.
+pub fn members(desktops: &[Desktop], hash: &str) -> Vec<Member> {
+    desktops
+        .iter()
+        .map(|d| {
+            let status = d.status.as_ref();
+            Member {
+                name: d.name_any(),
+                current: d.labels().get(TEMPLATE_HASH_LABEL).map(String::as_str) == Some(hash),
+                assigned: d.spec.user.is_some(),
+                ready: status.and_then(|s| s.phase) == Some(DesktopPhase::Ready),
+                connected: status
+                    .and_then(|s| s.assignment.as_ref())
+                    .and_then(|a| a.session)
+                    == Some(SessionState::Connected),
+                terminating: d.metadata.deletion_timestamp.is_some(),
+                created: d
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(0, |t| t.0.as_second()),
+            }
+        })
+        .collect()
+}
+
+/// Names for `count` new desktops of `pool`: `<pool>-<n>` with the lowest numbers no desktop
+/// has. Names are fixed by number, so a create repeated after a restart fails as already
+/// there instead of making a desktop too many.
+pub fn new_names(pool: &str, existing: &[Desktop], count: usize) -> Vec<String> {
+    let taken: BTreeSet<String> = existing.iter().map(|d| d.name_any()).collect();
+    (0..)
+        .map(|n| format!("{pool}-{n}"))
+        .filter(|name| !taken.contains(name))
+        .take(count)
+        .collect()
+}
+
+/// The Desktop `name` of `pool`: its template, labelled with the pool and the template hash,
+/// owned by the pool.
+pub fn desktop(pool: &DesktopPool, name: &str, hash: &str) -> Desktop {
+    let template = &pool.spec.template;
+    let mut desktop = Desktop::new(name, template.spec.clone());
+    desktop.metadata.namespace = pool.namespace();
+    let (mut labels, annotations) = template
+        .metadata
+        .as_ref()
+        .map(|m| (m.labels.clone(), m.annotations.clone()))
+        .unwrap_or_default();
+    labels.insert(POOL_LABEL.into(), pool.name_any());
+    labels.insert(TEMPLATE_HASH_LABEL.into(), hash.into());
+    desktop.metadata.labels = Some(labels);
+    if !annotations.is_empty() {
+        desktop.metadata.annotations = Some(annotations);
+    }
+    desktop.metadata.owner_references = pool.controller_owner_ref(&()).map(|r| vec![r]);
+    // A new desktop is nobody's, whatever the template says.
+    desktop.spec.user = None;
+    desktop
+}
+
+/// The pool's status from its members and the plan.
+pub fn status(pool: &DesktopPool, members: &[Member], plan: &Plan) -> DesktopPoolStatus {
+    let live: Vec<&Member> = members.iter().filter(|m| !m.terminating).collect();
+    let count = |f: fn(&Member) -> bool| live.iter().filter(|m| f(m)).count() as i32;
+    DesktopPoolStatus {
+        replicas: live.len() as i32,
+        ready: count(|m| m.ready),
+        available: count(|m| m.ready && !m.assigned),
+        assigned: count(|m| m.assigned),
+        desired_replicas: plan.desired,
+        label_selector: Some(format!("{POOL_LABEL}={}", pool.name_any())),
+        conditions: Vec::new(),
+        observed_generation: pool.metadata.generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pool() -> DesktopPool {
+        serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "DesktopPool",
+            "metadata": {"name": "office", "namespace": "team", "uid": "u-1", "generation": 3},
+            "spec": {
+                "replicas": 2,
+                "spare": 1,
+                "template": {
+                    "metadata": {"labels": {"team": "sales"}},
+                    "spec": {
+                        "user": "template-user",
+                        "resources": {"cpus": 2, "memory": "2Gi"},
+                        "boot": {"kernel": {"hostPath": "/k"}},
+                    },
+                },
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pool_desktop_is_its_template_labelled_owned_and_nobodys() {
+        let pool = pool();
+        let hash = template_hash(&pool);
+        let d = desktop(&pool, "office-0", &hash);
+        assert_eq!(d.name_any(), "office-0");
+        assert_eq!(d.namespace().as_deref(), Some("team"));
+        assert_eq!(d.labels()[POOL_LABEL], "office");
+        assert_eq!(d.labels()[TEMPLATE_HASH_LABEL], hash);
+        assert_eq!(d.labels()["team"], "sales");
+        assert_eq!(d.spec.user, None);
+        assert_eq!(d.spec.resources.cpus, 2);
+        let owner = &d.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("DesktopPool", Some(true))
+        );
+    }
+
+    #[test]
+    fn the_hash_follows_the_template_only() {
+        let mut pool = pool();
+        let before = template_hash(&pool);
+        pool.spec.replicas = 9;
+        assert_eq!(template_hash(&pool), before, "scaling changes no desktop");
+        pool.spec.template.spec.resources.cpus = 4;
+        assert_ne!(template_hash(&pool), before);
+        assert_eq!(before.len(), 10);
+    }
+
+    #[test]
+    fn new_names_fill_the_gaps() {
+        let pool = pool();
+        let existing = [
+            desktop(&pool, "office-0", "h"),
+            desktop(&pool, "office-2", "h"),
+        ];
+        assert_eq!(
+            new_names("office", &existing, 3),
+            ["office-1", "office-3", "office-4"]
+        );
+    }
+
+    #[test]
+    fn status_counts_what_the_desktops_do() {
+        let pool = pool();
+        let member = |name: &str, assigned, ready, terminating| Member {
+            name: name.into(),
+            current: true,
+            assigned,
+            ready,
+            connected: false,
+            terminating,
+            created: 0,
+        };
+        let members = [
+            member("a", true, true, false),
+            member("b", false, true, false),
+            member("c", false, false, false),
+            member("d", false, true, true),
+        ];
+        let plan = super::super::plan::plan(sizing(&pool), &members);
+        let status = status(&pool, &members, &plan);
+        assert_eq!(
+            (
+                status.replicas,
+                status.ready,
+                status.available,
+                status.assigned
+            ),
+            (3, 2, 1, 1)
+        );
+        assert_eq!(status.desired_replicas, 2, "max(2, min(1 + 1, none))");
+        assert_eq!(
+            status.label_selector.as_deref(),
+            Some("vdi.verdant.dev/pool=office")
+        );
+        assert_eq!(status.observed_generation, Some(3));
+    }
+}
