@@ -32,16 +32,30 @@ async fn ready_pool(api: &Api<Desktop>, n: usize) {
         .unwrap();
         async move {
             api.create(&PostParams::default(), &desktop).await.unwrap();
+        }
+    });
+    join_all(creates).await;
+    settle(api).await;
+}
+
+/// Writes every desktop's status as the operator does once its launcher is up again: Ready,
+/// for the spec as it is now (`observedGeneration`).
+async fn settle(api: &Api<Desktop>) {
+    let desktops = api.list(&ListParams::default()).await.unwrap().items;
+    join_all(desktops.iter().map(|d| {
+        let status =
+            json!({"status": {"phase": "Ready", "observedGeneration": d.metadata.generation}});
+        async move {
             api.patch_status(
-                &desktop.name_any(),
+                &d.name_any(),
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+                &Patch::Merge(status),
             )
             .await
             .unwrap();
         }
-    });
-    join_all(creates).await;
+    }))
+    .await;
 }
 
 /// Who has which desktop, read back from the apiserver.
@@ -101,8 +115,16 @@ async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times(
         assert_eq!(stored, given, "round {round}");
         let users: BTreeSet<&String> = stored.values().collect();
         assert_eq!(users.len(), 100, "round {round}: a user with two desktops");
-        join_all(stored.keys().map(|d| release(&api, d))).await;
+        for released in join_all(stored.keys().map(|d| release(&api, d))).await {
+            released.expect("release");
+        }
         assert!(owners(&api).await.is_empty());
+        // A released desktop is not given again before the operator has caught up with it.
+        assert!(matches!(
+            assign(&api, POOL, "too-early").await,
+            Err(AssignError::NoDesktopAvailable { .. })
+        ));
+        settle(&api).await;
     }
     rounds.sort();
     println!(
@@ -133,6 +155,8 @@ async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
     assert_ne!(other, first);
     release(&api, &first).await.unwrap();
     assert!(!owners(&api).await.contains_key(&first));
+    // Releasing a desktop nobody has is not an error.
+    release(&api, &first).await.unwrap();
     assert!(matches!(
         release(&api, "office-999").await,
         Err(AssignError::NotFound(_))

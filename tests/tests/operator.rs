@@ -956,3 +956,88 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
         assert_eq!(desktop.owner_references()[0].name, "office");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one_is_kept() {
+    use operator::pool::assign::{AssignError, assign, release};
+    let env = Env::start("team-r").await;
+    let _reaper = env.kubelet.reap_in_background();
+    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-r");
+    let api = env.desktops();
+    // Plays the kubelet: the pod runs, then its display is ready.
+    let start = |pod: Pod| {
+        let env = &env;
+        async move {
+            env.kubelet.schedule(&pod.name_any()).await.unwrap();
+            env.kubelet.run(&pod.name_any(), true).await.unwrap();
+        }
+    };
+    for (pool, policy) in [("float", "Floating"), ("keep", "Dedicated")] {
+        let spec: crds::DesktopPool = serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "DesktopPool",
+            "metadata": {"name": pool},
+            "spec": {
+                "replicas": 1,
+                "assignment": policy,
+                "template": {"spec": {
+                    "resources": {"cpus": 1, "memory": "1Gi"},
+                    "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+                }},
+            },
+        }))
+        .unwrap();
+        pools.create(&PostParams::default(), &spec).await.unwrap();
+        let name = format!("{pool}-0");
+        let first = env.wait_pod(&name, None).await;
+        start(first.clone()).await;
+        env.wait_phase(&name, DesktopPhase::Ready).await;
+        let given = eventually("a desktop for alice", LIMIT, || async {
+            assign(&api, pool, "alice").await.ok()
+        })
+        .await;
+        assert_eq!(given, name);
+        release(&api, &name).await.unwrap();
+
+        if policy == "Floating" {
+            // Alice's VM goes; until the fresh one is Ready, nobody gets the desktop.
+            let fresh = env.wait_pod(&name, Some(&first)).await;
+            assert!(matches!(
+                assign(&api, pool, "bob").await,
+                Err(AssignError::NoDesktopAvailable { .. })
+            ));
+            start(fresh.clone()).await;
+            let given = eventually("the reset desktop for bob", LIMIT, || async {
+                assign(&api, pool, "bob").await.ok()
+            })
+            .await;
+            assert_eq!(given, name);
+            assert_eq!(
+                env.live_pods(&name)
+                    .await
+                    .iter()
+                    .map(|p| p.uid())
+                    .collect::<Vec<_>>(),
+                [fresh.uid()],
+                "bob runs on the fresh launcher"
+            );
+        } else {
+            // Dedicated: the same launcher, available again once the operator has seen the
+            // release.
+            let given = eventually("the kept desktop for bob", LIMIT, || async {
+                assign(&api, pool, "bob").await.ok()
+            })
+            .await;
+            assert_eq!(given, name);
+            assert_eq!(
+                env.live_pods(&name)
+                    .await
+                    .iter()
+                    .map(|p| p.uid())
+                    .collect::<Vec<_>>(),
+                [first.uid()],
+                "the launcher was kept"
+            );
+        }
+    }
+}

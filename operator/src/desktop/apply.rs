@@ -199,6 +199,26 @@ pub async fn apply(
             delete(&pods, orphan).await?;
             applied.pod_terminating = true;
         }
+        // Released from a Floating pool: the next user gets a fresh VM, never the last one's.
+        let resets = crate::desktop::labels::reset_count(desktop.annotations());
+        if desktop.spec.user.is_none()
+            && crate::desktop::labels::reset_count(pod.annotations()) < resets
+        {
+            ctx.event(
+                desktop,
+                EventType::Normal,
+                "Reset",
+                "ResetLauncher",
+                format!(
+                    "released: launcher pod {} replaced by a fresh one",
+                    pod.name_any()
+                ),
+            )
+            .await;
+            delete(&pods, &pod).await?;
+            applied.pod_terminating = true;
+            return Ok(applied);
+        }
         applied.pod = Some(pod);
         return Ok(applied);
     }

@@ -297,11 +297,17 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
             name: Some(pod_name(&name, spec)),
             namespace: desktop.namespace(),
             labels: Some(labels::pod_labels(desktop, &vm_hash(spec))),
-            annotations: desktop
-                .spec
-                .user
-                .as_ref()
-                .map(|u| BTreeMap::from([(labels::USER_ANNOTATION.to_owned(), u.clone())])),
+            annotations: {
+                let mut annotations = BTreeMap::new();
+                if let Some(user) = &desktop.spec.user {
+                    annotations.insert(labels::USER_ANNOTATION.to_owned(), user.clone());
+                }
+                let resets = labels::reset_count(desktop.annotations());
+                if resets > 0 {
+                    annotations.insert(labels::RESET_ANNOTATION.to_owned(), resets.to_string());
+                }
+                (!annotations.is_empty()).then_some(annotations)
+            },
             owner_references: desktop.controller_owner_ref(&()).map(|r| vec![r]),
             ..ObjectMeta::default()
         },

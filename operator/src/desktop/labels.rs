@@ -13,6 +13,16 @@ pub const POOL_LABEL: &str = "vdi.verdant.dev/pool";
 pub const USER_LABEL: &str = "vdi.verdant.dev/user";
 /// The assigned user, verbatim.
 pub const USER_ANNOTATION: &str = "vdi.verdant.dev/user";
+/// How many times a Floating pool's desktop was reset for its next user (on the Desktop);
+/// on a launcher pod, the count it was made at: an older pod is replaced.
+pub const RESET_ANNOTATION: &str = "vdi.verdant.dev/reset";
+/// The reset count of a Desktop or pod: 0 when never reset.
+pub fn reset_count(annotations: &BTreeMap<String, String>) -> u64 {
+    annotations
+        .get(RESET_ANNOTATION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
 /// The VM hash of the spec a launcher pod runs.
 pub const VM_HASH_LABEL: &str = "vdi.verdant.dev/vm-hash";
 

@@ -3,12 +3,12 @@
 //! the resourceVersion it was read at, so of two callers racing for one desktop exactly one
 //! wins; the loser tries another. The same user asking again gets the desktop they have.
 
-use crds::{Desktop, DesktopPhase};
+use crds::{AssignmentPolicy, Desktop, DesktopPhase, DesktopPool};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::desktop::labels::POOL_LABEL;
+use crate::desktop::labels::{POOL_LABEL, RESET_ANNOTATION, reset_count};
 
 /// Rounds of reading the pool and trying some of its free desktops before giving up.
 const ROUNDS: usize = 50;
@@ -43,14 +43,16 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-/// Whether `desktop` can be given to a user now: Ready, nobody's, not being deleted.
+/// Whether `desktop` can be given to a user now: Ready, nobody's, not being deleted, and
+/// its status written since its spec last changed (a desktop just released from a Floating
+/// pool still shows its last user's VM as Ready until the operator has replaced it).
 pub fn available(desktop: &Desktop) -> bool {
     desktop.metadata.deletion_timestamp.is_none()
         && desktop.spec.user.is_none()
-        && desktop
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == Some(DesktopPhase::Ready))
+        && desktop.status.as_ref().is_some_and(|s| {
+            s.phase == Some(DesktopPhase::Ready)
+                && s.observed_generation == desktop.metadata.generation
+        })
 }
 
 /// Where a user starts looking among `n` free desktops: spread by the user's name, so that
@@ -106,18 +108,52 @@ pub async fn assign(api: &Api<Desktop>, pool: &str, user: &str) -> Result<String
     Err(AssignError::NoDesktopAvailable { pool: pool.into() })
 }
 
-/// Takes desktop `name` (in `api`'s namespace) back from its user. Releasing a desktop nobody
-/// has is not an error.
+/// Takes desktop `name` (in `api`'s namespace) back from its user. In a Floating pool the
+/// desktop is also marked for a reset: the operator gives it a fresh launcher before anyone
+/// else can have it. Releasing a desktop nobody has is not an error.
 pub async fn release(api: &Api<Desktop>, name: &str) -> Result<(), AssignError> {
-    let patch = json!({"spec": {"user": null}});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Err(AssignError::NotFound(name.into())),
-        Err(e) => Err(e.into()),
+    // A write that conflicts (the desktop changed meanwhile) is decided again on what the
+    // desktop is now.
+    let mut last = None;
+    for _ in 0..ROUNDS {
+        let desktop = match api.get(name).await {
+            Ok(desktop) => desktop,
+            Err(e) if is_not_found(&e) => return Err(AssignError::NotFound(name.into())),
+            Err(e) => return Err(e.into()),
+        };
+        let floating = match desktop.labels().get(POOL_LABEL) {
+            Some(pool) => {
+                let client = api.clone().into_client();
+                let pools: Api<DesktopPool> = match desktop.namespace() {
+                    Some(ns) => Api::namespaced(client, &ns),
+                    None => Api::default_namespaced(client),
+                };
+                pools
+                    .get_opt(pool)
+                    .await?
+                    .is_some_and(|p| p.spec.assignment == AssignmentPolicy::Floating)
+            }
+            None => false,
+        };
+        let mut patch = json!({
+            "metadata": {"resourceVersion": desktop.resource_version()},
+            "spec": {"user": null},
+        });
+        if floating && desktop.spec.user.is_some() {
+            let resets = reset_count(desktop.annotations()) + 1;
+            patch["metadata"]["annotations"] = json!({RESET_ANNOTATION: resets.to_string()});
+        }
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => return Err(AssignError::NotFound(name.into())),
+            Err(e) if is_conflict(&e) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
     }
+    Err(last.map_or_else(|| AssignError::NotFound(name.into()), AssignError::Kube))
 }
 
 #[cfg(test)]
@@ -150,6 +186,9 @@ mod tests {
             phase: Some(DesktopPhase::Ready),
             ..Default::default()
         });
+        desktop.metadata.generation = Some(2);
+        assert!(!available(&desktop), "status older than the spec");
+        desktop.status.as_mut().unwrap().observed_generation = Some(2);
         assert!(available(&desktop));
         desktop.spec.user = Some("alice".into());
         assert!(!available(&desktop), "assigned");
