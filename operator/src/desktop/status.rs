@@ -17,9 +17,16 @@ pub const VM_RUNNING: &str = "VMRunning";
 pub const DISPLAY_READY: &str = "DisplayReady";
 /// The spec changed in a way that needs a new VM, and a user is assigned.
 pub const RESTART_REQUIRED: &str = "RestartRequired";
+/// A user is assigned (`spec.user`); its transition time is when they got the desktop.
+pub const ASSIGNED: &str = "Assigned";
 /// Every condition type this controller writes.
-pub const OWNED_CONDITIONS: [&str; 4] =
-    [POD_SCHEDULED, VM_RUNNING, DISPLAY_READY, RESTART_REQUIRED];
+pub const OWNED_CONDITIONS: [&str; 5] = [
+    POD_SCHEDULED,
+    VM_RUNNING,
+    DISPLAY_READY,
+    RESTART_REQUIRED,
+    ASSIGNED,
+];
 
 /// A launcher that ended and is waiting to be replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +202,16 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
             "UpToDate",
             "the VM runs the current spec".into(),
         );
+    }
+
+    match &desktop.spec.user {
+        Some(user) => set(
+            ASSIGNED,
+            true,
+            "UserAssigned",
+            format!("assigned to {user}"),
+        ),
+        None => set(ASSIGNED, false, "Unassigned", "no user is assigned".into()),
     }
 
     let live_pod = pod.filter(|_| desktop.spec.running);
@@ -483,19 +500,36 @@ mod tests {
     }
 
     #[test]
+    fn the_assigned_condition_follows_the_user() {
+        let mut d = desktop(true);
+        let free = desired(&d, &Observed::default(), &t(1));
+        assert_eq!(cond(&free, ASSIGNED).status, ConditionStatus::False);
+        d.status = Some(free);
+        d.spec.user = Some("alice".into());
+        let taken = desired(&d, &Observed::default(), &t(9));
+        let assigned = cond(&taken, ASSIGNED);
+        assert_eq!(
+            (assigned.status, assigned.message.as_str()),
+            (ConditionStatus::True, "assigned to alice")
+        );
+        assert_eq!(assigned.last_transition_time, t(9), "since when");
+        assert!(needs_write(d.status.as_ref(), &taken));
+    }
+
+    #[test]
     fn conditions_of_other_writers_do_not_force_writes() {
         let mut d = desktop(true);
         let first = desired(&d, &Observed::default(), &t(1));
-        let mut with_assigned = first.clone();
-        with_assigned.conditions.push(Condition {
-            type_: "Assigned".into(),
+        let mut with_other = first.clone();
+        with_other.conditions.push(Condition {
+            type_: "OutOfDate".into(),
             status: ConditionStatus::True,
             last_transition_time: t(5),
-            reason: "Assigned".into(),
+            reason: "TemplateChanged".into(),
             message: String::new(),
             observed_generation: None,
         });
-        d.status = Some(with_assigned);
+        d.status = Some(with_other);
         assert!(!needs_write(d.status.as_ref(), &first));
     }
 }
