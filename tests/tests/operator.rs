@@ -1041,3 +1041,97 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_the_desktops_asked_for()
+ {
+    let mut env = Env::start("team-k").await;
+    let _reaper = env.kubelet.reap_in_background();
+    env.kill_operator();
+    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-k");
+    let pool: crds::DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": "big"},
+        "spec": {
+            "replicas": 200,
+            "template": {"spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+            }},
+        },
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    for round in 0..10u64 {
+        env.start_operator(&format!("operator-round-{round}"));
+        // Die somewhere in the middle of the work, at a different point each round.
+        tokio::time::sleep(Duration::from_millis(200 + (round * 173) % 600)).await;
+        env.kill_operator();
+    }
+    env.start_operator("operator-final");
+    let uid = pools.get("big").await.unwrap().uid();
+    eventually(
+        "200 desktops, each with one launcher pod, and nothing else",
+        Duration::from_secs(120),
+        || async {
+            let desktops = env
+                .desktops()
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items;
+            let live: Vec<&Desktop> = desktops
+                .iter()
+                .filter(|d| d.metadata.deletion_timestamp.is_none())
+                .collect();
+            if live.len() != 200 {
+                return None;
+            }
+            // Every desktop is the pool's.
+            assert!(
+                live.iter().all(|d| d
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == uid.as_ref())),
+                "a desktop the pool does not own"
+            );
+            let names: std::collections::BTreeSet<String> =
+                live.iter().map(|d| d.name_any()).collect();
+            let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
+            let pods: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            // No pod without a desktop, and one pod a desktop.
+            let owners: Vec<&String> = pods
+                .iter()
+                .filter_map(|p| p.labels().get("vdi.verdant.dev/desktop"))
+                .collect();
+            assert!(
+                owners.iter().all(|o| names.contains(*o)),
+                "a launcher pod without a desktop"
+            );
+            (owners.len() == 200
+                && owners
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    // And it stays that way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live = env
+        .desktops()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .count();
+    assert_eq!(live, 200);
+}
