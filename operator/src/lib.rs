@@ -59,6 +59,9 @@ pub enum Error {
     /// Leader election failed.
     #[error("Leader election: {0}")]
     Lease(String),
+    /// Releasing a pool desktop failed.
+    #[error("Pool: {0}")]
+    Pool(String),
     /// The HTTP endpoints could not start.
     #[error("Cannot serve HTTP on {addr}: {source}")]
     Http {
@@ -77,6 +80,7 @@ impl Error {
             Error::Kube(_) => "request".into(),
             Error::Random(_) => "random".into(),
             Error::Lease(_) => "lease".into(),
+            Error::Pool(_) => "pool".into(),
             Error::Http { .. } => "http".into(),
         }
     }

@@ -1135,3 +1135,69 @@ async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_th
         .count();
     assert_eq!(live, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_event() {
+    use operator::pool::assign::assign;
+    let env = Env::start("team-s").await;
+    let _reaper = env.kubelet.reap_in_background();
+    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-s");
+    let pool: crds::DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": "kiosk"},
+        "spec": {
+            "replicas": 1,
+            "session": {"disconnectTimeout": "5m", "maxDuration": "8h"},
+            "template": {"spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+            }},
+        },
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let first = env.wait_pod("kiosk-0", None).await;
+    env.kubelet.schedule(&first.name_any()).await.unwrap();
+    env.kubelet.run(&first.name_any(), true).await.unwrap();
+    env.wait_phase("kiosk-0", DesktopPhase::Ready).await;
+    let api = env.desktops();
+    eventually("kiosk-0 for alice", LIMIT, || async {
+        assign(&api, "kiosk", "alice").await.ok()
+    })
+    .await;
+    // The broker reports alice connected an hour ago, then gone 10 minutes ago.
+    let ago = |minutes: i64| {
+        (k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_mins(minutes))
+        .to_string()
+    };
+    api.patch_status(
+        "kiosk-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"assignment": {
+            "user": "alice",
+            "since": ago(60),
+            "session": "Disconnected",
+            "lastActivity": ago(10),
+        }}})),
+    )
+    .await
+    .unwrap();
+    eventually("kiosk-0 released", LIMIT, || async {
+        let d = api.get("kiosk-0").await.ok()?;
+        d.spec.user.is_none().then_some(())
+    })
+    .await;
+    let events = env.events_for("kiosk-0").await;
+    let released = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("DisconnectTimeout"))
+        .expect("an event says why");
+    assert_eq!(
+        released.message.as_deref(),
+        Some("alice was disconnected for 5m: released and reset for the next user")
+    );
+    // And reset: a fresh launcher replaces alice's.
+    env.wait_pod("kiosk-0", Some(&first)).await;
+}

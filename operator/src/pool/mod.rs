@@ -6,13 +6,15 @@
 pub mod assign;
 pub mod build;
 pub mod plan;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::{Desktop, DesktopPool};
+use crds::{AssignmentPolicy, Desktop, DesktopPool};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
 use crate::Error;
@@ -44,6 +46,39 @@ pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Acti
                 .any(|o| Some(&o.uid) == pool.metadata.uid.as_ref())
         })
         .collect();
+
+    // Session limits: a Floating desktop whose user passed one is released (and so reset).
+    let mut next_check = RESYNC;
+    if pool.spec.assignment == AssignmentPolicy::Floating {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        for desktop in &owned {
+            let Some(assignment) = desktop
+                .status
+                .as_ref()
+                .and_then(|s| s.assignment.as_ref())
+                .filter(|a| desktop.spec.user.as_ref() == Some(&a.user))
+            else {
+                continue;
+            };
+            match session::check(&pool.spec.session, assignment, now) {
+                Ok(Some(left)) => next_check = next_check.min(left),
+                Ok(None) => {}
+                Err(expired) => {
+                    assign::release(&desktops, &desktop.name_any())
+                        .await
+                        .map_err(|e| Error::Pool(e.to_string()))?;
+                    ctx.event(
+                        desktop,
+                        EventType::Normal,
+                        expired.reason,
+                        "Release",
+                        format!("{}: released and reset for the next user", expired.message),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
 
     let hash = build::template_hash(&pool);
     let members = build::members(&owned, &hash);
@@ -83,5 +118,10 @@ pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Acti
             )
             .await?;
     }
-    Ok(Action::requeue(RESYNC))
+    // Back when the next session limit comes (a second late, so it has passed).
+    Ok(Action::requeue(if next_check < RESYNC {
+        next_check + Duration::from_secs(1)
+    } else {
+        RESYNC
+    }))
 }
