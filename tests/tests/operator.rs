@@ -1201,3 +1201,83 @@ async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_
     // And reset: a fresh launcher replaces alice's.
     env.wait_pod("kiosk-0", Some(&first)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of_date() {
+    let env = Env::start("team-t").await;
+    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-t");
+    let pool: crds::DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": "lab"},
+        "spec": {
+            "replicas": 2,
+            "template": {"spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+            }},
+        },
+    }))
+    .unwrap();
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let cpus = |name: &'static str| {
+        let api = env.desktops();
+        async move { api.get(name).await.ok().map(|d| d.spec.resources.cpus) }
+    };
+    eventually("lab-0 and lab-1", LIMIT, || async {
+        (cpus("lab-0").await.is_some() && cpus("lab-1").await.is_some()).then_some(())
+    })
+    .await;
+    env.patch_spec("lab-0", json!({"user": "alice"})).await;
+    pools
+        .patch(
+            "lab",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"resources": {"cpus": 2}}}}})),
+        )
+        .await
+        .unwrap();
+    // The free desktop is replaced by one of the new template; alice's is marked.
+    eventually("the free desktop replaced", LIMIT, || async {
+        let names: Vec<(String, u32)> = env
+            .desktops()
+            .list(&ListParams::default().labels("vdi.verdant.dev/pool=lab"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|d| d.metadata.deletion_timestamp.is_none())
+            .map(|d| (d.name_any(), d.spec.resources.cpus))
+            .collect();
+        (names.len() == 2
+            && names.contains(&("lab-0".into(), 1))
+            && names.iter().any(|(n, c)| n != "lab-0" && *c == 2))
+        .then_some(())
+    })
+    .await;
+    let marked = eventually("lab-0 out of date", LIMIT, || async {
+        let d = env.desktops().get("lab-0").await.ok()?;
+        d.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "OutOfDate" && c.status == crds::ConditionStatus::True)
+    })
+    .await;
+    assert_eq!(marked.reason, "TemplateChanged");
+    // Released, it is replaced too.
+    env.patch_spec("lab-0", json!({"user": null})).await;
+    eventually("lab-0 replaced", LIMIT, || async {
+        let live: Vec<u32> = env
+            .desktops()
+            .list(&ListParams::default().labels("vdi.verdant.dev/pool=lab"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|d| d.metadata.deletion_timestamp.is_none())
+            .map(|d| d.spec.resources.cpus)
+            .collect();
+        (live == [2, 2]).then_some(())
+    })
+    .await;
+}

@@ -22,6 +22,12 @@ use crate::controller::Context;
 use crate::desktop::apply::FIELD_MANAGER;
 use crate::desktop::labels::POOL_LABEL;
 
+/// The condition on an assigned desktop made from an old template.
+pub const OUT_OF_DATE: &str = "OutOfDate";
+/// The pool controller's own field manager: the conditions it writes on desktops are its own,
+/// beside the Desktop controller's.
+const POOL_FIELD_MANAGER: &str = "verdant-operator-pool";
+
 /// How often every pool is looked at again, events or not.
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -100,6 +106,54 @@ pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Acti
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
+    }
+
+    // Assigned desktops made from an old template say so; they are replaced when released.
+    for desktop in &owned {
+        let stale = plan.out_of_date.contains(&desktop.name_any());
+        let shown = desktop.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == OUT_OF_DATE && c.status == crds::ConditionStatus::True)
+        });
+        if stale == shown {
+            continue;
+        }
+        let (status, reason, message) = if stale {
+            (
+                "True",
+                "TemplateChanged",
+                format!(
+                    "made from an older template of pool {}; replaced when its user releases it",
+                    pool.name_any()
+                ),
+            )
+        } else {
+            (
+                "False",
+                "UpToDate",
+                "made from the pool's template".to_owned(),
+            )
+        };
+        let patch = serde_json::json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "Desktop",
+            "status": {"conditions": [{
+                "type": OUT_OF_DATE,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+                "observedGeneration": desktop.metadata.generation,
+            }]},
+        });
+        desktops
+            .patch_status(
+                &desktop.name_any(),
+                &PatchParams::apply(POOL_FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
     }
 
     let status = build::status(&pool, &members, &plan);

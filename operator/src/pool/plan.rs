@@ -110,17 +110,24 @@ pub fn plan(sizing: Sizing, members: &[Member]) -> Plan {
         .map(|(_, m)| m.name.clone())
         .collect();
 
-    // Replace out-of-date unassigned desktops while few are unavailable: each one deleted
-    // is created again from the current template.
+    // Replace out-of-date unassigned desktops: each one deleted is created again from the
+    // current template. Those not Ready cost nothing (they serve nobody yet); Ready ones only
+    // while few desktops are unavailable.
     let unavailable = live.iter().filter(|m| !m.ready).count() as i32
         + members.iter().filter(|m| m.terminating).count() as i32
         + plan.create;
-    let budget = (sizing.max_unavailable(desired) - unavailable).max(0) as usize;
+    let mut budget = (sizing.max_unavailable(desired) - unavailable).max(0);
     let replace: Vec<String> = candidates
         .iter()
         .skip(surplus)
         .filter(|(rank, m)| !m.current && *rank < 2)
-        .take(budget)
+        .filter(|(_, m)| {
+            if !m.ready {
+                return true;
+            }
+            budget -= 1;
+            budget >= 0
+        })
         .map(|(_, m)| m.name.clone())
         .collect();
     plan.create += replace.len() as i32;
@@ -234,14 +241,18 @@ mod tests {
         assert!(plan.delete.iter().all(|n| n != "d0" && n != "d1"));
         assert_eq!(plan.create, 2, "each replaced by a current one");
 
-        // While some are unavailable, fewer are replaced.
+        // One not Ready is replaced at no cost; it still counts as unavailable, so only one
+        // Ready one goes with it.
         members[7].ready = false;
         let plan = super::plan(sizing(8, 0, None), &members);
-        assert_eq!(
-            plan.delete,
-            ["d7"],
-            "the one not Ready goes first, and only it"
-        );
+        assert_eq!(plan.delete, ["d7", "d2"]);
+        // None Ready at all (the pool is still starting): all free ones are replaced.
+        for m in &mut members {
+            m.ready = false;
+        }
+        let plan = super::plan(sizing(8, 0, None), &members);
+        assert_eq!(plan.delete.len(), 6);
+        assert_eq!(plan.create, 6);
     }
 
     #[test]
