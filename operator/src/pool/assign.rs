@@ -8,6 +8,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::desktop::build::fnv1a;
 use crate::desktop::labels::{POOL_LABEL, RESET_ANNOTATION, reset_count};
 
 /// Rounds of reading the pool and trying some of its free desktops before giving up.
@@ -58,10 +59,7 @@ pub fn available(desktop: &Desktop) -> bool {
 /// Where a user starts looking among `n` free desktops: spread by the user's name, so that
 /// many users asking at once mostly try different desktops.
 fn start(user: &str, n: usize) -> usize {
-    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (hash % n as u64) as usize
+    (fnv1a(user.as_bytes()) % n as u64) as usize
 }
 
 /// Gives `user` a desktop of `pool` (in `api`'s namespace): the one they already have there,

@@ -7,6 +7,7 @@ use crds::{Desktop, DesktopPhase, DesktopPool, DesktopPoolStatus, SessionState};
 use kube::{Resource, ResourceExt};
 
 use super::plan::{Member, Plan, Sizing};
+use crate::desktop::build::fnv1a;
 use crate::desktop::labels::POOL_LABEL;
 
 /// The template a Desktop was made from, as a hash.
@@ -15,10 +16,7 @@ pub const TEMPLATE_HASH_LABEL: &str = "vdi.verdant.dev/template-hash";
 /// A short, stable hash of the pool's template: desktops made from another are out of date.
 pub fn template_hash(pool: &DesktopPool) -> String {
     let text = serde_json::to_string(&pool.spec.template).unwrap_or_default();
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("{:010x}", hash & 0xff_ffff_ffff)
+    format!("{:010x}", fnv1a(text.as_bytes()) & 0xff_ffff_ffff)
 }
 
 /// How the pool is sized.
