@@ -122,14 +122,7 @@ impl FrameTracker {
 
     /// The bounds of all of tile `t`.
     fn whole_tile(&self, t: usize) -> Bounds {
-        let tiles_x = self.width.div_ceil(TILE) as usize;
-        let (x, y) = ((t % tiles_x) as u32 * TILE, (t / tiles_x) as u32 * TILE);
-        Bounds {
-            x0: x,
-            y0: y,
-            x1: (x + TILE).min(self.width),
-            y1: (y + TILE).min(self.height),
-        }
+        tile_bounds(t, self.width, self.height)
     }
 
     /// Reads the framebuffer now; whether it changed.
@@ -333,20 +326,26 @@ pub fn coalesce(changed: &[bool], tiles_x: u32, width: u32, height: u32) -> Vec<
         .iter()
         .enumerate()
         .map(|(t, &hit)| {
-            let (x, y) = ((t as u32 % tiles_x) * TILE, (t as u32 / tiles_x) * TILE);
             if hit {
-                Bounds {
-                    x0: x,
-                    y0: y,
-                    x1: (x + TILE).min(width),
-                    y1: (y + TILE).min(height),
-                }
+                tile_bounds(t, width, height)
             } else {
                 Bounds::EMPTY
             }
         })
         .collect();
     join(&bounds, tiles_x)
+}
+
+/// All of tile `t` (row by row) of a `width` x `height` frame, cut at the frame's edges.
+fn tile_bounds(t: usize, width: u32, height: u32) -> Bounds {
+    let tiles_x = width.div_ceil(TILE) as usize;
+    let (x, y) = ((t % tiles_x) as u32 * TILE, (t / tiles_x) as u32 * TILE);
+    Bounds {
+        x0: x,
+        y0: y,
+        x1: (x + TILE).min(width),
+        y1: (y + TILE).min(height),
+    }
 }
 
 /// The rectangles an incremental update sends when `before` became `now` (`width` x `height`).
@@ -399,21 +398,24 @@ mod tests {
         assert_eq!(changed_rects(&before, &all, w, h), vec![(0, 0, w, h)]);
     }
 
-    #[test]
-    fn viewers_see_what_changed_since_they_last_looked() {
-        let (w, h) = (130u32, 70u32);
+    /// A `w` x `h` framebuffer in plain memory, and that memory to draw in as a guest would.
+    fn framebuffer(w: u32, h: u32) -> (GuestMemoryMmap, Framebuffer) {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(
             GuestAddress(FRAMEBUFFER_START),
             (w * h * 4) as usize,
         )])
         .unwrap();
-        let fb = Framebuffer::new(
-            mem.clone(),
-            DisplayConfig {
-                width: w,
-                height: h,
-            },
-        );
+        let display = DisplayConfig {
+            width: w,
+            height: h,
+        };
+        (mem.clone(), Framebuffer::new(mem, display))
+    }
+
+    #[test]
+    fn viewers_see_what_changed_since_they_last_looked() {
+        let (w, h) = (130u32, 70u32);
+        let (mem, fb) = framebuffer(w, h);
         let tracker = FrameTracker::new(w, h);
         let first = tracker.look(&fb, Duration::ZERO, 0, false);
         assert_eq!(
@@ -446,18 +448,7 @@ mod tests {
     #[test]
     fn a_viewer_one_generation_behind_gets_what_moved_as_copies() {
         let (w, h) = (640u32, 480u32);
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(
-            GuestAddress(FRAMEBUFFER_START),
-            (w * h * 4) as usize,
-        )])
-        .unwrap();
-        let fb = Framebuffer::new(
-            mem.clone(),
-            DisplayConfig {
-                width: w,
-                height: h,
-            },
-        );
+        let (mem, fb) = framebuffer(w, h);
         let draw = |left: u32| {
             let mut bytes = Vec::with_capacity((w * h * 4) as usize);
             for y in 0..h {
