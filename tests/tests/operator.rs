@@ -180,6 +180,26 @@ impl Env {
             .expect("desktop")
     }
 
+    /// Creates pool `name` with `spec` (replicas, assignment, session...) and a small
+    /// template.
+    async fn create_pool(&self, name: &str, mut spec: serde_json::Value) {
+        spec["template"] = json!({"spec": {
+            "resources": {"cpus": 1, "memory": "1Gi"},
+            "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+        }});
+        let pool: crds::DesktopPool = serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "DesktopPool",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .unwrap();
+        Api::<crds::DesktopPool>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &pool)
+            .await
+            .expect("pool");
+    }
+
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
         self.desktops()
             .patch(
@@ -862,20 +882,7 @@ async fn with_two_replicas_only_the_leader_writes_and_a_new_one_takes_over() {
 async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops() {
     let env = Env::start("team-p").await;
     let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-p");
-    let pool: crds::DesktopPool = serde_json::from_value(json!({
-        "apiVersion": "vdi.verdant.dev/v1alpha1",
-        "kind": "DesktopPool",
-        "metadata": {"name": "office"},
-        "spec": {
-            "replicas": 0,
-            "template": {"spec": {
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
-            }},
-        },
-    }))
-    .unwrap();
-    pools.create(&PostParams::default(), &pool).await.unwrap();
+    env.create_pool("office", json!({"replicas": 0})).await;
     let live = || async {
         let mut names: Vec<String> = env
             .desktops()
@@ -962,7 +969,6 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
     use operator::pool::assign::{AssignError, assign, release};
     let env = Env::start("team-r").await;
     let _reaper = env.kubelet.reap_in_background();
-    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-r");
     let api = env.desktops();
     // Plays the kubelet: the pod runs, then its display is ready.
     let start = |pod: Pod| {
@@ -973,21 +979,8 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
         }
     };
     for (pool, policy) in [("float", "Floating"), ("keep", "Dedicated")] {
-        let spec: crds::DesktopPool = serde_json::from_value(json!({
-            "apiVersion": "vdi.verdant.dev/v1alpha1",
-            "kind": "DesktopPool",
-            "metadata": {"name": pool},
-            "spec": {
-                "replicas": 1,
-                "assignment": policy,
-                "template": {"spec": {
-                    "resources": {"cpus": 1, "memory": "1Gi"},
-                    "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
-                }},
-            },
-        }))
-        .unwrap();
-        pools.create(&PostParams::default(), &spec).await.unwrap();
+        env.create_pool(pool, json!({"replicas": 1, "assignment": policy}))
+            .await;
         let name = format!("{pool}-0");
         let first = env.wait_pod(&name, None).await;
         start(first.clone()).await;
@@ -1049,20 +1042,7 @@ async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_th
     let _reaper = env.kubelet.reap_in_background();
     env.kill_operator();
     let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-k");
-    let pool: crds::DesktopPool = serde_json::from_value(json!({
-        "apiVersion": "vdi.verdant.dev/v1alpha1",
-        "kind": "DesktopPool",
-        "metadata": {"name": "big"},
-        "spec": {
-            "replicas": 200,
-            "template": {"spec": {
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
-            }},
-        },
-    }))
-    .unwrap();
-    pools.create(&PostParams::default(), &pool).await.unwrap();
+    env.create_pool("big", json!({"replicas": 200})).await;
     for round in 0..10u64 {
         env.start_operator(&format!("operator-round-{round}"));
         // Die somewhere in the middle of the work, at a different point each round.
@@ -1141,22 +1121,11 @@ async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_
     use operator::pool::assign::assign;
     let env = Env::start("team-s").await;
     let _reaper = env.kubelet.reap_in_background();
-    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-s");
-    let pool: crds::DesktopPool = serde_json::from_value(json!({
-        "apiVersion": "vdi.verdant.dev/v1alpha1",
-        "kind": "DesktopPool",
-        "metadata": {"name": "kiosk"},
-        "spec": {
-            "replicas": 1,
-            "session": {"disconnectTimeout": "5m", "maxDuration": "8h"},
-            "template": {"spec": {
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
-            }},
-        },
-    }))
-    .unwrap();
-    pools.create(&PostParams::default(), &pool).await.unwrap();
+    env.create_pool(
+        "kiosk",
+        json!({"replicas": 1, "session": {"disconnectTimeout": "5m", "maxDuration": "8h"}}),
+    )
+    .await;
     let first = env.wait_pod("kiosk-0", None).await;
     env.kubelet.schedule(&first.name_any()).await.unwrap();
     env.kubelet.run(&first.name_any(), true).await.unwrap();
@@ -1206,20 +1175,7 @@ async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_
 async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of_date() {
     let env = Env::start("team-t").await;
     let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-t");
-    let pool: crds::DesktopPool = serde_json::from_value(json!({
-        "apiVersion": "vdi.verdant.dev/v1alpha1",
-        "kind": "DesktopPool",
-        "metadata": {"name": "lab"},
-        "spec": {
-            "replicas": 2,
-            "template": {"spec": {
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
-            }},
-        },
-    }))
-    .unwrap();
-    pools.create(&PostParams::default(), &pool).await.unwrap();
+    env.create_pool("lab", json!({"replicas": 2})).await;
     let cpus = |name: &'static str| {
         let api = env.desktops();
         async move { api.get(name).await.ok().map(|d| d.spec.resources.cpus) }
