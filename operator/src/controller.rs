@@ -10,8 +10,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 
 use crate::Error;
@@ -47,10 +47,11 @@ impl Context {
         }
     }
 
-    /// Publishes an event about `desktop`; a failure to publish is logged, not fatal.
-    pub async fn event(
+    /// Publishes an event about `object` (a Desktop or a pool); a failure to publish is
+    /// logged, not fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
-        desktop: &Desktop,
+        object: &K,
         type_: EventType,
         reason: &str,
         action: &str,
@@ -63,11 +64,7 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self
-            .recorder
-            .publish(&event, &desktop.object_ref(&()))
-            .await
-        {
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }
@@ -164,18 +161,34 @@ pub async fn run_controllers(
     let mut runs = Vec::new();
     let mut stores = Vec::new();
     for (desktops, pods, pools) in apis {
-        // The pool controller: a pool is reconciled when it or one of its desktops changes.
-        let pool_controller = Controller::new(pools, watcher::Config::default())
-            .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
-            .owns(
+        // The pool controller: a pool is reconciled when it or one of its desktops changes,
+        // and reads its desktops from the cache that watch fills, which has seen every change
+        // that triggered the reconcile (no list of the pool's desktops per reconcile).
+        let (members, writer) = reflector::store();
+        let member_events = reflector(
+            writer,
+            watcher(
                 desktops.clone(),
                 watcher::Config::default().labels(crate::desktop::labels::POOL_LABEL),
-            )
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+        let pool_controller = Controller::new(pools, watcher::Config::default())
+            .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
+            .owns_stream(member_events)
             .graceful_shutdown_on(shutdown.clone());
-        let pool_ctx = Arc::clone(&ctx);
+        let pool_ctx = Arc::new(crate::pool::PoolContext {
+            ctx: Arc::clone(&ctx),
+            members,
+        });
         runs.push(Box::pin(
             pool_controller
-                .run(crate::pool::reconcile, error_policy, pool_ctx)
+                .run(
+                    crate::pool::reconcile,
+                    |pool, error, pool_ctx| error_policy(pool, error, Arc::clone(&pool_ctx.ctx)),
+                    pool_ctx,
+                )
                 .for_each(|result| async move {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "pool reconcile stream");

@@ -90,7 +90,7 @@ fn parse_admin(args: &[String]) -> Option<Result<Admin, String>> {
 
 /// Runs an admin command against the cluster of $KUBECONFIG.
 fn admin(command: Admin) -> ExitCode {
-    use operator::pool::assign::{assign, release};
+    use operator::pool::assign::{Assigner, release};
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -119,7 +119,8 @@ fn admin(command: Admin) -> ExitCode {
                 namespace,
             } => {
                 let (api, ns) = api(namespace);
-                let desktop = assign(&api, &pool, &user)
+                let desktop = Assigner::new(api)
+                    .assign(&pool, &user)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(format!(

@@ -1,6 +1,7 @@
 //! Giving pool desktops to users (`operator::pool::assign`) against a real kube-apiserver:
-//! many users at once never share a desktop, and no desktop gets two users; the same user
-//! asking again gets the same desktop; with nothing free the answer says so.
+//! many users at once, through several assigners (as several broker replicas would), never
+//! share a desktop, and no desktop gets two users; the same user asking again, even many times
+//! at once, gets the same desktop; with nothing free the answer says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +10,7 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use operator::pool::assign::{AssignError, assign, release};
+use operator::pool::assign::{AssignError, Assigner, release};
 use serde_json::json;
 use tests::ControlPlane;
 use tests::controlplane::install_crds;
@@ -86,11 +87,20 @@ async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times(
     let cp = ControlPlane::start().await.expect("control plane");
     let api = pool_api(&cp, "rush").await;
     ready_pool(&api, 100).await;
+    // Four assigners, each with its own cache, as four broker replicas would be: users of
+    // different ones race for the same desktops through the apiserver's preconditions.
+    let assigners: Vec<Assigner> = (0..4).map(|_| Assigner::new(api.clone())).collect();
     let mut rounds = Vec::new();
     for round in 0..20 {
         let users: Vec<String> = (0..200).map(|i| format!("r{round}-user-{i}")).collect();
         let started = std::time::Instant::now();
-        let results = join_all(users.iter().map(|u| assign(&api, POOL, u))).await;
+        let results = join_all(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| assigners[i % assigners.len()].assign(POOL, u)),
+        )
+        .await;
         rounds.push(started.elapsed());
         let mut given = BTreeMap::new();
         let mut refused = 0;
@@ -121,14 +131,14 @@ async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times(
         assert!(owners(&api).await.is_empty());
         // A released desktop is not given again before the operator has caught up with it.
         assert!(matches!(
-            assign(&api, POOL, "too-early").await,
+            Assigner::new(api.clone()).assign(POOL, "too-early").await,
             Err(AssignError::NoDesktopAvailable { .. })
         ));
         settle(&api).await;
     }
     rounds.sort();
     println!(
-        "200 concurrent assigns on 100 Ready desktops: median {:?} a round (min {:?}, max {:?}, 20 rounds)",
+        "200 concurrent assigns (4 assigners) on 100 Ready desktops: median {:?} a round (min {:?}, max {:?}, 20 rounds)",
         rounds[rounds.len() / 2],
         rounds[0],
         rounds[rounds.len() - 1]
@@ -139,7 +149,9 @@ async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times(
 async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
     let cp = ControlPlane::start().await.expect("control plane");
     let api = pool_api(&cp, "steady").await;
-    let refused = assign(&api, POOL, "alice")
+    let assigner = Assigner::new(api.clone());
+    let refused = assigner
+        .assign(POOL, "alice")
         .await
         .expect_err("no desktops yet");
     assert!(
@@ -149,10 +161,24 @@ async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
         "{refused}"
     );
     ready_pool(&api, 3).await;
-    let first = assign(&api, POOL, "alice").await.unwrap();
-    assert_eq!(assign(&api, POOL, "alice").await.unwrap(), first);
-    let other = assign(&api, POOL, "bob").await.unwrap();
+    // Ten requests of one user at once: one desktop.
+    let first: BTreeSet<String> = join_all((0..10).map(|_| assigner.assign(POOL, "alice")))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let first = first.into_iter().next().unwrap();
+    // Again, and through another assigner.
+    assert_eq!(assigner.assign(POOL, "alice").await.unwrap(), first);
+    let other_broker = Assigner::new(api.clone());
+    assert_eq!(other_broker.assign(POOL, "alice").await.unwrap(), first);
+    let other = assigner.assign(POOL, "bob").await.unwrap();
     assert_ne!(other, first);
+    assert_eq!(
+        owners(&api).await,
+        BTreeMap::from([(first.clone(), "alice".into()), (other, "bob".into())])
+    );
     release(&api, &first).await.unwrap();
     assert!(!owners(&api).await.contains_key(&first));
     // Releasing a desktop nobody has is not an error.

@@ -930,12 +930,78 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
     let read = pools.get_scale("office").await.unwrap();
     assert_eq!(read.spec.and_then(|s| s.replicas), Some(20));
 
-    // Three users sit at desktops; the pool shrinks to 5: the unassigned go, not them.
+    let created = env.events_for("office").await;
+    assert!(
+        created
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Created")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("Created 20 desktops: office-0, office-1,"))),
+        "an event on the pool names what it created: {created:?}"
+    );
+
+    // Ten desktops start (the test plays their kubelet), and three users sit at desktops, two
+    // of them Ready.
+    let _reaper = env.kubelet.reap_in_background();
+    let ready: Vec<String> = (0..10).map(|i| format!("office-{i}")).collect();
+    for name in &ready {
+        let pod = env.wait_pod(name, None).await;
+        env.kubelet.schedule(&pod.name_any()).await.unwrap();
+        env.kubelet.run(&pod.name_any(), true).await.unwrap();
+    }
+    for name in &ready {
+        env.wait_phase(name, DesktopPhase::Ready).await;
+    }
     let assigned = ["office-3", "office-7", "office-11"];
     for (i, name) in assigned.iter().enumerate() {
         env.patch_spec(name, json!({"user": format!("user-{i}")}))
             .await;
     }
+    eventually("the pool counts its users", LIMIT, || async {
+        let status = pools.get("office").await.ok()?.status?;
+        (status.assigned == 3 && status.ready == 10).then_some(())
+    })
+    .await;
+
+    // Every deletion, in the order the apiserver saw them.
+    let deleted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watch = {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let deleted = std::sync::Arc::clone(&deleted);
+        let stream = watcher(env.desktops(), watcher::Config::default());
+        let (listed, listed_rx) = tokio::sync::oneshot::channel();
+        let mut listed = Some(listed);
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(Ok(event)) = stream.next().await {
+                // With no finalizer a deletion shows as the object going; with one, as its
+                // deletion timestamp.
+                if matches!(event, watcher::Event::InitDone)
+                    && let Some(listed) = listed.take()
+                {
+                    let _ = listed.send(());
+                }
+                let gone = match event {
+                    watcher::Event::Delete(d) => Some(d),
+                    watcher::Event::Apply(d) if d.metadata.deletion_timestamp.is_some() => Some(d),
+                    _ => None,
+                };
+                if let Some(name) = gone.map(|d| d.name_any())
+                    && seen.insert(name.clone())
+                {
+                    deleted.lock().unwrap().push(name);
+                }
+            }
+        });
+        listed_rx.await.expect("the watch lists the desktops");
+        task
+    };
+
+    // Shrink to 5: the 9 unassigned desktops that are not Ready go first, then 6 of the 8
+    // unassigned Ready ones; the assigned stay.
     scale(5).await;
     let left = eventually("5 desktops", LIMIT, || async {
         let names = live().await;
@@ -948,6 +1014,59 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
             "{name} was removed: {left:?}"
         );
     }
+    let order = eventually("15 deletions seen", LIMIT, || async {
+        let order = deleted.lock().unwrap().clone();
+        (order.len() == 15).then_some(order)
+    })
+    .await;
+    let is_ready = |name: &String| ready.contains(name);
+    let not_ready_first = order.iter().take(9).all(|n| !is_ready(n));
+    assert!(
+        not_ready_first && order.iter().skip(9).all(is_ready),
+        "not-Ready unassigned desktops go before Ready ones: {order:?}"
+    );
+    assert!(order.iter().all(|n| !assigned.contains(&n.as_str())));
+    let scaled = env.events_for("office").await;
+    assert!(
+        scaled
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ScaledDown")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("Deleted 15 desktops to scale down to 5: "))),
+        "{scaled:?}"
+    );
+
+    // Capped at one desktop with three users: assigned desktops go too, but never the one
+    // whose session is connected.
+    env.desktops()
+        .patch_status(
+            "office-3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"assignment": {
+                "user": "user-0",
+                "since": k8s_openapi::jiff::Timestamp::now().to_string(),
+                "session": "Connected",
+            }}})),
+        )
+        .await
+        .unwrap();
+    pools
+        .patch(
+            "office",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0, "maxReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+    let left = eventually("only the connected desktop", LIMIT, || async {
+        let names = live().await;
+        (names == ["office-3"]).then_some(names)
+    })
+    .await;
+    assert_eq!(left, ["office-3"]);
+    watch.abort();
+
     // Everything left is the pool's own, labelled with the template it was made from.
     for desktop in env
         .desktops()
@@ -966,10 +1085,11 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one_is_kept() {
-    use operator::pool::assign::{AssignError, assign, release};
+    use operator::pool::assign::{AssignError, Assigner, release};
     let env = Env::start("team-r").await;
     let _reaper = env.kubelet.reap_in_background();
     let api = env.desktops();
+    let assigner = Assigner::new(api.clone());
     // Plays the kubelet: the pod runs, then its display is ready.
     let start = |pod: Pod| {
         let env = &env;
@@ -986,7 +1106,7 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
         start(first.clone()).await;
         env.wait_phase(&name, DesktopPhase::Ready).await;
         let given = eventually("a desktop for alice", LIMIT, || async {
-            assign(&api, pool, "alice").await.ok()
+            assigner.assign(pool, "alice").await.ok()
         })
         .await;
         assert_eq!(given, name);
@@ -996,12 +1116,12 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
             // Alice's VM goes; until the fresh one is Ready, nobody gets the desktop.
             let fresh = env.wait_pod(&name, Some(&first)).await;
             assert!(matches!(
-                assign(&api, pool, "bob").await,
+                assigner.assign(pool, "bob").await,
                 Err(AssignError::NoDesktopAvailable { .. })
             ));
             start(fresh.clone()).await;
             let given = eventually("the reset desktop for bob", LIMIT, || async {
-                assign(&api, pool, "bob").await.ok()
+                assigner.assign(pool, "bob").await.ok()
             })
             .await;
             assert_eq!(given, name);
@@ -1018,7 +1138,7 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
             // Dedicated: the same launcher, available again once the operator has seen the
             // release.
             let given = eventually("the kept desktop for bob", LIMIT, || async {
-                assign(&api, pool, "bob").await.ok()
+                assigner.assign(pool, "bob").await.ok()
             })
             .await;
             assert_eq!(given, name);
@@ -1118,7 +1238,7 @@ async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_event() {
-    use operator::pool::assign::assign;
+    use operator::pool::assign::Assigner;
     let env = Env::start("team-s").await;
     let _reaper = env.kubelet.reap_in_background();
     env.create_pool(
@@ -1131,8 +1251,9 @@ async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_
     env.kubelet.run(&first.name_any(), true).await.unwrap();
     env.wait_phase("kiosk-0", DesktopPhase::Ready).await;
     let api = env.desktops();
+    let assigner = Assigner::new(api.clone());
     eventually("kiosk-0 for alice", LIMIT, || async {
-        assign(&api, "kiosk", "alice").await.ok()
+        assigner.assign("kiosk", "alice").await.ok()
     })
     .await;
     // The broker reports alice connected an hour ago, then gone 10 minutes ago.

@@ -87,7 +87,7 @@ pub async fn reconcile(desktop: Arc<Desktop>, ctx: Arc<Context>) -> Result<Actio
         }
         let pod = desired.pod_name.clone().unwrap_or_default();
         ctx.event(
-            &desktop,
+            &*desktop,
             EventType::Normal,
             "DisplayReady",
             "Ready",
@@ -97,7 +97,7 @@ pub async fn reconcile(desktop: Arc<Desktop>, ctx: Arc<Context>) -> Result<Actio
     }
     if let (Some(invalid), false) = (&invalid, before == Some(DesktopPhase::Failed)) {
         ctx.event(
-            &desktop,
+            &*desktop,
             EventType::Warning,
             invalid.reason,
             "Validate",

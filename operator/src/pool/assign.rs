@@ -1,21 +1,37 @@
 //! Giving pool desktops to users, as the broker will and as an admin can by hand
-//! (`verdant-operator assign`/`release`). A desktop is taken by writing its `spec.user` with
-//! the resourceVersion it was read at, so of two callers racing for one desktop exactly one
-//! wins; the loser tries another. The same user asking again gets the desktop they have.
+//! (`verdant-operator assign`/`release`).
+//!
+//! An [`Assigner`] keeps a watch cache of a namespace's pool desktops, so a user's request
+//! costs one write, not a list of the pool. A desktop is taken by writing its `spec.user` with
+//! the resourceVersion it was read at: of two callers racing for one desktop, in this process
+//! or another, exactly one wins, and the loser tries another. Within one process, callers
+//! never pick a desktop another caller is taking, and one user's requests run one at a time,
+//! so the same user asking again (even at once) gets the desktop they have.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crds::{AssignmentPolicy, Desktop, DesktopPhase, DesktopPool};
-use kube::api::{ListParams, Patch, PatchParams};
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::desktop::build::fnv1a;
 use crate::desktop::labels::{POOL_LABEL, RESET_ANNOTATION, reset_count};
 
-/// Rounds of reading the pool and trying some of its free desktops before giving up.
+/// Rounds of release's read-and-write before giving up on conflicts.
 const ROUNDS: usize = 50;
-/// Free desktops tried per reading of the pool: after a few conflicts the list is stale
-/// (others are taking desktops too), and reading again is cheaper than trying every one.
-const TRIES_PER_READ: usize = 3;
+/// How long an assign waits for the cache to catch up with desktops it found changed (a
+/// conflict) before it says that none is available.
+const CATCH_UP: Duration = Duration::from_secs(2);
+/// How often the cache is looked at while catching up.
+const CATCH_UP_POLL: Duration = Duration::from_millis(10);
+/// How long an assign waits for the first list of desktops before it gives up.
+const FIRST_LIST: Duration = Duration::from_secs(15);
 
 /// Why a user got no desktop.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +47,9 @@ pub enum AssignError {
     /// The desktop to release does not exist.
     #[error("desktop {0} not found")]
     NotFound(String),
+    /// The pool desktops could not be listed (no permission, or no apiserver).
+    #[error("cannot list the pool's desktops: {0}")]
+    NoList(String),
     /// The API server failed.
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
@@ -57,53 +76,244 @@ pub fn available(desktop: &Desktop) -> bool {
 }
 
 /// Where a user starts looking among `n` free desktops: spread by the user's name, so that
-/// many users asking at once mostly try different desktops.
+/// many users asking at once (through different processes) mostly try different desktops.
 fn start(user: &str, n: usize) -> usize {
     (fnv1a(user.as_bytes()) % n as u64) as usize
 }
 
-/// Gives `user` a desktop of `pool` (in `api`'s namespace): the one they already have there,
-/// else an available one. Returns its name.
-pub async fn assign(api: &Api<Desktop>, pool: &str, user: &str) -> Result<String, AssignError> {
-    let selector = ListParams::default().labels(&format!("{POOL_LABEL}={pool}"));
-    for _ in 0..ROUNDS {
-        let desktops = api.list(&selector).await?.items;
-        if let Some(mine) = desktops.iter().find(|d| {
-            d.spec.user.as_deref() == Some(user) && d.metadata.deletion_timestamp.is_none()
-        }) {
-            return Ok(mine.name_any());
+/// A desktop this process wrote to (or tried to), remembered until the cache has a version
+/// other than the one the write was based on.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The resourceVersion the write was conditional on.
+    seen: Option<String>,
+    /// The user it went to, once the write succeeded.
+    user: Option<String>,
+}
+
+/// What one process's callers share beyond the cache.
+#[derive(Debug, Default)]
+struct Local {
+    /// Desktops being taken or just taken (or found changed) that the cache has not caught
+    /// up with yet, by name.
+    pending: HashMap<String, Pending>,
+    /// One lock per user with a request in flight.
+    users: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// What to do after looking at the cache.
+enum Pick {
+    /// The user has this desktop already.
+    Theirs(String),
+    /// Try to take this desktop, conditional on this resourceVersion.
+    Take(String, Option<String>),
+    /// Nothing free, but some desktops changed after the cache saw them.
+    Wait,
+    /// Nothing free.
+    None,
+}
+
+/// Gives users desktops of the pools in one namespace, from a watch cache of their desktops.
+/// Clone-free: share it (`Arc`) among callers; dropping it stops the watch.
+pub struct Assigner {
+    api: Api<Desktop>,
+    cache: Store<Desktop>,
+    local: Mutex<Local>,
+    /// Whether the cache has been filled by a first list.
+    listed: tokio::sync::watch::Receiver<bool>,
+    /// The watch's last error, until it lists.
+    watch_error: Arc<Mutex<Option<String>>>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Assigner {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+impl Assigner {
+    /// Starts watching the pool desktops of `api`'s namespace. Needs a Tokio runtime; calls
+    /// wait until the first list is in.
+    pub fn new(api: Api<Desktop>) -> Self {
+        let (cache, writer) = reflector::store();
+        let stream = reflector::reflector(
+            writer,
+            watcher(api.clone(), watcher::Config::default().labels(POOL_LABEL)),
+        )
+        .default_backoff();
+        let watch_error = Arc::new(Mutex::new(None));
+        let errors = Arc::clone(&watch_error);
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let watch = tokio::spawn(async move {
+            stream
+                .for_each(|event| {
+                    match event {
+                        Ok(watcher::Event::InitDone) => {
+                            listed_tx.send_replace(true);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "watch of pool desktops failed; retrying");
+                            *errors.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        }
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        });
+        Self {
+            api,
+            cache,
+            local: Mutex::new(Local::default()),
+            listed,
+            watch_error,
+            watch,
         }
-        let free: Vec<&Desktop> = desktops.iter().filter(|d| available(d)).collect();
-        if free.is_empty() {
-            break;
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives `user` a desktop of `pool`: the one they already have there, else an available
+    /// one. Returns its name.
+    pub async fn assign(&self, pool: &str, user: &str) -> Result<String, AssignError> {
+        // (The store's own wait_until_ready wakes only one of many waiters.)
+        let mut listed = self.listed.clone();
+        if !matches!(
+            tokio::time::timeout(FIRST_LIST, listed.wait_for(|listed| *listed)).await,
+            Ok(Ok(_))
+        ) {
+            let error = self
+                .watch_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Err(AssignError::NoList(error.unwrap_or_else(|| {
+                format!("no answer in {} s", FIRST_LIST.as_secs())
+            })));
         }
-        let first = start(user, free.len());
-        for desktop in free[first..]
-            .iter()
-            .chain(&free[..first])
-            .take(TRIES_PER_READ)
-        {
-            // The resourceVersion makes the write conditional: a desktop someone else took
-            // since the list answers 409 Conflict.
-            let patch = json!({
-                "metadata": {"resourceVersion": desktop.resource_version()},
-                "spec": {"user": user},
-            });
-            match api
-                .patch(
-                    &desktop.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => return Ok(desktop.name_any()),
-                Err(e) if is_conflict(&e) || is_not_found(&e) => continue,
-                Err(e) => return Err(e.into()),
+        let lock = Arc::clone(self.local().users.entry(user.to_owned()).or_default());
+        let result = {
+            let _one_at_a_time = lock.lock().await;
+            self.assign_locked(pool, user).await
+        };
+        let mut local = self.local();
+        // The map's and ours: nobody else waits for this user.
+        if Arc::strong_count(&lock) == 2 {
+            local.users.remove(user);
+        }
+        result
+    }
+
+    async fn assign_locked(&self, pool: &str, user: &str) -> Result<String, AssignError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.pick(pool, user) {
+                Pick::Theirs(name) => return Ok(name),
+                Pick::None => {
+                    return Err(AssignError::NoDesktopAvailable { pool: pool.into() });
+                }
+                Pick::Wait if waited >= CATCH_UP => {
+                    return Err(AssignError::NoDesktopAvailable { pool: pool.into() });
+                }
+                Pick::Wait => {
+                    tokio::time::sleep(CATCH_UP_POLL).await;
+                    waited += CATCH_UP_POLL;
+                }
+                Pick::Take(name, seen) => {
+                    // The resourceVersion makes the write conditional: a desktop someone
+                    // else took since the cache saw it answers 409 Conflict.
+                    let patch = json!({
+                        "metadata": {"resourceVersion": seen},
+                        "spec": {"user": user},
+                    });
+                    let result = self
+                        .api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                    let mut local = self.local();
+                    match result {
+                        Ok(_) => {
+                            if let Some(p) = local.pending.get_mut(&name) {
+                                p.user = Some(user.to_owned());
+                            }
+                            return Ok(name);
+                        }
+                        // Changed or gone since the cache saw it: skipped until the cache
+                        // catches up (the entry stays).
+                        Err(e) if is_conflict(&e) || is_not_found(&e) => {}
+                        Err(e) => {
+                            local.pending.remove(&name);
+                            return Err(e.into());
+                        }
+                    }
+                }
             }
         }
     }
-    Err(AssignError::NoDesktopAvailable { pool: pool.into() })
+
+    /// Looks at the cache (and what this process is writing) for `user`'s desktop in
+    /// `pool`, or a free one to take; a desktop to take is marked pending before the lock
+    /// is let go, so no other caller here picks it.
+    fn pick(&self, pool: &str, user: &str) -> Pick {
+        let desktops: Vec<Arc<Desktop>> = self
+            .cache
+            .state()
+            .into_iter()
+            .filter(|d| d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool))
+            .collect();
+        let mut local = self.local();
+        // Forget what the cache has caught up with.
+        local.pending.retain(|name, p| {
+            desktops
+                .iter()
+                .any(|d| &d.name_any() == name && d.metadata.resource_version == p.seen)
+        });
+        if let Some(mine) = desktops.iter().find(|d| {
+            d.spec.user.as_deref() == Some(user)
+                && d.metadata.deletion_timestamp.is_none()
+                && !local.pending.contains_key(&d.name_any())
+        }) {
+            return Pick::Theirs(mine.name_any());
+        }
+        if let Some((name, _)) = local
+            .pending
+            .iter()
+            .find(|(_, p)| p.user.as_deref() == Some(user))
+        {
+            return Pick::Theirs(name.clone());
+        }
+        let free: Vec<&Arc<Desktop>> = desktops
+            .iter()
+            .filter(|d| available(d) && !local.pending.contains_key(&d.name_any()))
+            .collect();
+        if free.is_empty() {
+            let changed = desktops.iter().any(|d| {
+                local
+                    .pending
+                    .get(&d.name_any())
+                    .is_some_and(|p| p.user.is_none())
+            });
+            return if changed { Pick::Wait } else { Pick::None };
+        }
+        let desktop = free[start(user, free.len())];
+        let seen = desktop.resource_version();
+        local.pending.insert(
+            desktop.name_any(),
+            Pending {
+                seen: seen.clone(),
+                user: None,
+            },
+        );
+        Pick::Take(desktop.name_any(), seen)
+    }
+
+    /// Takes desktop `name` back from its user (see [`release`]).
+    pub async fn release(&self, name: &str) -> Result<(), AssignError> {
+        release(&self.api, name).await
+    }
 }
 
 /// Takes desktop `name` (in `api`'s namespace) back from its user. In a Floating pool the

@@ -29,9 +29,9 @@ pub fn sizing(pool: &DesktopPool) -> Sizing {
 }
 
 /// What the controller knows of each of the pool's `desktops`.
-pub fn members(desktops: &[Desktop], hash: &str) -> Vec<Member> {
+pub fn members<'a>(desktops: impl IntoIterator<Item = &'a Desktop>, hash: &str) -> Vec<Member> {
     desktops
-        .iter()
+        .into_iter()
         .map(|d| {
             let status = d.status.as_ref();
             Member {
@@ -57,8 +57,12 @@ pub fn members(desktops: &[Desktop], hash: &str) -> Vec<Member> {
 /// Names for `count` new desktops of `pool`: `<pool>-<n>` with the lowest numbers no desktop
 /// has. Names are fixed by number, so a create repeated after a restart fails as already
 /// there instead of making a desktop too many.
-pub fn new_names(pool: &str, existing: &[Desktop], count: usize) -> Vec<String> {
-    let taken: BTreeSet<String> = existing.iter().map(|d| d.name_any()).collect();
+pub fn new_names<'a>(
+    pool: &str,
+    existing: impl IntoIterator<Item = &'a Desktop>,
+    count: usize,
+) -> Vec<String> {
+    let taken: BTreeSet<String> = existing.into_iter().map(|d| d.name_any()).collect();
     (0..)
         .map(|n| format!("{pool}-{n}"))
         .filter(|name| !taken.contains(name))

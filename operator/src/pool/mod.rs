@@ -12,15 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::{AssignmentPolicy, Desktop, DesktopPool};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
 use crate::Error;
 use crate::controller::Context;
 use crate::desktop::apply::FIELD_MANAGER;
-use crate::desktop::labels::POOL_LABEL;
 
 /// The condition on an assigned desktop made from an old template.
 pub const OUT_OF_DATE: &str = "OutOfDate";
@@ -31,25 +32,50 @@ const POOL_FIELD_MANAGER: &str = "verdant-operator-pool";
 /// How often every pool is looked at again, events or not.
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// Desktops created at once by one reconcile.
+const CREATES_IN_FLIGHT: usize = 32;
+/// Desktop names an event lists before it says "and N more".
+const NAMES_IN_EVENT: usize = 10;
+
+/// What the pool controller's reconciles share: the operator's context and the cache of pool
+/// desktops, filled by the watch that triggers the pool's reconciles.
+pub struct PoolContext {
+    /// The operator's context (client, options, events, metrics).
+    pub ctx: Arc<Context>,
+    /// Every desktop that belongs to a pool, in the namespaces this controller watches.
+    pub members: Store<Desktop>,
+}
+
+/// `names` for an event: the first few, then how many more.
+fn list_names(names: &[String]) -> String {
+    let shown = names[..names.len().min(NAMES_IN_EVENT)].join(", ");
+    match names.len().saturating_sub(NAMES_IN_EVENT) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// Reconciles one DesktopPool.
-pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(pool: Arc<DesktopPool>, pctx: Arc<PoolContext>) -> Result<Action, Error> {
+    let ctx = &pctx.ctx;
     // Never create desktops into a terminating pool; garbage collection removes them.
     if pool.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let ns = pool.namespace().unwrap_or_default();
     let desktops: Api<Desktop> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = ListParams::default().labels(&format!("{POOL_LABEL}={}", pool.name_any()));
-    // Only the desktops this pool owns (a same-labelled stranger is left alone).
-    let owned: Vec<Desktop> = desktops
-        .list(&selector)
-        .await?
-        .items
+    // Only the desktops this pool owns (a same-labelled stranger is left alone), from the
+    // cache: it may lag the apiserver by a moment, which costs at most a create that finds
+    // its name taken or a delete refused by its precondition, and another reconcile.
+    let owned: Vec<Arc<Desktop>> = pctx
+        .members
+        .state()
         .into_iter()
         .filter(|d| {
-            d.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == pool.metadata.uid.as_ref())
+            d.namespace().as_deref() == Some(ns.as_str())
+                && d.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == pool.metadata.uid.as_ref())
         })
         .collect();
 
@@ -74,7 +100,7 @@ pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Acti
                         .await
                         .map_err(|e| Error::Pool(e.to_string()))?;
                     ctx.event(
-                        desktop,
+                        &**desktop,
                         EventType::Normal,
                         expired.reason,
                         "Release",
@@ -87,25 +113,110 @@ pub async fn reconcile(pool: Arc<DesktopPool>, ctx: Arc<Context>) -> Result<Acti
     }
 
     let hash = build::template_hash(&pool);
-    let members = build::members(&owned, &hash);
+    let members = build::members(owned.iter().map(|d| &**d), &hash);
     let plan = plan::plan(build::sizing(&pool), &members);
 
+    let mut deleted = Vec::new();
     for name in &plan.delete {
-        match desktops.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
+        // Deleted only as planned: a desktop assigned (or otherwise changed) since the cache
+        // saw it answers 409 Conflict and is planned again.
+        let Some(desktop) = owned.iter().find(|d| &d.name_any() == name) else {
+            continue;
+        };
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: desktop.resource_version(),
+                uid: desktop.uid(),
+            }),
+            ..DeleteParams::default()
+        };
+        match desktops.delete(name, &params).await {
+            Ok(_) => deleted.push(name.clone()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
     }
+    let scaled_down = deleted
+        .iter()
+        .filter(|n| plan.delete[..plan.scale_down].contains(n))
+        .cloned()
+        .collect::<Vec<_>>();
+    let replaced = deleted
+        .iter()
+        .filter(|n| !scaled_down.contains(n))
+        .cloned()
+        .collect::<Vec<_>>();
+    if !scaled_down.is_empty() {
+        let note = format!(
+            "Deleted {} desktops to scale down to {}: {}",
+            scaled_down.len(),
+            plan.desired,
+            list_names(&scaled_down)
+        );
+        ctx.event(&*pool, EventType::Normal, "ScaledDown", "Delete", note)
+            .await;
+    }
+    if !replaced.is_empty() {
+        let note = format!(
+            "Deleted {} desktops made from an older template, to be made again: {}",
+            replaced.len(),
+            list_names(&replaced)
+        );
+        ctx.event(&*pool, EventType::Normal, "TemplateChanged", "Delete", note)
+            .await;
+    }
+
     // Replaced desktops leave their names free only once gone: new ones take other numbers.
-    for name in build::new_names(&pool.name_any(), &owned, plan.create as usize) {
+    // Creates go a few dozen at a time; the first failure (not "made already") stops them.
+    let names = build::new_names(
+        &pool.name_any(),
+        owned.iter().map(|d| &**d),
+        plan.create as usize,
+    );
+    let mut creates = futures::stream::iter(names.into_iter().map(|name| {
         let desktop = build::desktop(&pool, &name, &hash);
-        match desktops.create(&PostParams::default(), &desktop).await {
-            Ok(_) => {}
-            // Made already (by this replica before a restart, or the one before it).
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
+        let desktops = desktops.clone();
+        async move {
+            match desktops.create(&PostParams::default(), &desktop).await {
+                Ok(_) => Ok(Some(name)),
+                // Made already (by this replica before a restart, or the one before it).
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+                Err(e) => Err(e),
+            }
         }
+    }))
+    .buffer_unordered(CREATES_IN_FLIGHT);
+    let mut created = Vec::new();
+    let mut failed = None;
+    while let Some(result) = creates.next().await {
+        match result {
+            Ok(Some(name)) => created.push(name),
+            Ok(None) => {}
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if !created.is_empty() {
+        created.sort_by_key(|n| (n.len(), n.clone()));
+        let note = format!(
+            "Created {} desktops: {}",
+            created.len(),
+            list_names(&created)
+        );
+        ctx.event(&*pool, EventType::Normal, "Created", "Create", note)
+            .await;
+    }
+    if let Some(e) = failed {
+        ctx.event(
+            &*pool,
+            EventType::Warning,
+            "CreateFailed",
+            "Create",
+            format!("Cannot create desktops: {e}"),
+        )
+        .await;
+        return Err(e.into());
     }
 
     // Assigned desktops made from an old template say so; they are replaced when released.

@@ -59,6 +59,9 @@ pub struct Plan {
     pub create: i32,
     /// Desktops to delete, in order: for scaling down, or to be replaced by current ones.
     pub delete: Vec<String>,
+    /// How many of the first of [`Plan::delete`] go because the pool shrinks; the rest are
+    /// replaced by desktops from the current template.
+    pub scale_down: usize,
     /// Assigned desktops made from an old template: they get an `OutOfDate` condition and
     /// are replaced when released.
     pub out_of_date: Vec<String>,
@@ -109,6 +112,7 @@ pub fn plan(sizing: Sizing, members: &[Member]) -> Plan {
         .take(surplus)
         .map(|(_, m)| m.name.clone())
         .collect();
+    plan.scale_down = plan.delete.len();
 
     // Replace out-of-date unassigned desktops: each one deleted is created again from the
     // current template. Those not Ready cost nothing (they serve nobody yet); Ready ones only
