@@ -178,10 +178,7 @@ pub async fn run_controllers(
             .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
             .owns_stream(member_events)
             .graceful_shutdown_on(shutdown.clone());
-        let pool_ctx = Arc::new(crate::pool::PoolContext {
-            ctx: Arc::clone(&ctx),
-            members,
-        });
+        let pool_ctx = Arc::new(crate::pool::PoolContext::new(Arc::clone(&ctx), members));
         runs.push(Box::pin(
             pool_controller
                 .run(
@@ -196,20 +193,33 @@ pub async fn run_controllers(
                 }),
         )
             as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+        // The Desktop controller: a desktop is reconciled when it or its launcher pod
+        // changes, and reads its pods from the cache that watch fills.
+        let (pod_cache, writer) = reflector::store();
+        let pod_events = reflector(
+            writer,
+            watcher(
+                pods,
+                watcher::Config::default().labels(crate::desktop::labels::DESKTOP_LABEL),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
         let controller = Controller::new(desktops, watcher::Config::default())
             // Coalesce bursts (a pod bound and started in one go) into one reconcile, and so
             // into one status write.
             .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
-            .owns(
-                pods,
-                watcher::Config::default().labels(crate::desktop::labels::DESKTOP_LABEL),
-            )
+            .owns_stream(pod_events)
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
-        let ctx = Arc::clone(&ctx);
+        let desktop_ctx = Arc::new(desktop::DesktopContext::new(Arc::clone(&ctx), pod_cache));
         runs.push(Box::pin(
             controller
-                .run(desktop::reconcile, error_policy, ctx)
+                .run(
+                    desktop::reconcile,
+                    |desktop, error, dctx| error_policy(desktop, error, Arc::clone(&dctx.ctx)),
+                    desktop_ctx,
+                )
                 .for_each(|result| async move {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "reconcile stream");

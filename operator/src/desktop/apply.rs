@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use crds::Desktop;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
 use super::build::{self, BuildContext};
@@ -123,9 +124,12 @@ fn terminal(pod: &Pod) -> bool {
     )
 }
 
-/// Makes the cluster match the desired pod (`None`: the desktop is stopped).
+/// Makes the cluster match the desired pod (`None`: the desktop is stopped). The desktop's
+/// pods are read from `cache`, the controller's watch of launcher pods: no list per
+/// reconcile, so a reconcile costs the same in a namespace of ten desktops or ten thousand.
 pub async fn apply(
     ctx: &Context,
+    cache: &Store<Pod>,
     desktop: &Desktop,
     desired: Option<&Pod>,
 ) -> Result<Applied, Error> {
@@ -134,13 +138,25 @@ pub async fn apply(
     let key = format!("{ns}/{name}");
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = desktop.uid().unwrap_or_default();
-    let owned: Vec<Pod> = pods
-        .list(&ListParams::default().labels(&format!("{DESKTOP_LABEL}={name}")))
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+    let mut owned: Vec<Pod> = cache
+        .state()
+        .iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str())
+                && p.labels().get(DESKTOP_LABEL) == Some(&name)
+                && p.owner_references().iter().any(|o| o.uid == uid)
+        })
+        .map(|p| Pod::clone(p))
         .collect();
+    // The cache may not have seen the pod this controller made a moment ago: asked by name
+    // (one object, not a list), it is not made twice.
+    if let Some(desired) = desired
+        && !owned.iter().any(|p| p.name_any() == desired.name_any())
+        && let Some(pod) = pods.get_opt(&desired.name_any()).await?
+        && pod.owner_references().iter().any(|o| o.uid == uid)
+    {
+        owned.push(pod);
+    }
     let terminating: Vec<String> = owned
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_some())
