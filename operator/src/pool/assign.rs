@@ -264,13 +264,15 @@ impl Assigner {
             .into_iter()
             .filter(|d| d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool))
             .collect();
+        let versions: HashMap<String, &Option<String>> = desktops
+            .iter()
+            .map(|d| (d.name_any(), &d.metadata.resource_version))
+            .collect();
         let mut local = self.local();
         // Forget what the cache has caught up with.
-        local.pending.retain(|name, p| {
-            desktops
-                .iter()
-                .any(|d| &d.name_any() == name && d.metadata.resource_version == p.seen)
-        });
+        local
+            .pending
+            .retain(|name, p| versions.get(name).is_some_and(|v| **v == p.seen));
         if let Some(mine) = desktops.iter().find(|d| {
             d.spec.user.as_deref() == Some(user)
                 && d.metadata.deletion_timestamp.is_none()

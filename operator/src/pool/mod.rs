@@ -8,7 +8,8 @@ pub mod build;
 pub mod plan;
 pub mod session;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crds::{AssignmentPolicy, Desktop, DesktopPool};
@@ -44,6 +45,74 @@ pub struct PoolContext {
     pub ctx: Arc<Context>,
     /// Every desktop that belongs to a pool, in the namespaces this controller watches.
     pub members: Store<Desktop>,
+    /// What each pool's last reconcile created and deleted, by pool uid, until the cache
+    /// shows it.
+    expected: Mutex<HashMap<String, Expectations>>,
+}
+
+/// How long the desktops a reconcile created or deleted are waited for in the cache before
+/// the pool is planned again regardless (a missed event must not stall it).
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a pool's last reconcile created and deleted, until the cache shows it.
+#[derive(Debug)]
+pub struct Expectations {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    at: std::time::Instant,
+}
+
+impl PoolContext {
+    /// A context for the pool controller.
+    pub fn new(ctx: Arc<Context>, members: Store<Desktop>) -> Self {
+        Self {
+            ctx,
+            members,
+            expected: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn expected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Expectations>> {
+        self.expected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the cache (`owned`) shows every desktop `pool`'s last reconcile created, and
+    /// none it deleted (as live), or the wait timed out.
+    fn expectations_met(&self, pool: &DesktopPool, owned: &[Arc<Desktop>]) -> bool {
+        let key = pool.uid().unwrap_or_default();
+        let mut expected = self.expected();
+        let Some(e) = expected.get_mut(&key) else {
+            return true;
+        };
+        e.created
+            .retain(|n| !owned.iter().any(|d| &d.name_any() == n));
+        e.deleted.retain(|n| {
+            owned
+                .iter()
+                .any(|d| &d.name_any() == n && d.metadata.deletion_timestamp.is_none())
+        });
+        let met =
+            (e.created.is_empty() && e.deleted.is_empty()) || e.at.elapsed() > EXPECTATION_TIMEOUT;
+        if met {
+            expected.remove(&key);
+        }
+        met
+    }
+
+    /// Remembers what a reconcile of `pool` created and deleted.
+    fn expect(&self, pool: &DesktopPool, created: Vec<String>, deleted: Vec<String>) {
+        if created.is_empty() && deleted.is_empty() {
+            return;
+        }
+        self.expected().insert(
+            pool.uid().unwrap_or_default(),
+            Expectations {
+                created,
+                deleted,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
 }
 
 /// `names` for an event: the first few, then how many more.
@@ -116,107 +185,15 @@ pub async fn reconcile(pool: Arc<DesktopPool>, pctx: Arc<PoolContext>) -> Result
     let members = build::members(owned.iter().map(|d| &**d), &hash);
     let plan = plan::plan(build::sizing(&pool), &members);
 
-    let mut deleted = Vec::new();
-    for name in &plan.delete {
-        // Deleted only as planned: a desktop assigned (or otherwise changed) since the cache
-        // saw it answers 409 Conflict and is planned again.
-        let Some(desktop) = owned.iter().find(|d| &d.name_any() == name) else {
-            continue;
-        };
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: desktop.resource_version(),
-                uid: desktop.uid(),
-            }),
-            ..DeleteParams::default()
-        };
-        match desktops.delete(name, &params).await {
-            Ok(_) => deleted.push(name.clone()),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let scaled_down = deleted
-        .iter()
-        .filter(|n| plan.delete[..plan.scale_down].contains(n))
-        .cloned()
-        .collect::<Vec<_>>();
-    let replaced = deleted
-        .iter()
-        .filter(|n| !scaled_down.contains(n))
-        .cloned()
-        .collect::<Vec<_>>();
-    if !scaled_down.is_empty() {
-        let note = format!(
-            "Deleted {} desktops to scale down to {}: {}",
-            scaled_down.len(),
-            plan.desired,
-            list_names(&scaled_down)
-        );
-        ctx.event(&*pool, EventType::Normal, "ScaledDown", "Delete", note)
-            .await;
-    }
-    if !replaced.is_empty() {
-        let note = format!(
-            "Deleted {} desktops made from an older template, to be made again: {}",
-            replaced.len(),
-            list_names(&replaced)
-        );
-        ctx.event(&*pool, EventType::Normal, "TemplateChanged", "Delete", note)
-            .await;
-    }
-
-    // Replaced desktops leave their names free only once gone: new ones take other numbers.
-    // Creates go a few dozen at a time; the first failure (not "made already") stops them.
-    let names = build::new_names(
-        &pool.name_any(),
-        owned.iter().map(|d| &**d),
-        plan.create as usize,
-    );
-    let mut creates = futures::stream::iter(names.into_iter().map(|name| {
-        let desktop = build::desktop(&pool, &name, &hash);
-        let desktops = desktops.clone();
-        async move {
-            match desktops.create(&PostParams::default(), &desktop).await {
-                Ok(_) => Ok(Some(name)),
-                // Made already (by this replica before a restart, or the one before it).
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-    }))
-    .buffer_unordered(CREATES_IN_FLIGHT);
-    let mut created = Vec::new();
-    let mut failed = None;
-    while let Some(result) = creates.next().await {
-        match result {
-            Ok(Some(name)) => created.push(name),
-            Ok(None) => {}
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
-        }
-    }
-    if !created.is_empty() {
-        created.sort_by_key(|n| (n.len(), n.clone()));
-        let note = format!(
-            "Created {} desktops: {}",
-            created.len(),
-            list_names(&created)
-        );
-        ctx.event(&*pool, EventType::Normal, "Created", "Create", note)
-            .await;
-    }
-    if let Some(e) = failed {
-        ctx.event(
-            &*pool,
-            EventType::Warning,
-            "CreateFailed",
-            "Create",
-            format!("Cannot create desktops: {e}"),
-        )
-        .await;
-        return Err(e.into());
+    // Create and delete only once the cache shows what the last reconcile created and
+    // deleted (as kube-controller-manager's "expectations" do): a cache a moment behind would
+    // otherwise make the same desktops again (each a refused write).
+    if pctx.expectations_met(&pool, &owned) {
+        let (created, deleted) = scale(ctx, &pool, &owned, &plan, &hash, &desktops).await?;
+        pctx.expect(&pool, created, deleted);
+    } else {
+        // The cache's events bring the pool back; this only guards against a lost one.
+        next_check = next_check.min(EXPECTATION_TIMEOUT);
     }
 
     // Assigned desktops made from an old template say so; they are replaced when released.
@@ -289,4 +266,135 @@ pub async fn reconcile(pool: Arc<DesktopPool>, pctx: Arc<PoolContext>) -> Result
     } else {
         RESYNC
     }))
+}
+
+/// Deletes and creates desktops as `plan` says; returns the names created and deleted.
+async fn scale(
+    ctx: &Context,
+    pool: &DesktopPool,
+    owned: &[Arc<Desktop>],
+    plan: &plan::Plan,
+    hash: &str,
+    desktops: &Api<Desktop>,
+) -> Result<(Vec<String>, Vec<String>), Error> {
+    let mut deleted = Vec::new();
+    for name in &plan.delete {
+        // Deleted only as planned: a desktop assigned (or otherwise changed) since the cache
+        // saw it answers 409 Conflict and is planned again.
+        let Some(desktop) = owned.iter().find(|d| &d.name_any() == name) else {
+            continue;
+        };
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: desktop.resource_version(),
+                uid: desktop.uid(),
+            }),
+            ..DeleteParams::default()
+        };
+        match desktops.delete(name, &params).await {
+            Ok(_) => deleted.push(name.clone()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let scaled_down = deleted
+        .iter()
+        .filter(|n| plan.delete[..plan.scale_down].contains(n))
+        .cloned()
+        .collect::<Vec<_>>();
+    let replaced = deleted
+        .iter()
+        .filter(|n| !scaled_down.contains(n))
+        .cloned()
+        .collect::<Vec<_>>();
+    if !scaled_down.is_empty() {
+        let note = format!(
+            "Deleted {} desktops to scale down to {}: {}",
+            scaled_down.len(),
+            plan.desired,
+            list_names(&scaled_down)
+        );
+        ctx.event(pool, EventType::Normal, "ScaledDown", "Delete", note)
+            .await;
+    }
+    if !replaced.is_empty() {
+        let note = format!(
+            "Deleted {} desktops made from an older template, to be made again: {}",
+            replaced.len(),
+            list_names(&replaced)
+        );
+        ctx.event(pool, EventType::Normal, "TemplateChanged", "Delete", note)
+            .await;
+    }
+
+    // Replaced desktops leave their names free only once gone: new ones take other numbers.
+    // Creates go a few dozen at a time; the first failure (not "made already") stops them.
+    let names = build::new_names(
+        &pool.name_any(),
+        owned.iter().map(|d| &**d),
+        plan.create as usize,
+    );
+    let mut creates = futures::stream::iter(names.into_iter().map(|name| {
+        let desktop = build::desktop(pool, &name, hash);
+        let desktops = desktops.clone();
+        async move {
+            match desktops.create(&PostParams::default(), &desktop).await {
+                Ok(_) => Ok(Some(name)),
+                // Made already (by this replica before a restart, or the one before it).
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }))
+    .buffer_unordered(CREATES_IN_FLIGHT);
+    let mut created = Vec::new();
+    let mut failed = None;
+    while let Some(result) = creates.next().await {
+        match result {
+            Ok(Some(name)) => created.push(name),
+            Ok(None) => {}
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if !created.is_empty() {
+        created.sort_by_key(|n| (n.len(), n.clone()));
+        let note = format!(
+            "Created {} desktops: {}",
+            created.len(),
+            list_names(&created)
+        );
+        ctx.event(pool, EventType::Normal, "Created", "Create", note)
+            .await;
+    }
+    if let Some(e) = failed {
+        ctx.event(
+            pool,
+            EventType::Warning,
+            "CreateFailed",
+            "Create",
+            format!("Cannot create desktops: {e}"),
+        )
+        .await;
+        return Err(e.into());
+    }
+
+    Ok((created, deleted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_the_first_ten_desktops_and_count_the_rest() {
+        let names: Vec<String> = (0..12).map(|i| format!("p-{i}")).collect();
+        assert_eq!(list_names(&names[..2]), "p-0, p-1");
+        assert_eq!(
+            list_names(&names),
+            "p-0, p-1, p-2, p-3, p-4, p-5, p-6, p-7, p-8, p-9 and 2 more"
+        );
+        assert_eq!(list_names(&[]), "");
+    }
 }

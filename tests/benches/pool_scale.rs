@@ -1,0 +1,411 @@
+//! Pools at scale, against one real control plane (etcd, kube-apiserver with an audit log,
+//! kube-controller-manager), in one run:
+//!
+//! 1. Baseline: a ReplicaSet 0 -> 1000, until kube-controller-manager has made 1000 pods.
+//! 2. A DesktopPool 0 -> 1000, until the operator (running in this process, as its own user)
+//!    has made 1000 launcher pods; then its apiserver writes per desktop, from the audit log.
+//! 3. The pool warmed up (this bench plays the kubelet: every pod bound, running and ready)
+//!    and `assign` latency for 1000 users through one [`Assigner`], as the broker holds it:
+//!    all 1000 at once, then 1000 arriving at a steady rate.
+//!
+//! Prints the figures, the ratio pool/ReplicaSet and the targets (pool no slower than the
+//! ReplicaSet, at most 4 writes per desktop, assign p99 at most 100 ms); it asserts only that
+//! the runs did what they claim (1000 pods, 1000 distinct desktops).
+//!
+//! Run with `cargo bench -p tests --bench pool_scale`; `VERDANT_POOL_BENCH_SIZE` sets the size
+//! (default 1000).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crds::{Desktop, DesktopPool};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, ListParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use operator::pool::assign::{AssignError, Assigner};
+use serde_json::json;
+use tests::ControlPlane;
+use tests::controlplane::{Options, install_crds};
+use tests::kubelet::{Kubelet, eventually};
+
+/// The operator's user: its writes are told apart in the audit log by it.
+const OPERATOR_USER: &str = "verdant-operator";
+/// How long any one phase may take before the bench gives up.
+const LIMIT: Duration = Duration::from_secs(600);
+/// Requests the stand-in kubelet has in flight.
+const KUBELET_IN_FLIGHT: usize = 32;
+/// Users a second in the steady-arrival run.
+const ARRIVALS_PER_SECOND: u64 = 100;
+
+fn size() -> usize {
+    std::env::var("VERDANT_POOL_BENCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+async fn namespace(client: &Client, name: &str) {
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.into());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    // Pods need the namespace's default service account, which kube-controller-manager makes.
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    eventually("the default service account", LIMIT, || {
+        let accounts = accounts.clone();
+        async move { accounts.get_opt("default").await.ok().flatten() }
+    })
+    .await;
+}
+
+/// Resolves, with the time it happened, when `n` distinct pods matching `labels` exist in
+/// `ns` (watched, not polled; pods made before the watch lists are in its list).
+fn pods_exist(
+    client: &Client,
+    ns: &str,
+    labels: &str,
+    n: usize,
+) -> tokio::sync::oneshot::Receiver<Instant> {
+    let pods: Api<PartialObjectMeta<Pod>> = Api::namespaced(client.clone(), ns);
+    let stream = watcher(pods, watcher::Config::default().labels(labels))
+        .default_backoff()
+        .applied_objects();
+    let (done, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut names = BTreeSet::new();
+        while let Ok(Some(pod)) = stream.try_next().await {
+            names.insert(pod.name_any());
+            if names.len() >= n {
+                let _ = done.send(Instant::now());
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Writes by the operator's user in `ns`, from the audit log: by `resource[/subresource]
+/// verb`.
+fn operator_writes(audit_log: &std::path::Path, ns: &str) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(audit_log).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if entry["stage"] != "ResponseComplete"
+            || entry["user"]["username"] != OPERATOR_USER
+            || entry["objectRef"]["namespace"] != ns
+        {
+            continue;
+        }
+        let object = &entry["objectRef"];
+        let mut resource = object["resource"].as_str().unwrap_or("?").to_owned();
+        if let Some(sub) = object["subresource"].as_str() {
+            resource = format!("{resource}/{sub}");
+        }
+        let verb = entry["verb"].as_str().unwrap_or("?");
+        *counts.entry(format!("{resource} {verb}")).or_default() += 1;
+    }
+    counts
+}
+
+fn per_desktop(counts: &BTreeMap<String, usize>, n: usize) -> (f64, f64) {
+    let events: usize = counts
+        .iter()
+        .filter(|(k, _)| k.starts_with("events"))
+        .map(|(_, v)| v)
+        .sum();
+    let all: usize = counts.values().sum();
+    ((all - events) as f64 / n as f64, all as f64 / n as f64)
+}
+
+fn show(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Assigns `users` through `assigner`, user `i` starting at `i * gap`; returns the latencies
+/// (each from its own start) and checks that every user got a desktop of their own.
+async fn assign_all(assigner: &Arc<Assigner>, users: &[String], gap: Duration) -> Vec<Duration> {
+    let started = Instant::now();
+    let calls = users.iter().enumerate().map(|(i, user)| {
+        let assigner = Arc::clone(assigner);
+        let at = started + gap * i as u32;
+        async move {
+            tokio::time::sleep_until(at.into()).await;
+            let t = Instant::now();
+            let result = assigner.assign("bench", user).await;
+            (t.elapsed(), result)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut given = BTreeSet::new();
+    let mut latencies = Vec::with_capacity(users.len());
+    for (took, result) in results {
+        match result {
+            Ok(desktop) => assert!(given.insert(desktop), "a desktop given twice"),
+            Err(AssignError::NoDesktopAvailable { .. }) => panic!("a user got no desktop"),
+            Err(e) => panic!("assign failed: {e}"),
+        }
+        latencies.push(took);
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
+fn report_assign(label: &str, latencies: &[Duration], wall: Duration) {
+    println!(
+        "assign, {label}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} users in {:.2} s ({:.0}/s) (target p99 <= 100 ms)",
+        ms(percentile(latencies, 0.50)),
+        ms(percentile(latencies, 0.99)),
+        ms(latencies[latencies.len() - 1]),
+        latencies.len(),
+        wall.as_secs_f64(),
+        latencies.len() as f64 / wall.as_secs_f64(),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let n = size();
+    let cp = ControlPlane::start_with(Options {
+        controller_manager: true,
+        audit: true,
+        ..Options::default()
+    })
+    .await
+    .expect("control plane");
+    let client = cp.client();
+    install_crds(&client).await.expect("CRDs");
+    namespace(&client, "rs").await;
+    namespace(&client, "pool").await;
+    println!(
+        "pool benchmark: {n} desktops; etcd, kube-apiserver (audit log on) and kube-controller-manager (default client limits: 20 requests/s, bursts of 30)"
+    );
+
+    // 1. The baseline: kube-controller-manager makes a ReplicaSet's pods.
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "bench"},
+        "spec": {
+            "replicas": n,
+            "selector": {"matchLabels": {"app": "bench"}},
+            "template": {
+                "metadata": {"labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.example/pause:1"}]},
+            },
+        },
+    }))
+    .unwrap();
+    let rs_done = pods_exist(&client, "rs", "app=bench", n);
+    let started = Instant::now();
+    Api::<ReplicaSet>::namespaced(client.clone(), "rs")
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("ReplicaSet");
+    let rs_time = tokio::time::timeout(LIMIT, rs_done)
+        .await
+        .expect("the ReplicaSet's pods in time")
+        .expect("pod watch")
+        - started;
+    println!(
+        "ReplicaSet 0 -> {n}: {n} pods in {:.2} s",
+        rs_time.as_secs_f64()
+    );
+
+    // 2. The pool: the operator, as its own user, makes desktops and their launcher pods.
+    let (operator_client, _) = cp
+        .client_for(OPERATOR_USER, Some("system:masters"))
+        .await
+        .expect("operator credentials");
+    let options = operator::Options {
+        launcher_image: "registry.example/verdant/launcher:bench".into(),
+        namespaces: vec!["pool".into()],
+        http: None,
+        leader_election: None,
+        identity: "bench".into(),
+    };
+    let operator = tokio::spawn(async move {
+        if let Err(e) = operator::run(operator_client, options, std::future::pending()).await {
+            panic!("operator failed: {e}");
+        }
+    });
+    let pool: DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "replicas": n,
+            "assignment": "Dedicated",
+            "template": {"spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+            }},
+        },
+    }))
+    .unwrap();
+    let pools: Api<DesktopPool> = Api::namespaced(client.clone(), "pool");
+    let pool_done = pods_exist(&client, "pool", "vdi.verdant.dev/pool=bench", n);
+    let started = Instant::now();
+    pools
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+    let pool_time = tokio::time::timeout(LIMIT, pool_done)
+        .await
+        .expect("the pool's launcher pods in time")
+        .expect("pod watch")
+        - started;
+    println!(
+        "DesktopPool 0 -> {n}: {n} launcher pods in {:.2} s",
+        pool_time.as_secs_f64()
+    );
+    println!(
+        "ratio pool/ReplicaSet: {:.2} (target <= 1)",
+        pool_time.as_secs_f64() / rs_time.as_secs_f64()
+    );
+
+    // Writes until the operator is done with the new desktops (each has a status).
+    let desktops: Api<Desktop> = Api::namespaced(client.clone(), "pool");
+    eventually("every desktop with a status", LIMIT, || async {
+        let list = desktops.list(&ListParams::default()).await.ok()?;
+        let pending = list.items.iter().filter(|d| d.status.is_none()).count();
+        (list.items.len() == n && pending == 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created = operator_writes(&cp.audit_log(), "pool");
+    let (objects, with_events) = per_desktop(&created, n);
+    println!(
+        "operator writes per desktop, created (pod made, not yet running): {objects:.2} ({with_events:.2} with events) (target <= 4); {}",
+        show(&created)
+    );
+
+    // 3. Warm the pool: every launcher bound, running and ready, as the kubelet would say.
+    let kubelet = Kubelet::new(client.clone(), "pool", "node-1");
+    let started = Instant::now();
+    let pod_names: Vec<String> = Api::<Pod>::namespaced(client.clone(), "pool")
+        .list(&ListParams::default().labels("vdi.verdant.dev/pool=bench"))
+        .await
+        .expect("pods")
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    futures::stream::iter(pod_names)
+        .for_each_concurrent(KUBELET_IN_FLIGHT, |pod| {
+            let kubelet = kubelet.clone();
+            async move {
+                kubelet.schedule(&pod).await.expect("bind");
+                kubelet.run(&pod, true).await.expect("run");
+            }
+        })
+        .await;
+    eventually("every desktop available", LIMIT, || async {
+        let status = pools.get("bench").await.ok()?.status?;
+        (status.available as usize == n).then_some(())
+    })
+    .await;
+    println!(
+        "pool warmed up: {n} desktops Ready {:.2} s after the stand-in kubelet began",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ready = operator_writes(&cp.audit_log(), "pool");
+    let (objects, with_events) = per_desktop(&ready, n);
+    println!(
+        "operator writes per desktop, created -> Ready: {objects:.2} ({with_events:.2} with events); {}",
+        show(&ready)
+    );
+
+    // The broker's assigner, its cache filled before the users come.
+    let assigner = Arc::new(Assigner::new(desktops.clone()));
+    match assigner.assign("bench", "warm-up-probe").await {
+        Ok(desktop) => assigner.release(&desktop).await.expect("release"),
+        Err(e) => panic!("the assigner did not start: {e}"),
+    }
+    // The released probe desktop comes back once the operator has seen the release.
+    eventually("the probe desktop back", LIMIT, || async {
+        let status = pools.get("bench").await.ok()?.status?;
+        (status.available as usize == n).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let users: Vec<String> = (0..n).map(|i| format!("burst-user-{i}")).collect();
+    let before = operator_writes(&cp.audit_log(), "pool");
+    let started = Instant::now();
+    let burst = assign_all(&assigner, &users, Duration::ZERO).await;
+    report_assign(&format!("{n} users at once"), &burst, started.elapsed());
+    eventually("the pool counts its users", LIMIT, || async {
+        let status = pools.get("bench").await.ok()?.status?;
+        (status.assigned as usize == n).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = operator_writes(&cp.audit_log(), "pool");
+    let reaction: BTreeMap<String, usize> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    println!(
+        "operator writes per assignment (its reaction to spec.user): {:.2}; {}",
+        reaction.values().sum::<usize>() as f64 / n as f64,
+        show(&reaction)
+    );
+
+    // Everyone leaves; the Dedicated desktops come back as they are.
+    let names: Vec<String> = desktops
+        .list(&ListParams::default())
+        .await
+        .expect("desktops")
+        .items
+        .iter()
+        .map(|d| d.name_any())
+        .collect();
+    futures::stream::iter(names)
+        .for_each_concurrent(KUBELET_IN_FLIGHT, |name| {
+            let assigner = Arc::clone(&assigner);
+            async move { assigner.release(&name).await.expect("release") }
+        })
+        .await;
+    eventually("every desktop available again", LIMIT, || async {
+        let status = pools.get("bench").await.ok()?.status?;
+        (status.available as usize == n).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let users: Vec<String> = (0..n).map(|i| format!("steady-user-{i}")).collect();
+    let gap = Duration::from_secs(1) / ARRIVALS_PER_SECOND as u32;
+    let started = Instant::now();
+    let steady = assign_all(&assigner, &users, gap).await;
+    report_assign(
+        &format!("{n} users arriving at {ARRIVALS_PER_SECOND}/s"),
+        &steady,
+        started.elapsed(),
+    );
+
+    operator.abort();
+}
