@@ -174,8 +174,12 @@ pub async fn run_controllers(
         )
         .default_backoff()
         .touched_objects();
+        // No debounce: kube-rs's pushes a reconcile back on every new trigger, and a pool's
+        // desktops can change all the time (a login storm), which would hold its reconcile
+        // (spares, session limits) back for as long. Triggers that come during a reconcile
+        // are merged into the next one all the same, and the status is written at most once
+        // a second (`pool::STATUS_INTERVAL`).
         let pool_controller = Controller::new(pools, watcher::Config::default())
-            .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
             .owns_stream(member_events)
             .graceful_shutdown_on(shutdown.clone());
         let pool_ctx = Arc::new(crate::pool::PoolContext::new(Arc::clone(&ctx), members));

@@ -1358,3 +1358,54 @@ async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_whose_desktops_change_all_the_time_still_keeps_its_spare() {
+    use operator::pool::assign::Assigner;
+    let env = Env::start("team-h").await;
+    let _reaper = env.kubelet.reap_in_background();
+    env.create_pool("busy", json!({"replicas": 0, "spare": 1}))
+        .await;
+    let first = env.wait_pod("busy-0", None).await;
+    env.kubelet.schedule(&first.name_any()).await.unwrap();
+    env.kubelet.run(&first.name_any(), true).await.unwrap();
+    env.wait_phase("busy-0", DesktopPhase::Ready).await;
+    let api = env.desktops();
+    let assigner = Assigner::new(api.clone());
+    let given = eventually("a desktop for alice", LIMIT, || async {
+        assigner.assign("busy", "alice").await.ok()
+    })
+    .await;
+    assert_eq!(given, "busy-0");
+
+    // The broker reports alice's activity ten times a second: the pool's desktops change
+    // more often than any debounce would wait for.
+    let heartbeat = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                let _ = api
+                    .patch_status(
+                        "busy-0",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"assignment": {
+                            "user": "alice", "since": now, "session": "Connected", "lastActivity": now,
+                        }}})),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Alice took the spare: the pool makes another, and counts her, while she is busy.
+    let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-h");
+    let status = eventually("a new spare, counted", LIMIT, || async {
+        env.desktops().get_opt("busy-1").await.ok()??;
+        let status = pools.get("busy").await.ok()?.status?;
+        (status.assigned == 1 && status.replicas == 2).then_some(status)
+    })
+    .await;
+    heartbeat.abort();
+    assert_eq!(status.desired_replicas, 2);
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crds::{AssignmentPolicy, Desktop, DesktopPool};
+use crds::{AssignmentPolicy, Desktop, DesktopPool, DesktopPoolStatus};
 use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -48,6 +48,8 @@ pub struct PoolContext {
     /// What each pool's last reconcile created and deleted, by pool uid, until the cache
     /// shows it.
     expected: Mutex<HashMap<String, Expectations>>,
+    /// The status last written to each pool (by uid), and when.
+    statuses: Mutex<HashMap<String, (DesktopPoolStatus, std::time::Instant)>>,
 }
 
 /// How long the desktops a reconcile created or deleted are waited for in the cache before
@@ -69,6 +71,7 @@ impl PoolContext {
             ctx,
             members,
             expected: Mutex::new(HashMap::new()),
+            statuses: Mutex::new(HashMap::new()),
         }
     }
 
@@ -112,6 +115,59 @@ impl PoolContext {
                 at: std::time::Instant::now(),
             },
         );
+    }
+}
+
+/// The least time between two status writes of one pool: a pool whose desktops change all
+/// the time (a login storm) is reconciled at once on every change, and its status is written
+/// at most once a second.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a status write stands for the pool's status while the cache shows another:
+/// longer than any cache lag, shorter than leaving a status someone else changed.
+const TRUST_WRITTEN: Duration = Duration::from_secs(30);
+
+/// Whether a pool's changed status is written now.
+enum StatusDue {
+    /// Now.
+    Now,
+    /// It was written already; the cache has not caught up yet.
+    Written,
+    /// After this long.
+    In(Duration),
+}
+
+impl PoolContext {
+    fn statuses(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (DesktopPoolStatus, std::time::Instant)>> {
+        self.statuses.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `status` of `pool` (not what the cache shows) is written now.
+    fn status_due(&self, pool: &DesktopPool, status: &DesktopPoolStatus) -> StatusDue {
+        match self.statuses().get(&pool.uid().unwrap_or_default()) {
+            Some((written, at)) if written == status && at.elapsed() < TRUST_WRITTEN => {
+                StatusDue::Written
+            }
+            Some((_, at)) if at.elapsed() < STATUS_INTERVAL => {
+                StatusDue::In(STATUS_INTERVAL - at.elapsed())
+            }
+            _ => StatusDue::Now,
+        }
+    }
+
+    /// Remembers the status written for `pool`, and when.
+    fn status_written(&self, pool: &DesktopPool, status: DesktopPoolStatus) {
+        let mut statuses = self.statuses();
+        // Pools deleted meanwhile are forgotten here.
+        statuses.retain(|_, (_, at)| at.elapsed() < RESYNC * 2);
+        let at = match statuses.get(&pool.uid().unwrap_or_default()) {
+            // Written already: keep when it was.
+            Some((written, at)) if *written == status => *at,
+            _ => std::time::Instant::now(),
+        };
+        statuses.insert(pool.uid().unwrap_or_default(), (status, at));
     }
 }
 
@@ -245,8 +301,38 @@ pub async fn reconcile(pool: Arc<DesktopPool>, pctx: Arc<PoolContext>) -> Result
     }
 
     let status = build::status(&pool, &members, &plan);
+    let mut status_wait = None;
     if pool.status.as_ref() != Some(&status) {
-        let pools: Api<DesktopPool> = Api::namespaced(ctx.client.clone(), &ns);
+        match pctx.status_due(&pool, &status) {
+            StatusDue::Written => {}
+            StatusDue::In(wait) => status_wait = Some(wait),
+            StatusDue::Now => write_status(ctx, &pool, &ns, &status).await?,
+        }
+        if status_wait.is_none() {
+            pctx.status_written(&pool, status);
+        }
+    }
+    // Back when the next session limit comes (a second late, so it has passed), or when the
+    // held-back status may be written.
+    let session = (next_check < RESYNC).then(|| next_check + Duration::from_secs(1));
+    Ok(Action::requeue(
+        [session, status_wait]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(RESYNC),
+    ))
+}
+
+/// Writes the pool's status (server-side apply).
+async fn write_status(
+    ctx: &Context,
+    pool: &DesktopPool,
+    ns: &str,
+    status: &DesktopPoolStatus,
+) -> Result<(), Error> {
+    {
+        let pools: Api<DesktopPool> = Api::namespaced(ctx.client.clone(), ns);
         let patch = serde_json::json!({
             "apiVersion": "vdi.verdant.dev/v1alpha1",
             "kind": "DesktopPool",
@@ -260,12 +346,7 @@ pub async fn reconcile(pool: Arc<DesktopPool>, pctx: Arc<PoolContext>) -> Result
             )
             .await?;
     }
-    // Back when the next session limit comes (a second late, so it has passed).
-    Ok(Action::requeue(if next_check < RESYNC {
-        next_check + Duration::from_secs(1)
-    } else {
-        RESYNC
-    }))
+    Ok(())
 }
 
 /// Deletes and creates desktops as `plan` says; returns the names created and deleted.
