@@ -40,12 +40,12 @@ pub struct DesktopContext {
     /// the desktop had before: while the cache still shows that version, the write is what
     /// the desktop's status is. Without this, a reconcile that runs before the cache has seen
     /// the last status write would write it again.
-    pub written: Mutex<HashMap<String, Written>>,
+    written: Mutex<HashMap<String, Written>>,
 }
 
 /// A status write the cache may not have seen yet.
 #[derive(Debug)]
-pub struct Written {
+struct Written {
     /// The desktop's resourceVersion before the write.
     seen: Option<String>,
     /// What was written.

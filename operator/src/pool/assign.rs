@@ -258,15 +258,15 @@ impl Assigner {
     /// `pool`, or a free one to take; a desktop to take is marked pending before the lock
     /// is let go, so no other caller here picks it.
     fn pick(&self, pool: &str, user: &str) -> Pick {
-        let desktops: Vec<Arc<Desktop>> = self
-            .cache
-            .state()
-            .into_iter()
-            .filter(|d| d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool))
-            .collect();
-        let versions: HashMap<String, &Option<String>> = desktops
+        let cached = self.cache.state();
+        // Every pool's desktops: pending entries of other pools' callers stay too.
+        let versions: HashMap<String, &Option<String>> = cached
             .iter()
             .map(|d| (d.name_any(), &d.metadata.resource_version))
+            .collect();
+        let desktops: Vec<&Arc<Desktop>> = cached
+            .iter()
+            .filter(|d| d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool))
             .collect();
         let mut local = self.local();
         // Forget what the cache has caught up with.
@@ -289,6 +289,7 @@ impl Assigner {
         }
         let free: Vec<&Arc<Desktop>> = desktops
             .iter()
+            .copied()
             .filter(|d| available(d) && !local.pending.contains_key(&d.name_any()))
             .collect();
         if free.is_empty() {

@@ -58,7 +58,7 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a pool's last reconcile created and deleted, until the cache shows it.
 #[derive(Debug)]
-pub struct Expectations {
+struct Expectations {
     created: Vec<String>,
     deleted: Vec<String>,
     at: std::time::Instant,
@@ -87,13 +87,12 @@ impl PoolContext {
         let Some(e) = expected.get_mut(&key) else {
             return true;
         };
-        e.created
-            .retain(|n| !owned.iter().any(|d| &d.name_any() == n));
-        e.deleted.retain(|n| {
-            owned
-                .iter()
-                .any(|d| &d.name_any() == n && d.metadata.deletion_timestamp.is_none())
-        });
+        let live: HashMap<String, bool> = owned
+            .iter()
+            .map(|d| (d.name_any(), d.metadata.deletion_timestamp.is_none()))
+            .collect();
+        e.created.retain(|n| !live.contains_key(n));
+        e.deleted.retain(|n| live.get(n) == Some(&true));
         let met =
             (e.created.is_empty() && e.deleted.is_empty()) || e.at.elapsed() > EXPECTATION_TIMEOUT;
         if met {
