@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -26,6 +26,24 @@ impl Kubelet {
         Self {
             pods: Api::namespaced(client, namespace),
             node: node.into(),
+        }
+    }
+
+    /// Registers this kubelet's Node, as a real kubelet does on start (an existing one is
+    /// kept). Without it, kube-controller-manager's pod garbage collector deletes the pods
+    /// bound to the node, as orphans, about a minute after they were bound. The Node never
+    /// reports a heartbeat, so its pods would be evicted five minutes after the node
+    /// lifecycle controller marks it unreachable: long after any test here ends.
+    pub async fn register(&self) -> Result<(), kube::Error> {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}},
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        let nodes: Api<Node> = Api::all(self.pods.clone().into_client());
+        match nodes.create(&PostParams::default(), &node).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

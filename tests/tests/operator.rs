@@ -108,6 +108,7 @@ impl Env {
         })
         .await;
         let kubelet = Kubelet::new(client.clone(), ns, "node-1");
+        kubelet.register().await.expect("node");
         let mut env = Self {
             cp,
             client,
