@@ -92,6 +92,24 @@ fn pods_exist(
     rx
 }
 
+/// How long from running `create` until `n` pods matching `labels` exist in `ns`.
+async fn time_to_pods(
+    client: &Client,
+    ns: &str,
+    labels: &str,
+    n: usize,
+    create: impl std::future::Future<Output = ()>,
+) -> Duration {
+    let done = pods_exist(client, ns, labels, n);
+    let started = Instant::now();
+    create.await;
+    tokio::time::timeout(LIMIT, done)
+        .await
+        .unwrap_or_else(|_| panic!("{n} pods in {ns} within {} s", LIMIT.as_secs()))
+        .expect("pod watch")
+        - started
+}
+
 /// Writes by the operator's user in `ns`, from the audit log: by `resource[/subresource]
 /// verb`.
 fn operator_writes(audit_log: &std::path::Path, ns: &str) -> BTreeMap<String, usize> {
@@ -134,6 +152,15 @@ fn show(counts: &BTreeMap<String, usize>) -> String {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Waits until the pool's status counts all `n` desktops available.
+async fn all_available(pools: &Api<DesktopPool>, n: usize) {
+    eventually("every desktop available", LIMIT, || async {
+        let status = pools.get("bench").await.ok()?.status?;
+        (status.available as usize == n).then_some(())
+    })
+    .await;
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -217,17 +244,14 @@ async fn main() {
         },
     }))
     .unwrap();
-    let rs_done = pods_exist(&client, "rs", "app=bench", n);
-    let started = Instant::now();
-    Api::<ReplicaSet>::namespaced(client.clone(), "rs")
-        .create(&PostParams::default(), &rs)
-        .await
-        .expect("ReplicaSet");
-    let rs_time = tokio::time::timeout(LIMIT, rs_done)
-        .await
-        .expect("the ReplicaSet's pods in time")
-        .expect("pod watch")
-        - started;
+    let rs_api = Api::<ReplicaSet>::namespaced(client.clone(), "rs");
+    let rs_time = time_to_pods(&client, "rs", "app=bench", n, async {
+        rs_api
+            .create(&PostParams::default(), &rs)
+            .await
+            .expect("ReplicaSet");
+    })
+    .await;
     println!(
         "ReplicaSet 0 -> {n}: {n} pods in {:.2} s",
         rs_time.as_secs_f64()
@@ -265,17 +289,13 @@ async fn main() {
     }))
     .unwrap();
     let pools: Api<DesktopPool> = Api::namespaced(client.clone(), "pool");
-    let pool_done = pods_exist(&client, "pool", "vdi.verdant.dev/pool=bench", n);
-    let started = Instant::now();
-    pools
-        .create(&PostParams::default(), &pool)
-        .await
-        .expect("pool");
-    let pool_time = tokio::time::timeout(LIMIT, pool_done)
-        .await
-        .expect("the pool's launcher pods in time")
-        .expect("pod watch")
-        - started;
+    let pool_time = time_to_pods(&client, "pool", "vdi.verdant.dev/pool=bench", n, async {
+        pools
+            .create(&PostParams::default(), &pool)
+            .await
+            .expect("pool");
+    })
+    .await;
     println!(
         "DesktopPool 0 -> {n}: {n} launcher pods in {:.2} s",
         pool_time.as_secs_f64()
@@ -322,11 +342,7 @@ async fn main() {
             }
         })
         .await;
-    eventually("every desktop available", LIMIT, || async {
-        let status = pools.get("bench").await.ok()?.status?;
-        (status.available as usize == n).then_some(())
-    })
-    .await;
+    all_available(&pools, n).await;
     println!(
         "pool warmed up: {n} desktops Ready {:.2} s after the stand-in kubelet began",
         started.elapsed().as_secs_f64()
@@ -346,11 +362,7 @@ async fn main() {
         Err(e) => panic!("the assigner did not start: {e}"),
     }
     // The released probe desktop comes back once the operator has seen the release.
-    eventually("the probe desktop back", LIMIT, || async {
-        let status = pools.get("bench").await.ok()?.status?;
-        (status.available as usize == n).then_some(())
-    })
-    .await;
+    all_available(&pools, n).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let users: Vec<String> = (0..n).map(|i| format!("burst-user-{i}")).collect();
@@ -393,11 +405,7 @@ async fn main() {
                 async move { assigner.release(&name).await.expect("release") }
             })
             .await;
-        eventually("every desktop available again", LIMIT, || async {
-            let status = pools.get("bench").await.ok()?.status?;
-            (status.available as usize == n).then_some(())
-        })
-        .await;
+        all_available(&pools, n).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
 
         let users: Vec<String> = (0..n).map(|i| format!("user-{rate}-{i}")).collect();

@@ -330,21 +330,19 @@ async fn write_status(
     ns: &str,
     status: &DesktopPoolStatus,
 ) -> Result<(), Error> {
-    {
-        let pools: Api<DesktopPool> = Api::namespaced(ctx.client.clone(), ns);
-        let patch = serde_json::json!({
-            "apiVersion": "vdi.verdant.dev/v1alpha1",
-            "kind": "DesktopPool",
-            "status": status,
-        });
-        pools
-            .patch_status(
-                &pool.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-    }
+    let pools: Api<DesktopPool> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "status": status,
+    });
+    pools
+        .patch_status(
+            &pool.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     Ok(())
 }
 
