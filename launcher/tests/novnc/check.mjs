@@ -2,8 +2,9 @@
 // "x,y" point and saves a screenshot. Usage: node check.mjs URL SCREENSHOT x,y...
 // With PASTE set, then pastes that text into noVNC as a user would; with EXPECT_CLIPBOARD set,
 // then waits for the server to hand noVNC that clipboard text and prints it. With THEN_WAIT
-// set to "x,y RRGGBB", then prints "ready", waits for that pixel to turn that colour (the
-// caller changes the desktop when it reads "ready") and prints the points again.
+// set to "x,y RRGGBB" pairs joined by ";", then prints "ready", waits until every one of those
+// pixels has that colour (the caller changes the desktop when it reads "ready"; a change the
+// server caught half-drawn arrives in two updates) and prints the points again.
 import { chromium } from "playwright-core";
 
 const [url, screenshot, ...points] = process.argv.slice(2);
@@ -37,11 +38,17 @@ try {
     console.log(`clipboard ${await page.evaluate(() => window.verdantClipboard)}`);
   }
   if (process.env.THEN_WAIT) {
-    const [at, want] = process.env.THEN_WAIT.split(" ");
-    const [x, y] = at.split(",").map(Number);
+    const wanted = process.env.THEN_WAIT.split(";").map((pair) => {
+      const [at, colour] = pair.split(" ");
+      const [x, y] = at.split(",").map(Number);
+      return [x, y, colour];
+    });
     console.log("ready");
-    await page.waitForFunction(([x, y, want]) => window.verdantPixel(x, y) === want, [x, y, want], { timeout: 30000 })
-      .catch(async (e) => { throw new Error(`${at} is ${await page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y])}, not ${want}: ${e}`); });
+    await page.waitForFunction((wanted) => wanted.every(([x, y, colour]) => window.verdantPixel(x, y) === colour), wanted, { timeout: 30000 })
+      .catch(async (e) => {
+        const seen = await page.evaluate((wanted) => wanted.map(([x, y, colour]) => `${x},${y} ${window.verdantPixel(x, y)} (want ${colour})`), wanted);
+        throw new Error(`${seen.join("; ")}: ${e}`);
+      });
     for (const point of points) {
       const [x, y] = point.split(",").map(Number);
       console.log(`${x},${y} ${await page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y])}`);
