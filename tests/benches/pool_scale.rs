@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crds::{Desktop, DesktopPool};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -47,22 +47,6 @@ fn size() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000)
-}
-
-async fn namespace(client: &Client, name: &str) {
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(name.into());
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    // Pods need the namespace's default service account, which kube-controller-manager makes.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-    eventually("the default service account", LIMIT, || {
-        let accounts = accounts.clone();
-        async move { accounts.get_opt("default").await.ok().flatten() }
-    })
-    .await;
 }
 
 /// Resolves, with the time it happened, when `n` distinct pods matching `labels` exist in
@@ -216,7 +200,7 @@ fn report_assign(label: &str, latencies: &[Duration], wall: Duration) {
 #[tokio::main]
 async fn main() {
     let n = size();
-    let cp = ControlPlane::start_with(Options {
+    let mut cp = ControlPlane::start_with(Options {
         controller_manager: true,
         audit: true,
         ..Options::default()
@@ -225,8 +209,8 @@ async fn main() {
     .expect("control plane");
     let client = cp.client();
     install_crds(&client).await.expect("CRDs");
-    namespace(&client, "rs").await;
-    namespace(&client, "pool").await;
+    cp.create_namespace("rs").await.expect("namespace rs");
+    cp.create_namespace("pool").await.expect("namespace pool");
     println!(
         "pool benchmark: {n} desktops; etcd, kube-apiserver (audit log on) and kube-controller-manager (default client limits: 20 requests/s, bursts of 30)"
     );

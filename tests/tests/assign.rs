@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crds::Desktop;
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use operator::pool::assign::{AssignError, Assigner, release};
@@ -70,22 +69,17 @@ async fn owners(api: &Api<Desktop>) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn pool_api(cp: &ControlPlane, ns: &str) -> Api<Desktop> {
+async fn pool_api(cp: &mut ControlPlane, ns: &str) -> Api<Desktop> {
     let client = cp.client();
     install_crds(&client).await.expect("CRDs");
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(ns.into());
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
+    cp.create_namespace(ns).await.expect("namespace");
     Api::namespaced(client, ns)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times() {
-    let cp = ControlPlane::start().await.expect("control plane");
-    let api = pool_api(&cp, "rush").await;
+    let mut cp = ControlPlane::start().await.expect("control plane");
+    let api = pool_api(&mut cp, "rush").await;
     ready_pool(&api, 100).await;
     // Four assigners, each with its own cache, as four broker replicas would be: users of
     // different ones race for the same desktops through the apiserver's preconditions.
@@ -147,8 +141,8 @@ async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
-    let cp = ControlPlane::start().await.expect("control plane");
-    let api = pool_api(&cp, "steady").await;
+    let mut cp = ControlPlane::start().await.expect("control plane");
+    let api = pool_api(&mut cp, "steady").await;
     let assigner = Assigner::new(api.clone());
     let refused = assigner
         .assign(POOL, "alice")

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crds::{Desktop, DesktopPhase};
-use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -78,7 +78,7 @@ impl Env {
     }
 
     async fn start_with(ns: &str, audit: bool) -> Self {
-        let cp = ControlPlane::start_with(CpOptions {
+        let mut cp = ControlPlane::start_with(CpOptions {
             controller_manager: true,
             audit,
             ..CpOptions::default()
@@ -92,21 +92,8 @@ impl Env {
             .expect("operator credentials");
         let client = cp.client();
         install_crds(&client).await.expect("CRDs");
-        let mut namespace = Namespace::default();
-        namespace.metadata.name = Some(ns.into());
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .expect("namespace");
+        cp.create_namespace(ns).await.expect("namespace");
         grant(&client, OPERATOR_USER, ns).await;
-        // Pods need the namespace's default service account, which kube-controller-manager makes.
-        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-            Api::namespaced(client.clone(), ns);
-        eventually("the default service account", LIMIT, || {
-            let accounts = accounts.clone();
-            async move { accounts.get_opt("default").await.ok().flatten() }
-        })
-        .await;
         let kubelet = Kubelet::new(client.clone(), ns, "node-1");
         kubelet.register().await.expect("node");
         let mut env = Self {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -302,7 +303,7 @@ impl ControlPlane {
                 cmd,
                 &dir.join("kube-controller-manager.log"),
             )?;
-            wait_controller_manager(&client, &mut kcm).await?;
+            wait_default_account(&client, &mut kcm, "default").await?;
             Some(kcm)
         } else {
             None
@@ -324,6 +325,20 @@ impl ControlPlane {
     /// A client authenticated as a cluster admin.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// Creates namespace `name`. Where kube-controller-manager runs, also waits for the
+    /// `default` service account it makes there, which pods need.
+    pub async fn create_namespace(&mut self, name: &str) -> Result<(), Error> {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(name.into());
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await?;
+        if let Some(kcm) = self.controller_manager.as_mut() {
+            wait_default_account(&self.client, kcm, name).await?;
+        }
+        Ok(())
     }
 
     /// A kubeconfig file for this control plane (for kubectl, helm, or another process).
@@ -567,11 +582,11 @@ async fn readyz(client: &Client) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Waits until kube-controller-manager has created the `default` service account, which shows
-/// its controllers run.
-async fn wait_controller_manager(client: &Client, kcm: &mut Process) -> Result<(), Error> {
+/// Waits until kube-controller-manager has created the `default` service account of
+/// namespace `ns` (for the `default` namespace, that shows its controllers run).
+async fn wait_default_account(client: &Client, kcm: &mut Process, ns: &str) -> Result<(), Error> {
     let start = Instant::now();
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     loop {
         kcm.check_running()?;
         if accounts.get_opt("default").await?.is_some() {
@@ -580,7 +595,9 @@ async fn wait_controller_manager(client: &Client, kcm: &mut Process) -> Result<(
         if start.elapsed() > READY_TIMEOUT {
             return Err(Error::NotReady {
                 seconds: READY_TIMEOUT.as_secs(),
-                last_error: "kube-controller-manager created no default service account".into(),
+                last_error: format!(
+                    "kube-controller-manager created no default service account in namespace {ns}"
+                ),
                 log_tail: kcm.log_tail(30),
             });
         }
