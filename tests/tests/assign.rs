@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crds::Desktop;
+use crds::{Desktop, DesktopPool};
 use futures::future::join_all;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -36,6 +36,26 @@ async fn ready_pool(api: &Api<Desktop>, n: usize) {
     });
     join_all(creates).await;
     settle(api).await;
+}
+
+/// The DesktopPool object of [`POOL`] (no operator runs here: its desktops are made by
+/// [`ready_pool`]).
+async fn create_pool(api: &Api<Desktop>) {
+    let pool: DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": POOL},
+        "spec": {"replicas": 0, "template": {"spec": {
+            "resources": {"cpus": 1, "memory": "1Gi"},
+            "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+        }}},
+    }))
+    .unwrap();
+    let ns = api.namespace().expect("a namespaced api");
+    Api::<DesktopPool>::namespaced(api.clone().into_client(), ns)
+        .create(&PostParams::default(), &pool)
+        .await
+        .unwrap();
 }
 
 /// Writes every desktop's status as the operator does once its launcher is up again: Ready,
@@ -80,6 +100,7 @@ async fn pool_api(cp: &mut ControlPlane, ns: &str) -> Api<Desktop> {
 async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times() {
     let mut cp = ControlPlane::start().await.expect("control plane");
     let api = pool_api(&mut cp, "rush").await;
+    create_pool(&api).await;
     ready_pool(&api, 100).await;
     // Four assigners, each with its own cache, as four broker replicas would be: users of
     // different ones race for the same desktops through the apiserver's preconditions.
@@ -144,6 +165,21 @@ async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
     let mut cp = ControlPlane::start().await.expect("control plane");
     let api = pool_api(&mut cp, "steady").await;
     let assigner = Assigner::new(api.clone());
+    let refused = assigner
+        .assign(POOL, "alice")
+        .await
+        .expect_err("no pool yet");
+    assert!(
+        matches!(&refused, AssignError::NoPool { pool, namespace } if pool == POOL && namespace == "steady"),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .starts_with("desktop pool office not found in namespace steady"),
+        "{refused}"
+    );
+    create_pool(&api).await;
     let refused = assigner
         .assign(POOL, "alice")
         .await

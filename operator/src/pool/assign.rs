@@ -44,6 +44,16 @@ pub enum AssignError {
         /// The pool.
         pool: String,
     },
+    /// The pool does not exist (in the assigner's namespace).
+    #[error(
+        "desktop pool {pool} not found in namespace {namespace}: check the pool's name and namespace (kubectl get desktoppools -n {namespace})"
+    )]
+    NoPool {
+        /// The pool asked for.
+        pool: String,
+        /// Where it was looked for.
+        namespace: String,
+    },
     /// The desktop to release does not exist.
     #[error("desktop {0} not found")]
     NotFound(String),
@@ -212,12 +222,8 @@ impl Assigner {
         loop {
             match self.pick(pool, user) {
                 Pick::Theirs(name) => return Ok(name),
-                Pick::None => {
-                    return Err(AssignError::NoDesktopAvailable { pool: pool.into() });
-                }
-                Pick::Wait if waited >= CATCH_UP => {
-                    return Err(AssignError::NoDesktopAvailable { pool: pool.into() });
-                }
+                Pick::None => return Err(self.nothing_free(pool).await),
+                Pick::Wait if waited >= CATCH_UP => return Err(self.nothing_free(pool).await),
                 Pick::Wait => {
                     tokio::time::sleep(CATCH_UP_POLL).await;
                     waited += CATCH_UP_POLL;
@@ -251,6 +257,25 @@ impl Assigner {
                     }
                 }
             }
+        }
+    }
+
+    /// Why nothing could be given: no desktop free, or no such pool (looked up only here,
+    /// on the way out, so the usual assign reads nothing).
+    async fn nothing_free(&self, pool: &str) -> AssignError {
+        let none_free = AssignError::NoDesktopAvailable { pool: pool.into() };
+        // (An assigner over every namespace cannot tell which one the pool would be in.)
+        let Some(namespace) = self.api.namespace().map(str::to_owned) else {
+            return none_free;
+        };
+        let pools: Api<DesktopPool> = Api::namespaced(self.api.clone().into_client(), &namespace);
+        match pools.get_opt(pool).await {
+            Ok(None) => AssignError::NoPool {
+                pool: pool.into(),
+                namespace,
+            },
+            // It exists, or the lookup failed: what the cache showed stands.
+            Ok(Some(_)) | Err(_) => none_free,
         }
     }
 
