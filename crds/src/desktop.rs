@@ -71,6 +71,23 @@ pub struct DesktopSpec {
 /// CEL check for a user name (an RE2 regex, as the apiserver runs it).
 const USER_NAME_RULE: &str = "self.matches('^[a-zA-Z0-9]([a-zA-Z0-9._@+:-]*[a-zA-Z0-9])?$')";
 
+/// What a user name must be, as `spec.user` takes it (the CRD's rule, in words).
+pub const USER_NAME_HELP: &str =
+    "1-253 letters, digits and . _ @ + : - that begins and ends with a letter or digit";
+
+/// Whether `user` is a name `spec.user` takes: the same check as the CRD's length limits and
+/// CEL rule, for callers that want to refuse a bad name before writing it.
+pub fn is_user_name(user: &str) -> bool {
+    let alphanumeric = |c: u8| c.is_ascii_alphanumeric();
+    let bytes = user.as_bytes();
+    (1..=253).contains(&bytes.len())
+        && bytes.first().copied().is_some_and(alphanumeric)
+        && bytes.last().copied().is_some_and(alphanumeric)
+        && bytes
+            .iter()
+            .all(|&c| alphanumeric(c) || b"._@+:-".contains(&c))
+}
+
 fn default_true() -> bool {
     true
 }

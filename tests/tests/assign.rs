@@ -180,6 +180,17 @@ async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
         "{refused}"
     );
     create_pool(&api).await;
+    // A name spec.user cannot take is refused before anything is looked at.
+    let refused = assigner
+        .assign(POOL, "alice smith")
+        .await
+        .expect_err("not a user name");
+    assert!(
+        refused.to_string().starts_with(
+            "user \"alice smith\" cannot have a desktop: a user name (spec.user) is 1-253"
+        ),
+        "{refused}"
+    );
     let refused = assigner
         .assign(POOL, "alice")
         .await

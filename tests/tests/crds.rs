@@ -1,7 +1,6 @@
 //! The CRDs against a real kube-apiserver: they install, the examples apply, `/scale` works, and
 //! the schema and CEL rules refuse bad input with a message that names the field.
 
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
@@ -12,14 +11,9 @@ use tests::controlplane::install_crds;
 const NS: &str = "team-a";
 
 async fn control_plane_with_crds() -> ControlPlane {
-    let cp = ControlPlane::start().await.expect("control plane starts");
+    let mut cp = ControlPlane::start().await.expect("control plane starts");
     install_crds(&cp.client()).await.expect("CRDs install");
-    let ns: Api<Namespace> = Api::all(cp.client());
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(NS.into());
-    ns.create(&PostParams::default(), &namespace)
-        .await
-        .expect("namespace");
+    cp.create_namespace(NS).await.expect("namespace");
     cp
 }
 
@@ -554,4 +548,53 @@ async fn apiserver_refuses_each_invalid_manifest_naming_the_field() {
             .collect();
         assert_eq!(names, ["valid"], "{kind}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_user_name_check_in_rust_agrees_with_the_crd() {
+    let cp = control_plane_with_crds().await;
+    let client = cp.client();
+    let long = |n: usize| "a".repeat(n);
+    let names = [
+        "alice".to_owned(),
+        "a".to_owned(),
+        "7".to_owned(),
+        "alice@example.com".to_owned(),
+        "alice.smith+vdi".to_owned(),
+        "oidc:alice".to_owned(),
+        "first-last_2".to_owned(),
+        "system:serviceaccount:ns:robot".to_owned(),
+        long(253),
+        long(254),
+        String::new(),
+        "alice smith".to_owned(),
+        "-alice".to_owned(),
+        "alice-".to_owned(),
+        ".alice".to_owned(),
+        "alice@".to_owned(),
+        "DOMAIN\\alice".to_owned(),
+        "alice/bob".to_owned(),
+        "élodie".to_owned(),
+        "alice\n".to_owned(),
+        "a*b".to_owned(),
+    ];
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let mut disagree = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut object = valid_desktop(&format!("user-{i}"));
+        object["spec"]["user"] = json!(name);
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        let accepted = match api(&client, "Desktop").create(&dry_run, &object).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) if status.code == 422 => false,
+            Err(e) => panic!("{name:?}: unexpected error {e}"),
+        };
+        if accepted != crds::desktop::is_user_name(name) {
+            disagree.push(format!("{name:?}: the apiserver says {accepted}"));
+        }
+    }
+    assert!(disagree.is_empty(), "{}", disagree.join("\n"));
 }

@@ -44,6 +44,9 @@ pub enum AssignError {
         /// The pool.
         pool: String,
     },
+    /// The user name cannot go into `spec.user`.
+    #[error("user {0:?} cannot have a desktop: a user name (spec.user) is {help}", help = crds::desktop::USER_NAME_HELP)]
+    InvalidUser(String),
     /// The pool does not exist (in the assigner's namespace).
     #[error(
         "desktop pool {pool} not found in namespace {namespace}: check the pool's name and namespace (kubectl get desktoppools -n {namespace})"
@@ -189,6 +192,9 @@ impl Assigner {
     /// Gives `user` a desktop of `pool`: the one they already have there, else an available
     /// one. Returns its name.
     pub async fn assign(&self, pool: &str, user: &str) -> Result<String, AssignError> {
+        if !crds::desktop::is_user_name(user) {
+            return Err(AssignError::InvalidUser(user.to_owned()));
+        }
         // (The store's own wait_until_ready wakes only one of many waiters.)
         let mut listed = self.listed.clone();
         if !matches!(
