@@ -62,7 +62,7 @@ fn parse_admin(args: &[String]) -> Option<Result<Admin, String>> {
         if !allowed.contains(&flag.as_str()) {
             return Some(Err(format!("{command}: unknown flag {flag:?}")));
         }
-        let Some(value) = iter.next() else {
+        let Some(value) = iter.next().filter(|v| !v.is_empty()) else {
             return Some(Err(format!("{command}: {flag} needs a value")));
         };
         values.insert(flag.as_str(), value.clone());
@@ -313,6 +313,10 @@ mod tests {
         assert_eq!(
             parse_admin(&args(&["assign", "--pool"])),
             Some(Err("assign: --pool needs a value".into()))
+        );
+        assert_eq!(
+            parse_admin(&args(&["release", "--desktop", ""])),
+            Some(Err("release: --desktop needs a value".into()))
         );
         assert_eq!(parse_admin(&args(&["--http", "off"])), None);
     }
