@@ -1,7 +1,7 @@
 //! The Desktop controller: its shared context, error policy, and the loop that runs it (under
 //! leader election when asked).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,14 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::Error;
 use crate::Options;
+use crate::desktop::labels::POOL_LABEL;
 use crate::desktop::{self, apply::FailureRecord};
-use crate::metrics::{ErrorLabels, Metrics, PhaseLabels};
+use crate::metrics::{ErrorLabels, Metrics, PhaseLabels, PoolLabels};
+use crate::pool::assign::available;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -169,7 +171,7 @@ pub async fn run_controllers(
             writer,
             watcher(
                 desktops.clone(),
-                watcher::Config::default().labels(crate::desktop::labels::POOL_LABEL),
+                watcher::Config::default().labels(POOL_LABEL),
             ),
         )
         .default_backoff()
@@ -231,12 +233,43 @@ pub async fn run_controllers(
                 }),
         ));
     }
-    let gauge = phase_gauge(Arc::clone(&ctx.metrics), stores, shutdown.clone());
+    let gauge = gauges(Arc::clone(&ctx.metrics), stores, shutdown.clone());
     futures::future::join(futures::future::join_all(runs), gauge).await;
 }
 
-/// Keeps the desktops-by-phase gauge current from the controllers' caches.
-async fn phase_gauge(
+/// Desktops of each pool (by namespace and pool) that are there, Ready, available and
+/// assigned; desktops being deleted do not count.
+fn pool_counts<'a>(
+    desktops: impl IntoIterator<Item = &'a Desktop>,
+) -> BTreeMap<(String, String), [i64; 4]> {
+    let mut counts: BTreeMap<(String, String), [i64; 4]> = BTreeMap::new();
+    for desktop in desktops {
+        let Some(pool) = desktop.labels().get(POOL_LABEL) else {
+            continue;
+        };
+        if desktop.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ready = desktop
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == Some(DesktopPhase::Ready));
+        let count = counts
+            .entry((desktop.namespace().unwrap_or_default(), pool.clone()))
+            .or_default();
+        count[0] += 1;
+        count[1] += i64::from(ready);
+        count[2] += i64::from(available(desktop));
+        count[3] += i64::from(desktop.spec.user.is_some());
+    }
+    counts
+}
+
+/// What [`pool_counts`] counts, in its order.
+const POOL_STATES: [&str; 4] = ["all", "ready", "available", "assigned"];
+
+/// Keeps the desktops-by-phase and per-pool gauges current from the controllers' caches.
+async fn gauges(
     metrics: Arc<Metrics>,
     stores: Vec<Store<Desktop>>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -251,15 +284,14 @@ async fn phase_gauge(
         DesktopPhase::Failed,
     ];
     let tick = async {
+        // Pools seen last time: a pool gone since drops out of the gauge.
+        let mut pools_seen: HashSet<PoolLabels> = HashSet::new();
         loop {
+            let desktops: Vec<Arc<Desktop>> = stores.iter().flat_map(Store::state).collect();
             let mut counts: HashMap<String, i64> =
                 phases.iter().map(|p| (format!("{p:?}"), 0)).collect();
-            for store in &stores {
-                for desktop in store.state() {
-                    if let Some(phase) = desktop.status.as_ref().and_then(|s| s.phase) {
-                        *counts.entry(format!("{phase:?}")).or_default() += 1;
-                    }
-                }
+            for phase in desktops.iter().filter_map(|d| d.status.as_ref()?.phase) {
+                *counts.entry(format!("{phase:?}")).or_default() += 1;
             }
             for (phase, count) in counts {
                 metrics
@@ -267,11 +299,74 @@ async fn phase_gauge(
                     .get_or_create(&PhaseLabels { phase })
                     .set(count);
             }
+            let mut seen = HashSet::new();
+            for ((namespace, pool), counts) in pool_counts(desktops.iter().map(AsRef::as_ref)) {
+                for (state, count) in POOL_STATES.into_iter().zip(counts) {
+                    let labels = PoolLabels {
+                        namespace: namespace.clone(),
+                        pool: pool.clone(),
+                        state,
+                    };
+                    metrics.pool_desktops.get_or_create(&labels).set(count);
+                    seen.insert(labels);
+                }
+            }
+            for gone in pools_seen.difference(&seen) {
+                metrics.pool_desktops.remove(gone);
+            }
+            pools_seen = seen;
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     };
     tokio::select! {
         _ = tick => {}
         _ = shutdown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn desktop(ns: &str, pool: Option<&str>, user: Option<&str>, phase: &str) -> Desktop {
+        let labels = pool.map_or_else(|| json!({}), |p| json!({ POOL_LABEL: p }));
+        serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "Desktop",
+            "metadata": {"name": "d", "namespace": ns, "generation": 1, "labels": labels},
+            "spec": {
+                "user": user,
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/k"}},
+            },
+            "status": {"phase": phase, "observedGeneration": 1},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pools_count_their_desktops_by_state() {
+        let mut going = desktop("a", Some("office"), None, "Ready");
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        let desktops = [
+            desktop("a", Some("office"), None, "Ready"),
+            desktop("a", Some("office"), Some("alice"), "Ready"),
+            desktop("a", Some("office"), None, "Starting"),
+            going,
+            desktop("b", Some("office"), Some("bob"), "Starting"),
+            desktop("a", None, None, "Ready"),
+        ];
+        let counts = pool_counts(&desktops);
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                (("a".into(), "office".into()), [3, 2, 1, 1]),
+                (("b".into(), "office".into()), [1, 0, 0, 1]),
+            ])
+        );
     }
 }

@@ -21,6 +21,17 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// Labels of the per-pool gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// The pool's namespace.
+    pub namespace: String,
+    /// The pool.
+    pub pool: String,
+    /// Which desktops: `all`, `ready`, `available` (Ready and nobody's) or `assigned`.
+    pub state: &'static str,
+}
+
 /// Every metric, and the registry that encodes them.
 pub struct Metrics {
     /// Reconciles run.
@@ -33,6 +44,8 @@ pub struct Metrics {
     pub desktops: Family<PhaseLabels, Gauge>,
     /// Seconds from a Desktop's creation to its first Ready.
     pub ready_seconds: Histogram,
+    /// Desktops of each pool, by state, as last seen.
+    pub pool_desktops: Family<PoolLabels, Gauge>,
     registry: Registry,
 }
 
@@ -43,6 +56,7 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let desktops = Family::<PhaseLabels, Gauge>::default();
         let ready_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 12));
+        let pool_desktops = Family::<PoolLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("verdant_operator");
         registry.register("reconciles", "Desktop reconciles run", reconciles.clone());
         registry.register(
@@ -61,12 +75,18 @@ impl Default for Metrics {
             "Seconds from a Desktop's creation to its first Ready",
             ready_seconds.clone(),
         );
+        registry.register(
+            "pool_desktops",
+            "Desktops of each pool: all, ready, available (Ready and nobody's) and assigned",
+            pool_desktops.clone(),
+        );
         Self {
             reconciles,
             errors,
             duration,
             desktops,
             ready_seconds,
+            pool_desktops,
             registry,
         }
     }
@@ -101,6 +121,13 @@ mod tests {
             })
             .set(3);
         m.ready_seconds.observe(4.2);
+        m.pool_desktops
+            .get_or_create(&PoolLabels {
+                namespace: "team".into(),
+                pool: "office".into(),
+                state: "available",
+            })
+            .set(7);
         let text = m.encode();
         assert!(
             text.contains("verdant_operator_reconciles_total 1"),
@@ -116,6 +143,12 @@ mod tests {
         );
         assert!(
             text.contains("verdant_operator_desktop_ready_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "verdant_operator_pool_desktops{namespace=\"team\",pool=\"office\",state=\"available\"} 7"
+            ),
             "{text}"
         );
     }

@@ -132,6 +132,23 @@ impl Env {
         }));
     }
 
+    /// Restarts the operator so that it also serves its endpoints (metrics, health) on a free
+    /// local port, which it returns.
+    fn serve_http(&mut self) -> std::net::SocketAddr {
+        self.kill_operator();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        self.spawn_operator(operator::Options {
+            http: Some(http),
+            ..self.options("operator-http")
+        });
+        http
+    }
+
     fn kill_operator(&mut self) {
         if let Some(task) = self.operator.take() {
             task.abort();
@@ -279,18 +296,7 @@ fn condition(desktop: &Desktop, type_: &str) -> Option<crds::Condition> {
 async fn desktop_becomes_a_launcher_pod_and_follows_it() {
     let mut env = Env::start("team-a").await;
     let _reaper = env.kubelet.reap_in_background();
-    // This run of the operator also serves its endpoints.
-    env.kill_operator();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    env.spawn_operator(operator::Options {
-        http: Some(http),
-        ..env.options("operator-http")
-    });
+    let http = env.serve_http();
     let desktop = env.create_desktop("alice-dev", Some("alice")).await;
 
     // One pod, with the spec the issue asks for.
@@ -1074,7 +1080,8 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
 #[tokio::test(flavor = "multi_thread")]
 async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one_is_kept() {
     use operator::pool::assign::{AssignError, Assigner, release};
-    let env = Env::start("team-r").await;
+    let mut env = Env::start("team-r").await;
+    let http = env.serve_http();
     let _reaper = env.kubelet.reap_in_background();
     let api = env.desktops();
     let assigner = Assigner::new(api.clone());
@@ -1141,6 +1148,24 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
             );
         }
     }
+    // Each pool has one desktop, Ready and Bob's, and its metrics say so.
+    let gauge = |pool: &str, state: &str, n: u32| {
+        format!(
+            "verdant_operator_pool_desktops{{namespace=\"team-r\",pool=\"{pool}\",state=\"{state}\"}} {n}\n"
+        )
+    };
+    let want: Vec<String> = ["float", "keep"]
+        .into_iter()
+        .flat_map(|pool| {
+            [("all", 1), ("ready", 1), ("available", 0), ("assigned", 1)]
+                .map(|(state, n)| gauge(pool, state, n))
+        })
+        .collect();
+    eventually("each pool's desktops in its metrics", LIMIT, || async {
+        let text = http_get(http, "/metrics").await?;
+        want.iter().all(|line| text.contains(line)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
