@@ -133,7 +133,7 @@ fn error_policy<K>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action 
 }
 
 /// Runs the Desktop controller (one per watched namespace, or one for all) until `shutdown`
-/// resolves; the returned stores feed the by-phase gauge.
+/// resolves; their caches also feed the by-phase and per-pool gauges.
 pub async fn run_controllers(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -162,6 +162,7 @@ pub async fn run_controllers(
     };
     let mut runs = Vec::new();
     let mut stores = Vec::new();
+    let mut pool_stores = Vec::new();
     for (desktops, pods, pools) in apis {
         // The pool controller: a pool is reconciled when it or one of its desktops changes,
         // and reads its desktops from the cache that watch fills, which has seen every change
@@ -184,6 +185,7 @@ pub async fn run_controllers(
         let pool_controller = Controller::new(pools, watcher::Config::default())
             .owns_stream(member_events)
             .graceful_shutdown_on(shutdown.clone());
+        pool_stores.push(pool_controller.store());
         let pool_ctx = Arc::new(crate::pool::PoolContext::new(Arc::clone(&ctx), members));
         runs.push(Box::pin(
             pool_controller
@@ -233,16 +235,26 @@ pub async fn run_controllers(
                 }),
         ));
     }
-    let gauge = gauges(Arc::clone(&ctx.metrics), stores, shutdown.clone());
+    let gauge = gauges(
+        Arc::clone(&ctx.metrics),
+        stores,
+        pool_stores,
+        shutdown.clone(),
+    );
     futures::future::join(futures::future::join_all(runs), gauge).await;
 }
 
 /// Desktops of each pool (by namespace and pool) that are there, Ready, available and
-/// assigned; desktops being deleted do not count.
+/// assigned; every pool is counted, one with no desktops too, and desktops being deleted or
+/// of a pool not (or no longer) there are not.
 fn pool_counts<'a>(
+    pools: impl IntoIterator<Item = &'a DesktopPool>,
     desktops: impl IntoIterator<Item = &'a Desktop>,
 ) -> BTreeMap<(String, String), [i64; 4]> {
-    let mut counts: BTreeMap<(String, String), [i64; 4]> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String), [i64; 4]> = pools
+        .into_iter()
+        .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), [0; 4]))
+        .collect();
     for desktop in desktops {
         let Some(pool) = desktop.labels().get(POOL_LABEL) else {
             continue;
@@ -250,13 +262,14 @@ fn pool_counts<'a>(
         if desktop.metadata.deletion_timestamp.is_some() {
             continue;
         }
+        let Some(count) = counts.get_mut(&(desktop.namespace().unwrap_or_default(), pool.clone()))
+        else {
+            continue;
+        };
         let ready = desktop
             .status
             .as_ref()
             .is_some_and(|s| s.phase == Some(DesktopPhase::Ready));
-        let count = counts
-            .entry((desktop.namespace().unwrap_or_default(), pool.clone()))
-            .or_default();
         count[0] += 1;
         count[1] += i64::from(ready);
         count[2] += i64::from(available(desktop));
@@ -272,6 +285,7 @@ const POOL_STATES: [&str; 4] = ["all", "ready", "available", "assigned"];
 async fn gauges(
     metrics: Arc<Metrics>,
     stores: Vec<Store<Desktop>>,
+    pool_stores: Vec<Store<DesktopPool>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let phases = [
@@ -300,7 +314,12 @@ async fn gauges(
                     .set(count);
             }
             let mut seen = HashSet::new();
-            for ((namespace, pool), counts) in pool_counts(desktops.iter().map(AsRef::as_ref)) {
+            let pools: Vec<Arc<DesktopPool>> = pool_stores.iter().flat_map(Store::state).collect();
+            let counts = pool_counts(
+                pools.iter().map(AsRef::as_ref),
+                desktops.iter().map(AsRef::as_ref),
+            );
+            for ((namespace, pool), counts) in counts {
                 for (state, count) in POOL_STATES.into_iter().zip(counts) {
                     let labels = PoolLabels {
                         namespace: namespace.clone(),
@@ -345,6 +364,19 @@ mod tests {
         .unwrap()
     }
 
+    fn pool(ns: &str, name: &str) -> DesktopPool {
+        serde_json::from_value(json!({
+            "apiVersion": "vdi.verdant.dev/v1alpha1",
+            "kind": "DesktopPool",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"template": {"spec": {
+                "resources": {"cpus": 1, "memory": "1Gi"},
+                "boot": {"kernel": {"hostPath": "/k"}},
+            }}},
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn pools_count_their_desktops_by_state() {
         let mut going = desktop("a", Some("office"), None, "Ready");
@@ -359,12 +391,15 @@ mod tests {
             going,
             desktop("b", Some("office"), Some("bob"), "Starting"),
             desktop("a", None, None, "Ready"),
+            desktop("a", Some("gone"), None, "Ready"),
         ];
-        let counts = pool_counts(&desktops);
+        let pools = [pool("a", "office"), pool("b", "office"), pool("b", "empty")];
+        let counts = pool_counts(&pools, &desktops);
         assert_eq!(
             counts,
             BTreeMap::from([
                 (("a".into(), "office".into()), [3, 2, 1, 1]),
+                (("b".into(), "empty".into()), [0, 0, 0, 0]),
                 (("b".into(), "office".into()), [1, 0, 0, 1]),
             ])
         );

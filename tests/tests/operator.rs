@@ -1148,7 +1148,9 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
             );
         }
     }
-    // Each pool has one desktop, Ready and Bob's, and its metrics say so.
+    // Each pool has one desktop, Ready and Bob's, and its metrics say so; a pool of none is
+    // there with none.
+    env.create_pool("none", json!({"replicas": 0})).await;
     let gauge = |pool: &str, state: &str, n: u32| {
         format!(
             "verdant_operator_pool_desktops{{namespace=\"team-r\",pool=\"{pool}\",state=\"{state}\"}} {n}\n"
@@ -1160,6 +1162,7 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
             [("all", 1), ("ready", 1), ("available", 0), ("assigned", 1)]
                 .map(|(state, n)| gauge(pool, state, n))
         })
+        .chain(["all", "ready", "available", "assigned"].map(|state| gauge("none", state, 0)))
         .collect();
     eventually("each pool's desktops in its metrics", LIMIT, || async {
         let text = http_get(http, "/metrics").await?;
