@@ -218,14 +218,9 @@ impl Env {
 
     /// The live (not terminating) launcher pods of a desktop.
     async fn live_pods(&self, desktop: &str) -> Vec<Pod> {
-        self.pods()
-            .list(&ListParams::default().labels(&format!("vdi.verdant.dev/desktop={desktop}")))
+        live(&self.pods(), &format!("vdi.verdant.dev/desktop={desktop}"))
             .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect()
+            .expect("pods")
     }
 
     /// Waits for a live launcher pod of `desktop` other than the pod `not` (by uid).
@@ -266,6 +261,21 @@ impl Drop for Env {
 }
 
 /// GETs `path` from `addr`; the body, if the answer is 200.
+/// The objects of `api` matching `labels` (`""`: all) that are not being deleted; `None` when
+/// the list fails.
+async fn live<K>(api: &Api<K>, labels: &str) -> Option<Vec<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(&ListParams::default().labels(labels)).await.ok()?;
+    Some(
+        list.items
+            .into_iter()
+            .filter(|o| o.meta().deletion_timestamp.is_none())
+            .collect(),
+    )
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -628,11 +638,7 @@ async fn killing_the_operator_mid_reconcile_leaves_exactly_one_pod_per_desktop()
         "one launcher pod per running desktop and none for stopped ones",
         Duration::from_secs(90),
         || async {
-            let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
-            let live: Vec<&Pod> = pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .collect();
+            let live = live(&env.pods(), "").await?;
             for (i, name) in desktops.iter().enumerate() {
                 let n = live
                     .iter()
@@ -656,16 +662,7 @@ async fn killing_the_operator_mid_reconcile_leaves_exactly_one_pod_per_desktop()
     .await;
     // And it stays that way.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let live = env
-        .pods()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .count();
-    assert_eq!(live, 40);
+    assert_eq!(live(&env.pods(), "").await.expect("pods").len(), 40);
     let secrets = Api::<Secret>::namespaced(env.client.clone(), "team-e")
         .list(&ListParams::default().labels("vdi.verdant.dev/desktop"))
         .await
@@ -878,15 +875,11 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
     let pools: Api<crds::DesktopPool> = Api::namespaced(env.client.clone(), "team-p");
     env.create_pool("office", json!({"replicas": 0})).await;
     let live = || async {
-        let mut names: Vec<String> = env
-            .desktops()
-            .list(&ListParams::default().labels("vdi.verdant.dev/pool=office"))
+        let mut names: Vec<String> = live(&env.desktops(), "vdi.verdant.dev/pool=office")
             .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|d| d.metadata.deletion_timestamp.is_none())
-            .map(|d| d.name_any())
+            .expect("desktops")
+            .iter()
+            .map(ResourceExt::name_any)
             .collect();
         names.sort();
         names
@@ -1191,34 +1184,21 @@ async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_th
         "200 desktops, each with one launcher pod, and nothing else",
         Duration::from_secs(120),
         || async {
-            let desktops = env
-                .desktops()
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items;
-            let live: Vec<&Desktop> = desktops
-                .iter()
-                .filter(|d| d.metadata.deletion_timestamp.is_none())
-                .collect();
-            if live.len() != 200 {
+            let desktops = live(&env.desktops(), "").await?;
+            if desktops.len() != 200 {
                 return None;
             }
             // Every desktop is the pool's.
             assert!(
-                live.iter().all(|d| d
+                desktops.iter().all(|d| d
                     .owner_references()
                     .iter()
                     .any(|o| Some(&o.uid) == uid.as_ref())),
                 "a desktop the pool does not own"
             );
             let names: std::collections::BTreeSet<String> =
-                live.iter().map(|d| d.name_any()).collect();
-            let pods = env.pods().list(&ListParams::default()).await.ok()?.items;
-            let pods: Vec<&Pod> = pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .collect();
+                desktops.iter().map(|d| d.name_any()).collect();
+            let pods = live(&env.pods(), "").await?;
             // No pod without a desktop, and one pod a desktop.
             let owners: Vec<&String> = pods
                 .iter()
@@ -1240,16 +1220,10 @@ async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_th
     .await;
     // And it stays that way.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let live = env
-        .desktops()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|d| d.metadata.deletion_timestamp.is_none())
-        .count();
-    assert_eq!(live, 200);
+    assert_eq!(
+        live(&env.desktops(), "").await.expect("desktops").len(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1332,14 +1306,9 @@ async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of
         .unwrap();
     // The free desktop is replaced by one of the new template; alice's is marked.
     eventually("the free desktop replaced", LIMIT, || async {
-        let names: Vec<(String, u32)> = env
-            .desktops()
-            .list(&ListParams::default().labels("vdi.verdant.dev/pool=lab"))
-            .await
-            .ok()?
-            .items
+        let names: Vec<(String, u32)> = live(&env.desktops(), "vdi.verdant.dev/pool=lab")
+            .await?
             .into_iter()
-            .filter(|d| d.metadata.deletion_timestamp.is_none())
             .map(|d| (d.name_any(), d.spec.resources.cpus))
             .collect();
         (names.len() == 2
@@ -1360,14 +1329,9 @@ async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of
     // Released, it is replaced too.
     env.patch_spec("lab-0", json!({"user": null})).await;
     eventually("lab-0 replaced", LIMIT, || async {
-        let live: Vec<u32> = env
-            .desktops()
-            .list(&ListParams::default().labels("vdi.verdant.dev/pool=lab"))
-            .await
-            .ok()?
-            .items
+        let live: Vec<u32> = live(&env.desktops(), "vdi.verdant.dev/pool=lab")
+            .await?
             .into_iter()
-            .filter(|d| d.metadata.deletion_timestamp.is_none())
             .map(|d| d.spec.resources.cpus)
             .collect();
         (live == [2, 2]).then_some(())
