@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crds::{Desktop, DesktopPhase, DesktopPool};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store, reflector};
@@ -122,6 +122,10 @@ impl Context {
 /// How long a Desktop's events are gathered before it is reconciled.
 const DEBOUNCE: Duration = Duration::from_millis(500);
 
+/// Desktop reconciles running at once, at most: a pool of thousands made at once would
+/// otherwise open a connection (with its buffers) per desktop to the apiserver.
+const RECONCILES_IN_FLIGHT: u16 = 32;
+
 fn error_policy<K>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
     ctx.metrics
@@ -130,6 +134,23 @@ fn error_policy<K>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action 
         .inc();
     tracing::warn!(%error, "reconcile failed; retrying in 5 s");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// What the caches keep of an object: all but its `managedFields`, which no reconcile reads
+/// and which take most of a cached object's memory (every field's path, as a JSON tree).
+fn lean<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// What the pod cache keeps of a launcher pod: [`lean`], and of its spec only the node it
+/// was scheduled to, the one field of it a reconcile reads (the name says which spec a pod
+/// runs; the rest, the container with its arguments, volumes and defaults, is most of a pod).
+fn lean_pod(pod: &mut Pod) {
+    lean(pod);
+    pod.spec = pod.spec.take().map(|spec| PodSpec {
+        node_name: spec.node_name,
+        ..PodSpec::default()
+    });
 }
 
 /// Runs the Desktop controller (one per watched namespace, or one for all) until `shutdown`
@@ -173,7 +194,8 @@ pub async fn run_controllers(
             watcher(
                 desktops.clone(),
                 watcher::Config::default().labels(POOL_LABEL),
-            ),
+            )
+            .modify(lean),
         )
         .default_backoff()
         .touched_objects();
@@ -209,14 +231,27 @@ pub async fn run_controllers(
             watcher(
                 pods,
                 watcher::Config::default().labels(crate::desktop::labels::DESKTOP_LABEL),
-            ),
+            )
+            .modify(lean_pod),
         )
         .default_backoff()
         .touched_objects();
-        let controller = Controller::new(desktops, watcher::Config::default())
+        // Its own cache of desktops, lean like the others (`Controller::new` would keep every
+        // desktop whole).
+        let (desktop_cache, writer) = reflector::store();
+        let desktop_events = reflector(
+            writer,
+            watcher(desktops, watcher::Config::default()).modify(lean),
+        )
+        .applied_objects();
+        let controller = Controller::for_stream(desktop_events, desktop_cache)
             // Coalesce bursts (a pod bound and started in one go) into one reconcile, and so
             // into one status write.
-            .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE))
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .debounce(DEBOUNCE)
+                    .concurrency(RECONCILES_IN_FLIGHT),
+            )
             .owns_stream(pod_events)
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
