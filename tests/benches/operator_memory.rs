@@ -49,6 +49,7 @@ fn operator_binary() -> PathBuf {
         .args([
             "build",
             "--release",
+            "--locked",
             "-q",
             "-p",
             "operator",
