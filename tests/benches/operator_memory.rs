@@ -235,14 +235,8 @@ async fn start_launchers(client: Client, kubelet: Kubelet, n: usize) {
             .filter(|name| seen.insert(name.clone()));
         std::future::ready(fresh)
     });
-    names
-        .take(n)
-        .for_each_concurrent(KUBELET_IN_FLIGHT, |pod| {
-            let kubelet = kubelet.clone();
-            async move {
-                kubelet.schedule(&pod).await.expect("bind");
-                kubelet.run(&pod, true).await.expect("run");
-            }
-        })
-        .await;
+    kubelet
+        .start_all(names.take(n), KUBELET_IN_FLIGHT)
+        .await
+        .expect("launchers started");
 }

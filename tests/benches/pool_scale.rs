@@ -317,15 +317,10 @@ async fn main() {
         .iter()
         .map(|p| p.name_any())
         .collect();
-    futures::stream::iter(pod_names)
-        .for_each_concurrent(KUBELET_IN_FLIGHT, |pod| {
-            let kubelet = kubelet.clone();
-            async move {
-                kubelet.schedule(&pod).await.expect("bind");
-                kubelet.run(&pod, true).await.expect("run");
-            }
-        })
-        .await;
+    kubelet
+        .start_all(futures::stream::iter(pod_names), KUBELET_IN_FLIGHT)
+        .await
+        .expect("launchers started");
     all_available(&pools, n).await;
     println!(
         "pool warmed up: {n} desktops Ready {:.2} s after the stand-in kubelet began",

@@ -94,6 +94,23 @@ impl Kubelet {
         Ok(())
     }
 
+    /// Binds and starts (running and ready) each pod `names` yields, `in_flight` at a time,
+    /// as a node full of kubelets would; stops at the first failure.
+    pub async fn start_all(
+        &self,
+        names: impl futures::Stream<Item = String>,
+        in_flight: usize,
+    ) -> Result<(), kube::Error> {
+        use futures::{StreamExt, TryStreamExt};
+        names
+            .map(Ok)
+            .try_for_each_concurrent(in_flight, |pod| async move {
+                self.schedule(&pod).await?;
+                self.run(&pod, true).await
+            })
+            .await
+    }
+
     /// Reports the launcher exited with `code`.
     pub async fn exit(&self, pod: &str, code: i32) -> Result<(), kube::Error> {
         let now = Time(Timestamp::now());
