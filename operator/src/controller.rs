@@ -19,7 +19,6 @@ use crate::Options;
 use crate::desktop::labels::POOL_LABEL;
 use crate::desktop::{self, apply::FailureRecord};
 use crate::metrics::{ErrorLabels, Metrics, PhaseLabels, PoolLabels};
-use crate::pool::assign::available;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -279,38 +278,20 @@ pub async fn run_controllers(
     futures::future::join(futures::future::join_all(runs), gauge).await;
 }
 
-/// Desktops of each pool (by namespace and pool) that are there, Ready, available and
-/// assigned; every pool is counted, one with no desktops too, and desktops being deleted or
-/// of a pool not (or no longer) there are not.
+/// Each pool's desktops (by namespace and pool): all, Ready, available and assigned, as its
+/// status counts them (a pool whose status is not written yet counts zeros), so the gauge
+/// says what `kubectl get desktoppools` says.
 fn pool_counts<'a>(
     pools: impl IntoIterator<Item = &'a DesktopPool>,
-    desktops: impl IntoIterator<Item = &'a Desktop>,
 ) -> BTreeMap<(String, String), [i64; 4]> {
-    let mut counts: BTreeMap<(String, String), [i64; 4]> = pools
+    pools
         .into_iter()
-        .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), [0; 4]))
-        .collect();
-    for desktop in desktops {
-        let Some(pool) = desktop.labels().get(POOL_LABEL) else {
-            continue;
-        };
-        if desktop.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let Some(count) = counts.get_mut(&(desktop.namespace().unwrap_or_default(), pool.clone()))
-        else {
-            continue;
-        };
-        let ready = desktop
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == Some(DesktopPhase::Ready));
-        count[0] += 1;
-        count[1] += i64::from(ready);
-        count[2] += i64::from(available(desktop));
-        count[3] += i64::from(desktop.spec.user.is_some());
-    }
-    counts
+        .map(|p| {
+            let s = p.status.clone().unwrap_or_default();
+            let counts = [s.replicas, s.ready, s.available, s.assigned].map(i64::from);
+            ((p.namespace().unwrap_or_default(), p.name_any()), counts)
+        })
+        .collect()
 }
 
 /// What [`pool_counts`] counts, in its order.
@@ -350,10 +331,7 @@ async fn gauges(
             }
             let mut seen = HashSet::new();
             let pools: Vec<Arc<DesktopPool>> = pool_stores.iter().flat_map(Store::state).collect();
-            let counts = pool_counts(
-                pools.iter().map(AsRef::as_ref),
-                desktops.iter().map(AsRef::as_ref),
-            );
+            let counts = pool_counts(pools.iter().map(AsRef::as_ref));
             for ((namespace, pool), counts) in counts {
                 for (state, count) in POOL_STATES.into_iter().zip(counts) {
                     let labels = PoolLabels {
@@ -383,23 +361,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn desktop(ns: &str, pool: Option<&str>, user: Option<&str>, phase: &str) -> Desktop {
-        let labels = pool.map_or_else(|| json!({}), |p| json!({ POOL_LABEL: p }));
-        serde_json::from_value(json!({
-            "apiVersion": "vdi.verdant.dev/v1alpha1",
-            "kind": "Desktop",
-            "metadata": {"name": "d", "namespace": ns, "generation": 1, "labels": labels},
-            "spec": {
-                "user": user,
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/k"}},
-            },
-            "status": {"phase": phase, "observedGeneration": 1},
-        }))
-        .unwrap()
-    }
-
-    fn pool(ns: &str, name: &str) -> DesktopPool {
+    fn pool(ns: &str, name: &str, status: serde_json::Value) -> DesktopPool {
         serde_json::from_value(json!({
             "apiVersion": "vdi.verdant.dev/v1alpha1",
             "kind": "DesktopPool",
@@ -408,33 +370,29 @@ mod tests {
                 "resources": {"cpus": 1, "memory": "1Gi"},
                 "boot": {"kernel": {"hostPath": "/k"}},
             }}},
+            "status": status,
         }))
         .unwrap()
     }
 
     #[test]
-    fn pools_count_their_desktops_by_state() {
-        let mut going = desktop("a", Some("office"), None, "Ready");
-        going.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ));
-        let desktops = [
-            desktop("a", Some("office"), None, "Ready"),
-            desktop("a", Some("office"), Some("alice"), "Ready"),
-            desktop("a", Some("office"), None, "Starting"),
-            going,
-            desktop("b", Some("office"), Some("bob"), "Starting"),
-            desktop("a", None, None, "Ready"),
-            desktop("a", Some("gone"), None, "Ready"),
+    fn pools_count_their_desktops_as_their_status_does() {
+        let counted =
+            json!({"replicas": 3, "ready": 2, "available": 1, "assigned": 1, "desiredReplicas": 3});
+        let pools = [
+            pool("a", "office", counted),
+            pool(
+                "b",
+                "office",
+                json!({"replicas": 1, "assigned": 1, "desiredReplicas": 1}),
+            ),
+            pool("b", "new", serde_json::Value::Null),
         ];
-        let pools = [pool("a", "office"), pool("b", "office"), pool("b", "empty")];
-        let counts = pool_counts(&pools, &desktops);
         assert_eq!(
-            counts,
+            pool_counts(&pools),
             BTreeMap::from([
                 (("a".into(), "office".into()), [3, 2, 1, 1]),
-                (("b".into(), "empty".into()), [0, 0, 0, 0]),
+                (("b".into(), "new".into()), [0, 0, 0, 0]),
                 (("b".into(), "office".into()), [1, 0, 0, 1]),
             ])
         );
