@@ -121,9 +121,10 @@ pub struct BootSpec {
     /// The initial ramdisk, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initrd: Option<ArtifactSource>,
-    /// The kernel command line, at most 2048 bytes (x86's `COMMAND_LINE_SIZE`).
+    /// The kernel command line, at most 2047 bytes (x86's `COMMAND_LINE_SIZE` of 2048 holds
+    /// its closing NUL too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = 2047))]
     pub cmdline: Option<String>,
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{DisplayConfig, LauncherConfig};
+use launcher_api::{DisplayConfig, LauncherConfig};
 
 /// The demo guest's ELF image (empty when the launcher was built without gcc and ld).
 pub const DEMO_GUEST: &[u8] = include_bytes!(env!("VERDANT_DEMO_GUEST"));

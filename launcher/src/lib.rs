@@ -7,7 +7,6 @@
 
 pub mod arch;
 pub mod boot;
-pub mod config;
 pub mod demo;
 pub mod devices;
 pub mod display;
@@ -23,13 +22,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad configuration: names the field and what is allowed.
-    #[error("Config {field}: {message}")]
-    Config {
-        /// The field, as written in the config (e.g. `memory`).
-        field: String,
-        /// What is wrong and what is allowed.
-        message: String,
-    },
+    #[error(transparent)]
+    Config(#[from] launcher_api::ConfigError),
     /// `/dev/kvm` cannot be opened.
     #[error("Cannot open /dev/kvm: {0} (is KVM enabled, and may this user open /dev/kvm?)")]
     KvmUnavailable(std::io::Error),

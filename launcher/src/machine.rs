@@ -13,13 +13,13 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::Error;
 use crate::boot;
-use crate::config::VmConfig;
 use crate::devices::Devices;
 use crate::devices::i8042::{KEYBOARD_IRQ, MOUSE_IRQ};
 use crate::devices::serial::{COM1_IRQ, ConsoleBuffer, ConsoleSink, new_com1};
 use crate::display::Framebuffer;
 use crate::vstate::vcpu::{Outcome, Vcpu};
 use crate::vstate::{memory, vm::Vm};
+use launcher_api::{ExitStatus, VmConfig};
 
 /// The signal that kicks a vCPU thread out of `KVM_RUN`.
 fn kick_signal() -> i32 {
@@ -67,15 +67,13 @@ pub enum VmExit {
 }
 
 impl VmExit {
-    /// The launcher's process exit status for this ending: 0 power-off or shut down on
-    /// request, 3 reset, 4 crash, 5 stopped hard (1 and 2 are the launcher's own errors and
-    /// usage errors).
-    pub fn exit_code(&self) -> u8 {
+    /// The launcher's exit status for this ending (the operator reads it back from the pod).
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            VmExit::PowerOff | VmExit::ShutDown => 0,
-            VmExit::Reset => 3,
-            VmExit::Crashed { .. } => 4,
-            VmExit::Stopped => 5,
+            VmExit::PowerOff | VmExit::ShutDown => ExitStatus::PoweredOff,
+            VmExit::Reset => ExitStatus::Reset,
+            VmExit::Crashed { .. } => ExitStatus::Crashed,
+            VmExit::Stopped => ExitStatus::StoppedHard,
         }
     }
 }

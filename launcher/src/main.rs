@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::sync::Arc;
 
-use launcher::config::{DisplayConfig, LauncherConfig, VncConfig};
 use launcher::display::vnc::{self, Security};
 use launcher::http::{self, Health};
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
+use launcher_api::{DisplayConfig, LauncherConfig, VncConfig};
 
 const USAGE: &str = "\
 usage: verdant-launcher run [--config FILE | --config-json JSON | --demo] [--kernel PATH] [--initrd PATH]
@@ -293,7 +293,7 @@ fn run(args: &[String]) -> ExitCode {
                     eprintln!("verdant-launcher: the VM crashed: {reason}\n{registers}");
                 }
             }
-            ExitCode::from(exit.exit_code())
+            ExitCode::from(exit.exit_status().code())
         }
         Err(e) => {
             eprintln!("verdant-launcher: {e}");

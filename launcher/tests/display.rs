@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::guest;
-use launcher::config::{DisplayConfig, LauncherConfig};
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
+use launcher_api::{DisplayConfig, LauncherConfig};
 
 #[test]
 fn demo_guest_draws_the_desktop_where_screen_info_says() {

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use common::{guest, guest_file};
-use launcher::config::LauncherConfig;
 use launcher::machine::{ConsoleOptions, Machine, VmExit};
+use launcher_api::LauncherConfig;
 
 fn launch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))

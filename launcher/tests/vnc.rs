@@ -767,9 +767,9 @@ fn noisy_desktop(width: u32, height: u32, window: (u32, u32)) -> Vec<u32> {
 #[test]
 fn a_window_moved_under_novnc_arrives_as_copyrect() {
     use launcher::arch::layout::FRAMEBUFFER_START;
-    use launcher::config::DisplayConfig;
     use launcher::display::Framebuffer;
     use launcher::display::vnc::{Security, ServerOptions, Stats, serve};
+    use launcher_api::DisplayConfig;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};

@@ -316,9 +316,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "cmdline-too-long",
             kind: "Desktop",
-            spoil: |v| v["spec"]["boot"]["cmdline"] = json!("x".repeat(2049)),
+            spoil: |v| v["spec"]["boot"]["cmdline"] = json!("x".repeat(2048)),
             field: "spec.boot.cmdline",
-            says: "2048",
+            says: "2047",
         },
         Case {
             name: "display-too-narrow",

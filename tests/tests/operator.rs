@@ -336,7 +336,7 @@ async fn desktop_becomes_a_launcher_pod_and_follows_it() {
     assert_eq!(probe_path(&c.readiness_probe), Some("/readyz"));
     assert_eq!(probe_path(&c.liveness_probe), Some("/healthz"));
     let args = c.args.as_ref().unwrap();
-    let config = launcher::config::LauncherConfig::from_json(&args[2]).expect("launcher config");
+    let config = launcher_api::LauncherConfig::from_json(&args[2]).expect("launcher config");
     assert_eq!((config.cpus, config.memory.as_str()), (2, "1Gi"));
     let volumes = spec.volumes.as_ref().unwrap();
     let kvm = volumes

@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use launcher::arch::layout::FRAMEBUFFER_START;
-use launcher::config::DisplayConfig;
 use launcher::display::Framebuffer;
 use launcher::display::vnc::{Security, ServerOptions, serve};
+use launcher_api::DisplayConfig;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::canvas::Rect;

@@ -28,7 +28,7 @@ pub const PDE_START: u64 = 0xb000;
 /// The kernel command line.
 pub const CMDLINE_START: u64 = 0x20000;
 /// Longest command line, NUL included (x86's `COMMAND_LINE_SIZE`).
-pub const CMDLINE_MAX_SIZE: usize = 2048;
+pub const CMDLINE_MAX_SIZE: usize = launcher_api::limits::CMDLINE_MAX_SIZE;
 /// Start of the extended BIOS data area: RAM below it is usable.
 pub const EBDA_START: u64 = 0x9fc00;
 /// Where kernels load: 1 MiB.

@@ -18,7 +18,7 @@ pub use zeropage::build_zero_page;
 use crate::Error;
 use crate::arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, MMIO_GAP_START, e820_map};
 use crate::arch::regs::BootProtocol;
-use crate::config::DisplayConfig;
+use launcher_api::DisplayConfig;
 
 /// Offset of the 64-bit entry point (`startup_64`) in a loaded bzImage.
 const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
@@ -150,10 +150,7 @@ fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<(), Error> {
         });
     }
     if cmdline.bytes().any(|b| b == 0) {
-        return Err(Error::Config {
-            field: "boot.cmdline".into(),
-            message: "must not contain NUL bytes".into(),
-        });
+        return Err(launcher_api::ConfigError::new("cmdline", "must not contain NUL bytes").into());
     }
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);

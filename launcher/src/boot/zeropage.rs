@@ -6,7 +6,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::InitrdPlacement;
 use crate::Error;
 use crate::arch::layout::{CMDLINE_START, E820Entry, FRAMEBUFFER_START, ZERO_PAGE_START};
-use crate::config::DisplayConfig;
+use launcher_api::DisplayConfig;
 
 /// `boot_flag`: the 0xAA55 signature.
 const BOOT_FLAG: u16 = 0xaa55;

@@ -7,7 +7,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::layout::FRAMEBUFFER_START;
-use crate::config::DisplayConfig;
+use launcher_api::DisplayConfig;
 
 /// KVM's dirty-page log of the framebuffer's memory slot.
 #[derive(Clone)]

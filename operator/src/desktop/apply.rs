@@ -10,6 +10,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
+use launcher_api::ExitStatus;
 
 use super::build::{self, BuildContext};
 use super::labels::DESKTOP_LABEL;
@@ -77,23 +78,24 @@ pub fn describe_exit(pod: &Pod) -> (bool, String, String) {
         .and_then(|cs| cs.first())
         .and_then(|c| c.state.as_ref())
         .and_then(|s| s.terminated.as_ref());
-    match terminated.map(|t| t.exit_code) {
-        Some(0) => (
+    let code = terminated.map(|t| t.exit_code);
+    match code.map(|c| (c, ExitStatus::from_code(c))) {
+        Some((_, Some(ExitStatus::PoweredOff))) => (
             false,
             "GuestPoweredOff".into(),
             "the guest powered off; starting it again".into(),
         ),
-        Some(3) => (
+        Some((_, Some(ExitStatus::Reset))) => (
             false,
             "GuestRebooted".into(),
             "the guest rebooted; starting it again".into(),
         ),
-        Some(4) => (
+        Some((code, Some(ExitStatus::Crashed))) => (
             true,
             "GuestCrashed".into(),
-            "the guest crashed (launcher exit 4); see the launcher's log".into(),
+            format!("the guest crashed (launcher exit {code}); see the launcher's log"),
         ),
-        Some(code) => {
+        Some((code, _)) => {
             let reason = terminated
                 .and_then(|t| t.reason.clone())
                 .unwrap_or_default();

@@ -14,22 +14,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::ResourceExt;
-use launcher::config::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
+use launcher_api::endpoints::{self, HTTP_PORT, HTTP_PORT_NAME, VNC_PORT, VNC_PORT_NAME};
+use launcher_api::limits::{CPU_OVERHEAD_MILLIS, MEMORY_OVERHEAD};
+use launcher_api::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
 
 use super::labels;
 
-/// The launcher's HTTP port (`/healthz`, `/readyz`, `/console`).
-pub const LAUNCHER_HTTP_PORT: i32 = 8080;
-/// The launcher's VNC port, which the broker connects to.
-pub const LAUNCHER_VNC_PORT: i32 = 5900;
-/// Memory the launcher process needs on top of guest RAM: the VMM itself measures about 3 MiB;
-/// the rest is headroom for page tables, I/O buffers and the display server, so that the
-/// kubelet never OOM-kills a desktop for its VMM.
-pub const LAUNCHER_MEMORY_OVERHEAD: u64 = 64 << 20;
-/// CPU the launcher needs on top of the vCPUs, in millicores (device and HTTP threads).
-pub const LAUNCHER_CPU_OVERHEAD_MILLIS: u64 = 100;
-/// Seconds the launcher gives the guest to shut down; the pod's grace period is a little longer.
-pub const GUEST_SHUTDOWN_GRACE_SECONDS: u64 = 20;
 /// The key of the display password in its Secret.
 pub const DISPLAY_PASSWORD_KEY: &str = "password";
 /// Where the display password Secret is mounted in the launcher.
@@ -169,24 +159,34 @@ pub fn launcher_config(desktop: &Desktop) -> Result<LauncherConfig, Invalid> {
     };
     guest_memory(spec)?;
     Ok(LauncherConfig {
-        kernel: kernel.path.into(),
         initrd: initrd.map(|f| f.path.into()),
         cmdline: spec.boot.cmdline.clone().unwrap_or_default(),
         cpus: spec.resources.cpus,
         memory: spec.resources.memory.clone(),
-        http: Some(format!("0.0.0.0:{LAUNCHER_HTTP_PORT}")),
+        http: Some(endpoints::any_address(HTTP_PORT)),
         display: Some(DisplayConfig {
             width: spec.display.width,
             height: spec.display.height,
         }),
         vnc: Some(VncConfig {
-            listen: format!("0.0.0.0:{LAUNCHER_VNC_PORT}"),
             password_file: Some(format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_PASSWORD_KEY}").into()),
-            insecure_no_auth: false,
-            max_fps: None,
+            ..VncConfig::new(endpoints::any_address(VNC_PORT))
         }),
-        shutdown_grace_seconds: GUEST_SHUTDOWN_GRACE_SECONDS,
+        ..LauncherConfig::new(kernel.path)
     })
+}
+
+/// The Desktop field a launcher config field comes from, for messages.
+fn spec_field(config_field: &str) -> String {
+    match config_field {
+        "kernel" => "spec.boot.kernel".into(),
+        "initrd" => "spec.boot.initrd".into(),
+        "cmdline" => "spec.boot.cmdline".into(),
+        "cpus" => "spec.resources.cpus".into(),
+        "memory" => "spec.resources.memory".into(),
+        "display" => "spec.display".into(),
+        other => format!("the launcher config's {other}"),
+    }
 }
 
 /// The launcher pod of a Desktop.
@@ -194,12 +194,18 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
     let spec = &desktop.spec;
     let name = desktop.name_any();
     let config = launcher_config(desktop)?;
-    let config_json = serde_json::to_string(&config).map_err(|e| Invalid {
+    // What the launcher would refuse is refused here, naming the Desktop's field, instead of
+    // a launcher pod that exits at once.
+    config.validate().map_err(|e| Invalid {
+        reason: "InvalidSpec",
+        message: format!("{}: {}", spec_field(&e.field), e.message),
+    })?;
+    let args = launcher_api::argv::run_args(&config).map_err(|e| Invalid {
         reason: "InternalError",
         message: format!("cannot render the launcher config: {e}"),
     })?;
-    let memory = guest_memory(spec)? + LAUNCHER_MEMORY_OVERHEAD;
-    let cpu_millis = u64::from(spec.resources.cpus) * 1000 + LAUNCHER_CPU_OVERHEAD_MILLIS;
+    let memory = guest_memory(spec)? + MEMORY_OVERHEAD;
+    let cpu_millis = u64::from(spec.resources.cpus) * 1000 + CPU_OVERHEAD_MILLIS;
 
     let mut volumes = vec![
         Volume {
@@ -245,7 +251,7 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String(HTTP_PORT_NAME.into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -259,17 +265,17 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
     let container = Container {
         name: "launcher".into(),
         image: Some(ctx.launcher_image.into()),
-        args: Some(vec!["run".into(), "--config-json".into(), config_json]),
+        args: Some(args),
         ports: Some(vec![
             ContainerPort {
-                name: Some("http".into()),
-                container_port: LAUNCHER_HTTP_PORT,
+                name: Some(HTTP_PORT_NAME.into()),
+                container_port: HTTP_PORT.into(),
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
             ContainerPort {
-                name: Some("vnc".into()),
-                container_port: LAUNCHER_VNC_PORT,
+                name: Some(VNC_PORT_NAME.into()),
+                container_port: VNC_PORT.into(),
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
@@ -286,8 +292,8 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
             )])),
             ..ResourceRequirements::default()
         }),
-        readiness_probe: Some(probe("/readyz", 2, 3)),
-        liveness_probe: Some(probe("/healthz", 10, 3)),
+        readiness_probe: Some(probe(endpoints::READYZ, 2, 3)),
+        liveness_probe: Some(probe(endpoints::HEALTHZ, 10, 3)),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
@@ -316,7 +322,10 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
             volumes: Some(volumes),
             // The operator replaces a finished launcher itself, with backoff and a reason.
             restart_policy: Some("Never".into()),
-            termination_grace_period_seconds: Some(GUEST_SHUTDOWN_GRACE_SECONDS as i64 + 10),
+            termination_grace_period_seconds: i64::try_from(
+                config.termination_grace_period_seconds(),
+            )
+            .ok(),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             ..PodSpec::default()

@@ -369,7 +369,7 @@ pub fn changed_rects(before: &[u32], now: &[u32], width: u32, height: u32) -> Ve
 mod tests {
     use super::*;
     use crate::arch::layout::FRAMEBUFFER_START;
-    use crate::config::DisplayConfig;
+    use launcher_api::DisplayConfig;
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
     #[test]
