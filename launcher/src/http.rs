@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use launcher_api::endpoints::{CONSOLE, HEALTHZ, READYZ};
+
 use crate::devices::serial::ConsoleBuffer;
 
 /// Longest request head we read.
@@ -86,19 +88,30 @@ pub fn respond(head: &[u8], health: &Health) -> Response {
         return Response::text(505, "HTTP Version Not Supported", "HTTP/1.x only\n");
     }
     let path = target.split('?').next().unwrap_or(target);
-    if !matches!(path, "/healthz" | "/readyz" | "/console") {
-        return Response::text(404, "Not Found", "endpoints: /healthz /readyz /console\n");
+    if ![HEALTHZ, READYZ, CONSOLE].contains(&path) {
+        return Response::text(
+            404,
+            "Not Found",
+            format!("endpoints: {HEALTHZ} {READYZ} {CONSOLE}\n"),
+        );
     }
     if method != "GET" && method != "HEAD" {
         return Response::text(405, "Method Not Allowed", "use GET\n");
     }
+    let running = health.running.load(Ordering::Acquire);
+    let live = health.display_live.load(Ordering::Acquire);
     let mut response = match path {
-        "/healthz" => Response::text(200, "OK", "ok\n"),
-        "/readyz" if health.running.load(Ordering::Acquire) => Response::text(200, "OK", "ready\n"),
-        "/readyz" => Response::text(
+        HEALTHZ => Response::text(200, "OK", "ok\n"),
+        READYZ if running && live => Response::text(200, "OK", "ready\n"),
+        READYZ if !running => Response::text(
             503,
             "Service Unavailable",
             "not ready: the VM is not running\n",
+        ),
+        READYZ => Response::text(
+            503,
+            "Service Unavailable",
+            "not ready: the guest has not drawn its display yet\n",
         ),
         _ => Response::text(200, "OK", health.console.snapshot()),
     };
@@ -221,6 +234,12 @@ mod tests {
             respond(b"GET /readyz HTTP/1.1\r\n\r\n", &health(false)).status,
             503
         );
+        // Running, but the guest has drawn nothing yet: not ready for a user.
+        let blank = health(true);
+        blank.set_display_live(false);
+        let response = respond(b"GET /readyz HTTP/1.1\r\n\r\n", &blank);
+        assert_eq!(response.status, 503);
+        assert!(String::from_utf8_lossy(&response.body).contains("display"));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! [`machine::Machine`] is the one place that assembles a VM; KVM state lives in [`vstate`],
 //! x86 specifics in [`arch`], boot structures in [`boot`], and each device in [`devices`].
+//! [`Launcher`] wires a machine to its HTTP endpoints ([`http`]) and to the VNC server (the
+//! `rfb` crate), as `verdant-launcher run` runs it.
 
 pub mod arch;
 pub mod boot;
@@ -13,7 +15,10 @@ pub mod display;
 pub mod doctor;
 pub mod http;
 pub mod machine;
+pub mod start;
 pub mod vstate;
+
+pub use start::{LaunchOptions, Launcher};
 
 use std::path::{Path, PathBuf};
 

@@ -1,41 +1,159 @@
 //! `verdant-launcher`: runs one desktop's VM. See `verdant-launcher --help`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use std::sync::Arc;
+use clap::{Args, Parser, Subcommand};
+use launcher::machine::VmExit;
+use launcher::{LaunchOptions, Launcher};
+use launcher_api::{DisplayConfig, ExitStatus, LauncherConfig, VncConfig};
 
-use launcher::display::vnc::{self, Security};
-use launcher::http::{self, Health};
-use launcher::machine::{ConsoleOptions, Machine, VmExit};
-use launcher_api::{DisplayConfig, LauncherConfig, VncConfig};
+/// Verdant's VMM: runs one desktop's VM through /dev/kvm.
+#[derive(Debug, Parser)]
+#[command(name = "verdant-launcher", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-const USAGE: &str = "\
-usage: verdant-launcher run [--config FILE | --config-json JSON | --demo] [--kernel PATH] [--initrd PATH]
-                            [--cmdline STR] [--memory SIZE] [--cpus N] [--http ADDR]
-                            [--shutdown-grace SECONDS] [--display WIDTHxHEIGHT]
-                            [--vnc ADDR (--vnc-password-file FILE | --vnc-no-auth) [--vnc-fps N]]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one VM until it powers off, resets, crashes or is stopped.
+    ///
+    /// Flags override the config. Guest console output goes to stdout. SIGTERM or SIGINT asks
+    /// the guest to shut down (Ctrl+Alt+Del) and stops it after the grace period; a second
+    /// signal stops it at once.
+    ///
+    /// Exit status: 0 the guest powered off (or shut down when asked), 3 it reset, 4 it crashed
+    /// (the registers are printed), 5 it was stopped hard, 1 the launcher failed, 2 bad usage.
+    Run(Box<RunArgs>),
+    /// Check /dev/kvm, the CPU KVM offers guests, and guest speed.
+    ///
+    /// Exits 0 when Verdant can run VMs here, 1 when it cannot.
+    Doctor {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
-       verdant-launcher doctor [--json]
+/// `run`'s flags.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The whole config, from a JSON file.
+    #[arg(long, value_name = "FILE", group = "base")]
+    config: Option<PathBuf>,
+    /// The whole config as one JSON argument (what the operator passes).
+    #[arg(long, value_name = "JSON", group = "base", value_parser = parse_config_json)]
+    config_json: Option<LauncherConfig>,
+    /// Run the built-in demo desktop guest (1280x800, 64 MiB).
+    #[arg(long, group = "base")]
+    demo: bool,
+    /// The kernel: an ELF vmlinux (PVH or 64-bit entry) or a bzImage.
+    #[arg(long, value_name = "PATH", required_unless_present = "base")]
+    kernel: Option<PathBuf>,
+    /// The initrd.
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// The kernel command line.
+    #[arg(long, value_name = "TEXT")]
+    cmdline: Option<String>,
+    /// Guest memory, a quantity such as 512Mi or 4Gi [default: 512Mi].
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Number of vCPUs, 1 to 64 [default: 1].
+    #[arg(long, value_name = "N")]
+    cpus: Option<u32>,
+    /// Serve /healthz, /readyz (the VM runs and its display is live) and /console (the last
+    /// 64 KiB of console output) here, e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Seconds the guest gets to shut down after SIGTERM [default: 20].
+    #[arg(long, value_name = "SECONDS")]
+    shutdown_grace: Option<u64>,
+    /// Give the guest a linear 32-bit framebuffer of this size, described to 64-bit
+    /// Linux-entry guests in the zero page's screen_info (EFI framebuffer).
+    #[arg(long, value_name = "WIDTHxHEIGHT")]
+    display: Option<DisplayConfig>,
+    /// Serve the display to VNC viewers (RFB 3.3-3.8) here, e.g. 127.0.0.1:5900.
+    #[arg(long, value_name = "ADDR")]
+    vnc: Option<String>,
+    /// The file holding the password VNC viewers must give.
+    #[arg(long, value_name = "FILE", conflicts_with = "vnc_no_auth")]
+    vnc_password_file: Option<PathBuf>,
+    /// No VNC authentication at all: for local development only.
+    #[arg(long)]
+    vnc_no_auth: bool,
+    /// Frames a second each VNC viewer gets at most, 1 to 60 [default: 30].
+    #[arg(long, value_name = "N")]
+    vnc_fps: Option<u32>,
+}
 
-`run` runs one VM; --demo runs the built-in demo desktop guest (1280x800, 64 MiB), e.g.
-  verdant-launcher run --demo --vnc 127.0.0.1:5900 --vnc-password-file FILE
-Flags override the config file. SIZE is a quantity such as 512Mi or 4Gi.
-Guest console output goes to stdout. With --http (e.g. 0.0.0.0:8080) the launcher serves
-/healthz, /readyz (the VM runs) and /console (the last 64 KiB of console output).
---vnc serves the display to VNC viewers (RFB 3.3-3.8) with the password in FILE, or with no
-authentication at all under --vnc-no-auth (local development only); each viewer gets at most
---vnc-fps frames a second (default 30).
---display gives the guest a linear 32-bit framebuffer, described to 64-bit Linux-entry guests
-in the zero page's screen_info (EFI framebuffer); /readyz then waits for a non-blank frame.
-SIGTERM or SIGINT asks the guest to shut down (Ctrl+Alt+Del) and stops it after the grace
-period (default 20 s); a second signal stops it at once.
+fn parse_config_json(text: &str) -> Result<LauncherConfig, String> {
+    LauncherConfig::from_json(text).map_err(|e| e.to_string())
+}
 
-`doctor` checks /dev/kvm, the CPU KVM offers guests, and guest speed; it exits 0 when
-Verdant can run VMs here, 1 when it cannot.
+impl RunArgs {
+    /// The config: the file, JSON or demo first, then each flag on top.
+    fn config(self) -> Result<LauncherConfig, String> {
+        let mut config = match (self.config, self.config_json, self.demo) {
+            (Some(file), _, _) => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read --config {}: {e}", file.display()))?;
+                LauncherConfig::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?
+            }
+            (None, Some(config), _) => config,
+            (None, None, true) => launcher::demo::demo_config()?,
+            // clap requires --kernel when none of the above is given.
+            (None, None, false) => LauncherConfig::new(self.kernel.clone().unwrap_or_default()),
+        };
+        if let Some(kernel) = self.kernel {
+            config.kernel = kernel;
+        }
+        if let Some(initrd) = self.initrd {
+            config.initrd = Some(initrd);
+        }
+        if let Some(cmdline) = self.cmdline {
+            config.cmdline = cmdline;
+        }
+        if let Some(memory) = self.memory {
+            config.memory = memory;
+        }
+        if let Some(cpus) = self.cpus {
+            config.cpus = cpus;
+        }
+        if let Some(http) = self.http {
+            config.http = Some(http);
+        }
+        if let Some(grace) = self.shutdown_grace {
+            config.shutdown_grace_seconds = grace;
+        }
+        if let Some(display) = self.display {
+            config.display = Some(display);
+        }
+        if let Some(listen) = self.vnc {
+            vnc(&mut config).listen = listen;
+        }
+        if let Some(fps) = self.vnc_fps {
+            vnc(&mut config).max_fps = Some(fps);
+        }
+        if let Some(file) = self.vnc_password_file {
+            vnc(&mut config).password_file = Some(file);
+        }
+        if self.vnc_no_auth {
+            vnc(&mut config).insecure_no_auth = true;
+        }
+        Ok(config)
+    }
+}
 
-Exit status of `run`: 0 the guest powered off (or shut down when asked), 3 it reset, 4 it
-crashed (the registers are printed), 5 it was stopped hard, 1 the launcher failed, 2 bad usage.";
+/// The VNC server of `config`, made listening on 127.0.0.1:5900 when a VNC flag asks for one.
+fn vnc(config: &mut LauncherConfig) -> &mut VncConfig {
+    config
+        .vnc
+        .get_or_insert_with(|| VncConfig::new("127.0.0.1:5900"))
+}
 
 /// How many times SIGTERM or SIGINT arrived: the first asks the guest to shut down, the second
 /// stops it at once.
@@ -46,25 +164,18 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => run(&args[1..]),
-        Some("doctor") => doctor(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => usage_error(&format!("unknown command {other:?}")),
-        None => usage_error("a command is needed"),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version print and exit 0; usage errors name the flag and exit 2.
+        Err(e) => e.exit(),
+    };
+    match cli.command {
+        Command::Run(args) => run(*args),
+        Command::Doctor { json } => doctor(json),
     }
 }
 
-fn doctor(args: &[String]) -> ExitCode {
-    let json = match args {
-        [] => false,
-        [flag] if flag == "--json" => true,
-        _ => return usage_error("doctor takes only --json"),
-    };
+fn doctor(json: bool) -> ExitCode {
     let report = launcher::doctor::diagnose();
     if json {
         match serde_json::to_string_pretty(&report) {
@@ -84,288 +195,86 @@ fn doctor(args: &[String]) -> ExitCode {
     }
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("verdant-launcher: {message}\n\n{USAGE}");
-    ExitCode::from(2)
-}
-
-/// Parses `run`'s flags into a config: the file or JSON first, then each flag on top.
-fn parse_run_flags(args: &[String]) -> Result<LauncherConfig, String> {
-    let mut base: Option<LauncherConfig> = None;
-    let mut overrides: Vec<(&str, &str)> = Vec::new();
-    let mut no_auth = false;
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        if flag == "--vnc-no-auth" {
-            no_auth = true;
-            continue;
-        }
-        if flag == "--demo" {
-            base = Some(launcher::demo::demo_config()?);
-            continue;
-        }
-        let value = iter
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?
-            .as_str();
-        match flag.as_str() {
-            "--config" => {
-                let text = std::fs::read_to_string(value)
-                    .map_err(|e| format!("cannot read --config {value}: {e}"))?;
-                base = Some(LauncherConfig::from_json(&text).map_err(|e| format!("{value}: {e}"))?);
-            }
-            "--config-json" => {
-                base = Some(LauncherConfig::from_json(value).map_err(|e| e.to_string())?);
-            }
-            "--kernel"
-            | "--initrd"
-            | "--cmdline"
-            | "--memory"
-            | "--cpus"
-            | "--http"
-            | "--shutdown-grace"
-            | "--display"
-            | "--vnc"
-            | "--vnc-password-file"
-            | "--vnc-fps" => {
-                overrides.push((flag.as_str(), value));
-            }
-            other => return Err(format!("unknown flag {other:?}")),
-        }
-    }
-    let mut config = match base {
-        Some(config) => config,
-        None => {
-            let kernel = overrides
-                .iter()
-                .find(|(f, _)| *f == "--kernel")
-                .map(|(_, v)| *v)
-                .ok_or("--kernel (or --config, or --demo) is needed")?;
-            LauncherConfig::new(kernel)
-        }
-    };
-    for (flag, value) in overrides {
-        match flag {
-            "--kernel" => config.kernel = value.into(),
-            "--initrd" => config.initrd = Some(value.into()),
-            "--cmdline" => config.cmdline = value.into(),
-            "--memory" => config.memory = value.into(),
-            "--http" => config.http = Some(value.into()),
-            "--display" => config.display = Some(DisplayConfig::parse(value)?),
-            "--vnc" => config.vnc.get_or_insert_with(vnc_default).listen = value.into(),
-            "--vnc-fps" => {
-                let fps = value.parse().map_err(|_| {
-                    format!("--vnc-fps {value:?} is not a number of frames per second (1 to 60)")
-                })?;
-                config.vnc.get_or_insert_with(vnc_default).max_fps = Some(fps);
-            }
-            "--vnc-password-file" => {
-                config.vnc.get_or_insert_with(vnc_default).password_file = Some(value.into());
-            }
-            "--shutdown-grace" => {
-                config.shutdown_grace_seconds = value.parse().map_err(|_| {
-                    format!("--shutdown-grace {value:?} is not a number of seconds")
-                })?;
-            }
-            "--cpus" => {
-                config.cpus = value
-                    .parse()
-                    .map_err(|_| format!("--cpus {value:?} is not a number of vCPUs (1 to 64)"))?;
-            }
-            _ => unreachable!("only the flags matched above are collected"),
-        }
-    }
-    if no_auth {
-        config.vnc.get_or_insert_with(vnc_default).insecure_no_auth = true;
-    }
-    Ok(config)
-}
-
-fn vnc_default() -> VncConfig {
-    VncConfig {
-        listen: "127.0.0.1:5900".into(),
-        password_file: None,
-        insecure_no_auth: false,
-        max_fps: None,
-    }
-}
-
-fn run(args: &[String]) -> ExitCode {
-    let config = match parse_run_flags(args) {
+fn run(args: RunArgs) -> ExitCode {
+    let config = match args.config() {
         Ok(config) => config,
-        Err(message) => return usage_error(&message),
+        Err(message) => {
+            eprintln!("verdant-launcher: {message}");
+            return ExitCode::from(ExitStatus::Usage.code());
+        }
     };
     let vm = match config.validate() {
         Ok(vm) => vm,
-        Err(e) => {
-            eprintln!("verdant-launcher: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(&e),
     };
     for signal in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
     }
-    let machine = Machine::build(&vm, ConsoleOptions::default());
-    if launcher::demo::is_demo_file(&vm.kernel) {
-        // The loader has read it; the temporary copy of the demo guest is no longer needed.
-        let _ = std::fs::remove_file(&vm.kernel);
-    }
-    let machine = match machine {
-        Ok(machine) => machine,
-        Err(e) => {
-            eprintln!("verdant-launcher: {e}");
-            return ExitCode::from(1);
-        }
+    let launcher = match Launcher::start(&vm, LaunchOptions::default()) {
+        Ok(launcher) => launcher,
+        Err(e) => return failed(&e),
     };
-    eprintln!(
-        "verdant-launcher: VM built in {:.1} ms ({} vCPU, {} MiB); running",
-        machine.started().elapsed().as_secs_f64() * 1000.0,
-        vm.cpus,
-        vm.memory >> 20
-    );
-    let health = Arc::new(Health::new(machine.console()));
-    if let Some(addr) = vm.http {
-        match http::serve(addr, Arc::clone(&health)) {
-            Ok((bound, _thread)) => {
-                eprintln!("verdant-launcher: serving /healthz /readyz /console on http://{bound}");
-            }
-            Err(e) => {
-                eprintln!("verdant-launcher: cannot serve HTTP on {addr}: {e}");
-                return ExitCode::from(1);
-            }
+    let exit = match launcher.run(&STOP_REQUESTS) {
+        Ok(exit) => exit,
+        Err(e) => return failed(&e),
+    };
+    match &exit {
+        VmExit::PowerOff => eprintln!("verdant-launcher: the guest powered off"),
+        VmExit::Reset => eprintln!(
+            "verdant-launcher: the guest asked for a reset; exiting so the pod restarts it"
+        ),
+        VmExit::ShutDown => eprintln!("verdant-launcher: the guest shut down on request"),
+        VmExit::Stopped => eprintln!("verdant-launcher: stopped the VM hard"),
+        VmExit::Crashed { reason, registers } => {
+            eprintln!("verdant-launcher: the VM crashed: {reason}\n{registers}");
         }
     }
-    if let (Some(settings), Some(framebuffer)) = (&vm.vnc, machine.framebuffer()) {
-        let security = match &settings.password_file {
-            None => Security::None,
-            Some(file) => match read_password(file) {
-                Ok(password) => Security::Password(password),
-                Err(message) => {
-                    eprintln!("verdant-launcher: {message}");
-                    return ExitCode::from(1);
-                }
-            },
-        };
-        let options = vnc::ServerOptions {
-            name: "verdant".into(),
-            security,
-            max_fps: settings.max_fps,
-            input: Some(machine.devices()),
-            stats: Default::default(),
-        };
-        let changes = if framebuffer.has_dirty_log() {
-            "KVM's dirty-page log"
-        } else {
-            "comparing frames"
-        };
-        match vnc::serve(settings.addr, framebuffer, options) {
-            Ok((bound, _thread)) => {
-                eprintln!("verdant-launcher: serving VNC on {bound} (changes found by {changes})")
-            }
-            Err(e) => {
-                eprintln!(
-                    "verdant-launcher: cannot serve VNC on {}: {e}",
-                    settings.addr
-                );
-                return ExitCode::from(1);
-            }
-        }
-    }
-    if let Some(framebuffer) = machine.framebuffer() {
-        watch_display(framebuffer, Arc::clone(&health));
-    } else {
-        health.set_display_live(true);
-    }
-    health.set_running(true);
-    let result = machine.run(&STOP_REQUESTS, vm.shutdown_grace);
-    health.set_running(false);
-    match result {
-        Ok(exit) => {
-            match &exit {
-                VmExit::PowerOff => eprintln!("verdant-launcher: the guest powered off"),
-                VmExit::Reset => eprintln!(
-                    "verdant-launcher: the guest asked for a reset; exiting so the pod restarts it"
-                ),
-                VmExit::ShutDown => eprintln!("verdant-launcher: the guest shut down on request"),
-                VmExit::Stopped => eprintln!("verdant-launcher: stopped the VM hard"),
-                VmExit::Crashed { reason, registers } => {
-                    eprintln!("verdant-launcher: the VM crashed: {reason}\n{registers}");
-                }
-            }
-            ExitCode::from(exit.exit_status().code())
-        }
-        Err(e) => {
-            eprintln!("verdant-launcher: {e}");
-            ExitCode::from(1)
-        }
-    }
+    ExitCode::from(exit.exit_status().code())
 }
 
-/// The VNC password from its file: the first line, which must not be empty.
-fn read_password(file: &std::path::Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read(file).map_err(|e| {
-        format!(
-            "Config vnc.passwordFile: cannot read {}: {e}",
-            file.display()
-        )
-    })?;
-    let line: Vec<u8> = text
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default()
-        .to_vec();
-    let line = line.strip_suffix(b"\r").map(<[u8]>::to_vec).unwrap_or(line);
-    if line.is_empty() {
-        return Err(format!(
-            "Config vnc.passwordFile: {} is empty",
-            file.display()
-        ));
-    }
-    Ok(line)
-}
-
-/// Marks the display live once the guest has drawn something: "session ready" for a desktop.
-fn watch_display(framebuffer: launcher::display::Framebuffer, health: Arc<Health>) {
-    let spawned = std::thread::Builder::new()
-        .name("display-watch".into())
-        .spawn(move || {
-            while framebuffer.is_blank() {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-            eprintln!("verdant-launcher: the guest display is live");
-            health.set_display_live(true);
-        });
-    if let Err(e) = spawned {
-        eprintln!("verdant-launcher: cannot watch the display ({e}); /readyz will not turn ready");
-    }
+/// Reports a launcher error and exits with [`ExitStatus::LauncherError`].
+fn failed(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("verdant-launcher: {error}");
+    ExitCode::from(ExitStatus::LauncherError.code())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn run_args(list: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["verdant-launcher", "run"].iter().chain(list);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => Ok(*args),
+            Command::Doctor { .. } => unreachable!("parsed run"),
+        }
+    }
+
+    fn config(list: &[&str]) -> LauncherConfig {
+        run_args(list).unwrap().config().unwrap()
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn flags_build_a_config_and_override_json() {
-        let cfg = parse_run_flags(&args(&[
-            "--kernel", "/k", "--cpus", "2", "--memory", "64Mi",
-        ]))
-        .unwrap();
+        let cfg = config(&["--kernel", "/k", "--cpus", "2", "--memory", "64Mi"]);
         assert_eq!(
             (cfg.kernel.to_str(), cfg.cpus, cfg.memory.as_str()),
             (Some("/k"), 2, "64Mi")
         );
-        let cfg = parse_run_flags(&args(&[
+        let cfg = config(&[
             "--config-json",
             r#"{"kernel":"/a","cpus":4,"cmdline":"x"}"#,
             "--cpus",
             "1",
-        ]))
-        .unwrap();
+        ]);
         assert_eq!(
             (cfg.kernel.to_str(), cfg.cpus, cfg.cmdline.as_str()),
             (Some("/a"), 1, "x")
@@ -373,8 +282,28 @@ mod tests {
     }
 
     #[test]
+    fn what_the_operator_passes_is_what_the_launcher_runs() {
+        let sent = LauncherConfig {
+            cmdline: "console=ttyS0 quiet".into(),
+            display: Some(DisplayConfig {
+                width: 1280,
+                height: 800,
+            }),
+            vnc: Some(VncConfig {
+                password_file: Some("/verdant/secrets/display/password".into()),
+                ..VncConfig::new("0.0.0.0:5900")
+            }),
+            ..LauncherConfig::new("/verdant/boot/kernel/file")
+        };
+        let argv = launcher_api::argv::run_args(&sent).unwrap();
+        let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        assert_eq!(argv[0], "run");
+        assert_eq!(config(&args), sent);
+    }
+
+    #[test]
     fn vnc_flags_fill_the_vnc_config() {
-        let cfg = parse_run_flags(&args(&[
+        let cfg = config(&[
             "--kernel",
             "/k",
             "--vnc",
@@ -383,50 +312,52 @@ mod tests {
             "/pw",
             "--vnc-fps",
             "15",
-        ]))
-        .unwrap();
+        ]);
         let vnc = cfg.vnc.unwrap();
         assert_eq!(
             (vnc.listen.as_str(), vnc.max_fps),
             ("0.0.0.0:5901", Some(15))
         );
         assert_eq!(vnc.password_file.unwrap().to_str(), Some("/pw"));
-        assert!(
-            parse_run_flags(&args(&["--kernel", "/k", "--vnc-fps", "fast"]))
-                .unwrap_err()
-                .contains("--vnc-fps")
-        );
-        let no_auth = parse_run_flags(&args(&["--kernel", "/k", "--vnc-no-auth"])).unwrap();
+        let err = run_args(&["--kernel", "/k", "--vnc-fps", "fast"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("--vnc-fps"), "{err}");
+        let no_auth = config(&["--kernel", "/k", "--vnc-no-auth"]);
         assert!(no_auth.vnc.unwrap().insecure_no_auth);
     }
 
     #[test]
-    fn flag_errors_say_what_is_wrong() {
+    fn flag_errors_name_the_flag() {
+        let err = run_args(&["--cpus", "2"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(err.to_string().contains("--kernel"), "{err}");
+        let err = run_args(&["--kernel"]).unwrap_err();
+        assert!(err.to_string().contains("--kernel"), "{err}");
+        let err = run_args(&["--kernel", "/k", "--cpus", "x"]).unwrap_err();
+        assert!(err.to_string().contains("--cpus"), "{err}");
+        let err = run_args(&["--bogus", "1"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+        assert!(err.to_string().contains("--bogus"), "{err}");
+        let err = run_args(&["--config-json", "{\"kernel\":\"/k\",\"cpus\":true}"]).unwrap_err();
+        let text = err.to_string();
         assert!(
-            parse_run_flags(&args(&["--cpus", "2"]))
-                .unwrap_err()
-                .contains("--kernel")
+            text.contains("--config-json") && text.contains("cpus"),
+            "{text}"
         );
-        assert!(
-            parse_run_flags(&args(&["--kernel"]))
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(
-            parse_run_flags(&args(&["--kernel", "/k", "--cpus", "x"]))
-                .unwrap_err()
-                .contains("--cpus")
-        );
-        assert!(
-            parse_run_flags(&args(&["--bogus", "1"]))
-                .unwrap_err()
-                .contains("unknown flag")
-        );
-        let err = parse_run_flags(&args(&[
-            "--config-json",
-            "{\"kernel\":\"/k\",\"cpus\":true}",
-        ]))
+        let err = run_args(&["--demo", "--config-json", "{\"kernel\":\"/k\"}"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        let err = run_args(&[
+            "--kernel",
+            "/k",
+            "--vnc-no-auth",
+            "--vnc-password-file",
+            "/p",
+        ])
         .unwrap_err();
-        assert!(err.contains("cpus"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        // Help is generated, and asking for it is not an error of usage.
+        let help = Cli::try_parse_from(["verdant-launcher", "run", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("--config-json <JSON>"));
     }
 }

@@ -4,206 +4,260 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
 use operator::{LeaderElection, Options};
 
-const USAGE: &str = "\
-usage: verdant-operator [--launcher-image IMAGE] [--namespace NS]... [--http ADDR]
-                        [--leader-elect] [--lease-namespace NS] [--lease-name NAME]
-                        [--identity NAME]
+/// Verdant's operator: the Desktop and DesktopPool controllers, run against the cluster of
+/// $KUBECONFIG (or the in-cluster config).
+#[derive(Debug, Parser)]
+#[command(
+    name = "verdant-operator",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The kubeconfig to use (a list of files separated by ':' is merged) [default: the
+    /// in-cluster config, else ~/.kube/config].
+    #[arg(long, global = true, value_name = "FILE", env = "KUBECONFIG")]
+    kubeconfig: Option<String>,
+    #[command(subcommand)]
+    admin: Option<Admin>,
+}
 
-Runs the Desktop controller against the cluster of $KUBECONFIG (or the in-cluster config).
+/// How the controllers run.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The launcher container image [default: ghcr.io/verdant-vdi/verdant-launcher:<version>].
+    #[arg(long, value_name = "IMAGE", env = "VERDANT_LAUNCHER_IMAGE")]
+    launcher_image: Option<String>,
+    /// Watch only this namespace (repeat it for several) [default: all].
+    #[arg(long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    /// Serve /metrics, /healthz and /readyz here; 'off' serves nothing.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080", value_parser = parse_http)]
+    http: HttpAddr,
+    /// Run the controllers only while holding the Lease (for several replicas).
+    #[arg(long)]
+    leader_elect: bool,
+    /// The Lease's namespace.
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "verdant-system"
+    )]
+    lease_namespace: String,
+    /// The Lease's name.
+    #[arg(long, value_name = "NAME", default_value = "verdant-operator")]
+    lease_name: String,
+    /// This replica's name (events, the Lease holder) [default: the host name].
+    #[arg(long, value_name = "NAME", env = "POD_NAME")]
+    identity: Option<String>,
+    /// What to log, as a tracing filter such as 'info' or 'debug,kube=info'.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "RUST_LOG",
+        default_value = "info,kube=warn"
+    )]
+    log: String,
+}
 
-  --launcher-image   the launcher container image (env VERDANT_LAUNCHER_IMAGE;
-                     default ghcr.io/verdant-vdi/verdant-launcher:<version>)
-  --namespace        watch only these namespaces (repeat it); default: all
-  --http             serve /metrics, /healthz, /readyz here (default 0.0.0.0:8080; 'off' disables)
-  --leader-elect     run only while holding the Lease (for several replicas)
-  --lease-namespace  the Lease's namespace (default: env POD_NAMESPACE, else verdant-system)
-  --lease-name       the Lease's name (default verdant-operator)
-  --identity         this replica's name (default: env POD_NAME, else the host name)
+/// `--http`: an address, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HttpAddr(Option<SocketAddr>);
 
-Admin commands (the same as the broker does; see the README for the kubectl equivalent):
+fn parse_http(text: &str) -> Result<HttpAddr, String> {
+    if text == "off" {
+        return Ok(HttpAddr(None));
+    }
+    text.parse()
+        .map(|a| HttpAddr(Some(a)))
+        .map_err(|_| "write IP:PORT, such as 0.0.0.0:8080, or off".to_owned())
+}
 
-  verdant-operator assign --pool NAME --user USER [--namespace NS]
-      gives USER a desktop of pool NAME (the one they have, else a free Ready one)
-  verdant-operator release --desktop NAME [--namespace NS]
-      takes desktop NAME back from its user";
-
-/// An admin command: `assign` or `release`.
-#[derive(Debug, PartialEq, Eq)]
+/// Admin commands: what the broker does for users, by hand (see the README for the kubectl
+/// equivalent).
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 enum Admin {
-    /// Give `user` a desktop of `pool`.
+    /// Give USER a desktop of pool NAME: the one they have, else a free Ready one.
     Assign {
+        /// The pool.
+        #[arg(long, value_name = "NAME", value_parser = non_empty)]
         pool: String,
+        /// The user, as `spec.user` takes it.
+        #[arg(long, value_name = "USER", value_parser = non_empty)]
         user: String,
+        /// The pool's namespace [default: the kubeconfig's].
+        #[arg(long, value_name = "NS", value_parser = non_empty)]
         namespace: Option<String>,
     },
-    /// Take `desktop` back.
+    /// Take desktop NAME back from its user.
     Release {
+        /// The desktop.
+        #[arg(long, value_name = "NAME", value_parser = non_empty)]
         desktop: String,
+        /// Its namespace [default: the kubeconfig's].
+        #[arg(long, value_name = "NS", value_parser = non_empty)]
         namespace: Option<String>,
     },
 }
 
-/// Parses `assign ...` or `release ...`; `None` when `args` is no admin command.
-fn parse_admin(args: &[String]) -> Option<Result<Admin, String>> {
-    let (command, rest) = args.split_first()?;
-    if !matches!(command.as_str(), "assign" | "release") {
-        return None;
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("must not be empty".into());
     }
-    let mut values = std::collections::BTreeMap::new();
-    let mut iter = rest.iter();
-    while let Some(flag) = iter.next() {
-        let allowed: &[&str] = if command == "assign" {
-            &["--pool", "--user", "--namespace"]
-        } else {
-            &["--desktop", "--namespace"]
-        };
-        if !allowed.contains(&flag.as_str()) {
-            return Some(Err(format!("{command}: unknown flag {flag:?}")));
-        }
-        let Some(value) = iter.next().filter(|v| !v.is_empty()) else {
-            return Some(Err(format!("{command}: {flag} needs a value")));
-        };
-        values.insert(flag.as_str(), value.clone());
-    }
-    let mut take = |flag: &str| {
-        values
-            .remove(flag)
-            .ok_or_else(|| format!("{command}: {flag} is required"))
-    };
-    Some((|| {
-        Ok(if command == "assign" {
-            Admin::Assign {
-                pool: take("--pool")?,
-                user: take("--user")?,
-                namespace: take("--namespace").ok(),
-            }
-        } else {
-            Admin::Release {
-                desktop: take("--desktop")?,
-                namespace: take("--namespace").ok(),
-            }
-        })
-    })())
+    Ok(text.to_owned())
 }
 
-/// Runs an admin command against the cluster of $KUBECONFIG.
-fn admin(command: Admin) -> ExitCode {
-    use operator::pool::assign::{Assigner, release};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("verdant-operator: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<String, String> = runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("cannot reach the cluster: {e}"))?;
-        let api = |ns: Option<String>| {
-            let ns = ns.unwrap_or_else(|| client.default_namespace().to_owned());
-            (
-                kube::Api::<crds::Desktop>::namespaced(client.clone(), &ns),
-                ns,
-            )
-        };
-        match command {
-            Admin::Assign {
-                pool,
-                user,
-                namespace,
-            } => {
-                let (api, ns) = api(namespace);
-                let desktop = Assigner::new(api)
-                    .assign(&pool, &user)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "{user} has desktop {desktop} (pool {pool}, namespace {ns})"
-                ))
-            }
-            Admin::Release { desktop, namespace } => {
-                let (api, ns) = api(namespace);
-                release(&api, &desktop).await.map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "desktop {desktop} (namespace {ns}) has no user now"
-                ))
-            }
-        }
-    });
-    match result {
-        Ok(message) => {
-            println!("{message}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("verdant-operator: {message}");
-            ExitCode::FAILURE
+impl RunArgs {
+    fn options(self) -> Options {
+        Options {
+            launcher_image: self.launcher_image.unwrap_or_else(|| {
+                format!(
+                    "ghcr.io/verdant-vdi/verdant-launcher:{}",
+                    env!("CARGO_PKG_VERSION")
+                )
+            }),
+            namespaces: self.namespaces,
+            http: self.http.0,
+            leader_election: self.leader_elect.then(|| LeaderElection {
+                namespace: self.lease_namespace,
+                lease: self.lease_name,
+                duration: Duration::from_secs(10),
+            }),
+            identity: self
+                .identity
+                .filter(|i| !i.is_empty())
+                .or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .unwrap_or_else(|| "verdant-operator".into()),
         }
     }
+}
+
+/// A client for `kubeconfig` (':'-separated files, merged), else the inferred configuration.
+async fn client(kubeconfig: Option<&str>) -> Result<kube::Client, String> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let config = match kubeconfig.filter(|k| !k.is_empty()) {
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+        Some(files) => {
+            let mut merged: Option<Kubeconfig> = None;
+            for file in files.split(':').filter(|f| !f.is_empty()) {
+                let next = Kubeconfig::read_from(file).map_err(|e| format!("{file}: {e}"))?;
+                merged = Some(match merged {
+                    None => next,
+                    Some(m) => m.merge(next).map_err(|e| e.to_string())?,
+                });
+            }
+            let merged = merged.ok_or("--kubeconfig names no file")?;
+            kube::Config::from_custom_kubeconfig(merged, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Runs an admin command.
+async fn admin(command: Admin, kubeconfig: Option<&str>) -> Result<String, String> {
+    use operator::pool::assign::{Assigner, release};
+    let client = client(kubeconfig)
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let api = |ns: Option<String>| {
+        let ns = ns.unwrap_or_else(|| client.default_namespace().to_owned());
+        (
+            kube::Api::<crds::Desktop>::namespaced(client.clone(), &ns),
+            ns,
+        )
+    };
+    match command {
+        Admin::Assign {
+            pool,
+            user,
+            namespace,
+        } => {
+            let (api, ns) = api(namespace);
+            let desktop = Assigner::new(api)
+                .assign(&pool, &user)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{user} has desktop {desktop} (pool {pool}, namespace {ns})"
+            ))
+        }
+        Admin::Release { desktop, namespace } => {
+            let (api, ns) = api(namespace);
+            release(&api, &desktop).await.map_err(|e| e.to_string())?;
+            Ok(format!(
+                "desktop {desktop} (namespace {ns}) has no user now"
+            ))
+        }
+    }
+}
+
+/// Runs the controllers until SIGTERM or SIGINT.
+async fn controllers(options: Options, kubeconfig: Option<&str>) -> Result<(), String> {
+    let client = client(kubeconfig)
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    operator::run(client, options, shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse_admin(&args) {
-        Some(Ok(command)) => return admin(command),
-        Some(Err(message)) => {
-            eprintln!("verdant-operator: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-        None => {}
-    }
-    let options = match parse(args) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("verdant-operator: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version print and exit 0; usage errors name the flag and exit 2.
+        Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let kubeconfig = cli.kubeconfig.clone();
+    let runtime = match cli.admin {
+        Some(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("verdant-operator: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("cannot reach the cluster: {e}"))?;
-        let shutdown = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(_) => return std::future::pending().await,
-                };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        };
-        operator::run(client, options, shutdown)
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let result = match cli.admin {
+        Some(command) => runtime
+            .block_on(admin(command, kubeconfig.as_deref()))
+            .map(|message| println!("{message}")),
+        None => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&cli.run.log)
+                .unwrap_or_else(|_| "info,kube=warn".into());
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            runtime.block_on(controllers(cli.run.options(), kubeconfig.as_deref()))
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -213,121 +267,71 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse(args: Vec<String>) -> Result<Option<Options>, String> {
-    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-    let mut options = Options {
-        launcher_image: env("VERDANT_LAUNCHER_IMAGE").unwrap_or_else(|| {
-            format!(
-                "ghcr.io/verdant-vdi/verdant-launcher:{}",
-                env!("CARGO_PKG_VERSION")
-            )
-        }),
-        namespaces: Vec::new(),
-        http: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
-        leader_election: None,
-        identity: env("POD_NAME")
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-            })
-            .unwrap_or_else(|| "verdant-operator".into()),
-    };
-    let mut leader = false;
-    let mut lease_namespace = env("POD_NAMESPACE").unwrap_or_else(|| "verdant-system".into());
-    let mut lease_name = "verdant-operator".to_owned();
-    let mut iter = args.into_iter();
-    while let Some(flag) = iter.next() {
-        if matches!(flag.as_str(), "-h" | "--help") {
-            return Ok(None);
-        }
-        if flag == "--leader-elect" {
-            leader = true;
-            continue;
-        }
-        let value = iter.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--launcher-image" => options.launcher_image = value,
-            "--namespace" => options.namespaces.push(value),
-            "--http" if value == "off" => options.http = None,
-            "--http" => {
-                options.http = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("--http {value:?} is not IP:PORT"))?,
-                )
-            }
-            "--lease-namespace" => lease_namespace = value,
-            "--lease-name" => lease_name = value,
-            "--identity" => options.identity = value,
-            other => return Err(format!("unknown flag {other:?}")),
-        }
-    }
-    if leader {
-        options.leader_election = Some(LeaderElection {
-            namespace: lease_namespace,
-            lease: lease_name,
-            duration: Duration::from_secs(10),
-        });
-    }
-    Ok(Some(options))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(list: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["verdant-operator"].iter().chain(list))
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn admin_commands_parse_and_name_what_is_missing() {
-        let assign = parse_admin(&args(&["assign", "--pool", "office", "--user", "alice"]));
+        let assign = parse(&["assign", "--pool", "office", "--user", "alice"]).unwrap();
         assert_eq!(
-            assign,
-            Some(Ok(Admin::Assign {
+            assign.admin,
+            Some(Admin::Assign {
                 pool: "office".into(),
                 user: "alice".into(),
                 namespace: None
-            }))
+            })
         );
-        let release = parse_admin(&args(&[
-            "release",
-            "--desktop",
-            "office-1",
-            "--namespace",
-            "t",
-        ]));
+        let release = parse(&["release", "--desktop", "office-1", "--namespace", "t"]).unwrap();
         assert_eq!(
-            release,
-            Some(Ok(Admin::Release {
+            release.admin,
+            Some(Admin::Release {
                 desktop: "office-1".into(),
                 namespace: Some("t".into())
-            }))
+            })
         );
-        assert_eq!(
-            parse_admin(&args(&["assign", "--pool", "office"])),
-            Some(Err("assign: --user is required".into()))
-        );
-        assert_eq!(
-            parse_admin(&args(&["release", "--user", "x"])),
-            Some(Err("release: unknown flag \"--user\"".into()))
-        );
-        assert_eq!(
-            parse_admin(&args(&["assign", "--pool"])),
-            Some(Err("assign: --pool needs a value".into()))
-        );
-        assert_eq!(
-            parse_admin(&args(&["release", "--desktop", ""])),
-            Some(Err("release: --desktop needs a value".into()))
-        );
-        assert_eq!(parse_admin(&args(&["--http", "off"])), None);
-    }
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+        let cases: [(&[&str], ErrorKind, &str); 4] = [
+            (
+                &["assign", "--pool", "office"],
+                ErrorKind::MissingRequiredArgument,
+                "--user",
+            ),
+            (
+                &["release", "--user", "x"],
+                ErrorKind::UnknownArgument,
+                "--user",
+            ),
+            (&["assign", "--pool"], ErrorKind::InvalidValue, "--pool"),
+            (
+                &["release", "--desktop", ""],
+                ErrorKind::ValueValidation,
+                "--desktop",
+            ),
+        ];
+        for (args, kind, flag) in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), kind, "{args:?}: {err}");
+            assert!(err.to_string().contains(flag), "{args:?}: {err}");
+        }
+        assert_eq!(parse(&["--http", "off"]).unwrap().admin, None);
+        // Run flags belong to the controllers, not to an admin command.
+        assert!(parse(&["--http", "off", "assign", "--pool", "p", "--user", "u"]).is_err());
     }
 
     #[test]
     fn flags_fill_the_options() {
-        let options = parse(args(&[
+        let cli = parse(&[
             "--launcher-image",
             "reg/launcher:1",
             "--namespace",
@@ -341,9 +345,9 @@ mod tests {
             "verdant",
             "--identity",
             "pod-0",
-        ]))
-        .unwrap()
+        ])
         .unwrap();
+        let options = cli.run.options();
         assert_eq!(options.launcher_image, "reg/launcher:1");
         assert_eq!(options.namespaces, ["a", "b"]);
         assert_eq!(options.http, Some("127.0.0.1:9090".parse().unwrap()));
@@ -357,30 +361,24 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let options = parse(Vec::new()).unwrap().unwrap();
+        let options = parse(&[]).unwrap().run.options();
         assert!(options.namespaces.is_empty() && options.leader_election.is_none());
         assert!(
-            parse(args(&["--http", "off"]))
+            parse(&["--http", "off"])
                 .unwrap()
-                .unwrap()
+                .run
+                .options()
                 .http
                 .is_none()
         );
-        assert!(parse(args(&["--help"])).unwrap().is_none());
-        assert!(
-            parse(args(&["--http", "nowhere"]))
-                .unwrap_err()
-                .contains("--http")
-        );
-        assert!(
-            parse(args(&["--namespace"]))
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(
-            parse(args(&["--frobnicate", "x"]))
-                .unwrap_err()
-                .contains("unknown flag")
-        );
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("--launcher-image <IMAGE>"));
+        let err = parse(&["--http", "nowhere"]).unwrap_err();
+        assert!(err.to_string().contains("--http"), "{err}");
+        let err = parse(&["--namespace"]).unwrap_err();
+        assert!(err.to_string().contains("--namespace"), "{err}");
+        let err = parse(&["--frobnicate", "x"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
     }
 }

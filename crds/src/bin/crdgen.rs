@@ -3,14 +3,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+
+/// Writes Verdant's CRD manifests (crds/*.yaml) from the Rust types in crds/src.
+#[derive(Debug, Parser)]
+#[command(name = "crdgen", version, about)]
+struct Cli {
+    /// Write nothing; fail, naming them, when the committed manifests differ from the types.
+    #[arg(long)]
+    check: bool,
+}
+
 fn main() -> ExitCode {
-    let check = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--check") => true,
-        Some(other) => {
-            eprintln!("crdgen: unknown argument {other:?}; usage: crdgen [--check]");
-            return ExitCode::from(2);
-        }
+    let check = match Cli::try_parse() {
+        Ok(cli) => cli.check,
+        // Help and version exit 0; usage errors name the argument and exit 2.
+        Err(e) => e.exit(),
     };
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut stale = Vec::new();

@@ -208,7 +208,8 @@ impl Devices {
     }
 }
 
-impl crate::display::vnc::server::Input for Devices {
+/// Viewers' keys and pointer go to the i8042.
+impl rfb::InputSink for Devices {
     fn keysym(&self, keysym: u32, down: bool) {
         Devices::keysym(self, keysym, down);
     }

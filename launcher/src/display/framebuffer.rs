@@ -1,33 +1,11 @@
 //! Reading the guest's framebuffer from the VMM side, and finding which rows the guest wrote
 //! since the last look (KVM's dirty-page log, where KVM keeps one).
 
-use std::sync::Arc;
-
-use kvm_ioctls::VmFd;
+use launcher_api::DisplayConfig;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::layout::FRAMEBUFFER_START;
-use launcher_api::DisplayConfig;
-
-/// KVM's dirty-page log of the framebuffer's memory slot.
-#[derive(Clone)]
-pub struct DirtyLog {
-    vm: Arc<VmFd>,
-    slot: u32,
-    bytes: u64,
-}
-
-impl DirtyLog {
-    /// The log of `slot`, `bytes` long, which was registered with `KVM_MEM_LOG_DIRTY_PAGES`.
-    pub fn new(vm: Arc<VmFd>, slot: u32, bytes: u64) -> Self {
-        Self { vm, slot, bytes }
-    }
-
-    /// The pages written since the last call, one bit each; KVM clears the log as it reads it.
-    pub fn take(&self) -> Option<Vec<u64>> {
-        self.vm.get_dirty_log(self.slot, self.bytes as usize).ok()
-    }
-}
+use crate::vstate::vm::DirtyLog;
 
 /// The guest framebuffer: x8r8g8b8 pixels (blue in the low byte), `width * 4` bytes a row.
 #[derive(Clone)]
@@ -76,10 +54,13 @@ impl Framebuffer {
         self.width as usize * 4
     }
 
-    /// Copies row `y` (as bytes) into `out`, which must hold one row.
+    /// Copies row `y` (as bytes) into `out`, which must hold one row; false outside the frame.
     pub fn read_row(&self, y: u32, out: &mut [u8]) -> bool {
+        let Some(row) = out.get_mut(..self.stride()).filter(|_| y < self.height) else {
+            return false;
+        };
         let addr = FRAMEBUFFER_START + u64::from(y) * self.stride() as u64;
-        self.mem.read_slice(out, GuestAddress(addr)).is_ok()
+        self.mem.read_slice(row, GuestAddress(addr)).is_ok()
     }
 
     /// The pixel at (x, y) as 0xRRGGBB, or `None` outside the frame.
@@ -101,6 +82,25 @@ impl Framebuffer {
                     .chunks_exact(4)
                     .all(|p| p[0] == 0 && p[1] == 0 && p[2] == 0)
         })
+    }
+}
+
+/// The VNC server reads the guest's frame through this.
+impl rfb::FrameSource for Framebuffer {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn read_row(&self, y: u32, out: &mut [u8]) -> bool {
+        Framebuffer::read_row(self, y, out)
+    }
+
+    fn written_rows(&self) -> Option<Vec<bool>> {
+        Framebuffer::written_rows(self)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The guest display: a linear 32-bit framebuffer in guest memory, which stock kernels drive
-//! with `efifb` from the zero page's `screen_info`, and the VNC server that shows it.
+//! with `efifb` from the zero page's `screen_info`. The `rfb` crate's VNC server shows it.
 
 pub mod framebuffer;
-pub mod vnc;
 
 pub use framebuffer::Framebuffer;

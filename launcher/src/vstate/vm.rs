@@ -11,7 +11,6 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::Error;
 use crate::arch::layout::{FRAMEBUFFER_START, KVM_TSS_ADDRESS};
-use crate::display::framebuffer::DirtyLog;
 
 /// KVM capabilities the VMM cannot run without, with what each is for.
 pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
@@ -22,6 +21,26 @@ pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
     (Cap::ExtCpuid, "KVM_GET_SUPPORTED_CPUID"),
     (Cap::Irqfd, "interrupts from device threads"),
 ];
+
+/// KVM's dirty-page log of one memory slot (the framebuffer's): which pages the guest wrote.
+#[derive(Clone)]
+pub struct DirtyLog {
+    vm: Arc<VmFd>,
+    slot: u32,
+    bytes: u64,
+}
+
+impl DirtyLog {
+    /// The log of `slot`, `bytes` long, which was registered with `KVM_MEM_LOG_DIRTY_PAGES`.
+    pub fn new(vm: Arc<VmFd>, slot: u32, bytes: u64) -> Self {
+        Self { vm, slot, bytes }
+    }
+
+    /// The pages written since the last call, one bit each; KVM clears the log as it reads it.
+    pub fn take(&self) -> Option<Vec<u64>> {
+        self.vm.get_dirty_log(self.slot, self.bytes as usize).ok()
+    }
+}
 
 /// A VM with its interrupt controllers and memory in place.
 pub struct Vm {

@@ -12,24 +12,43 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
+use clap::{Parser, Subcommand};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use launcher::display::vnc::{self, Security, auth::obfuscated_password_file};
-use launcher::machine::{ConsoleOptions, Machine};
+use launcher::machine::ConsoleOptions;
+use launcher::{LaunchOptions, Launcher};
+use launcher_api::{LauncherConfig, VncConfig};
+use rfb::auth::obfuscated_password_file;
 use tests::controlplane::{self, ControlPlane, Options, Versions};
 
-const USAGE: &str = "\
-usage: verdant-dev <command> [--state-dir DIR]
+/// Verdant's local environment on this machine: a real control plane with Verdant's CRDs and
+/// operator, and a demo desktop VM.
+#[derive(Debug, Parser)]
+#[command(name = "verdant-dev", version, about, max_term_width = 100)]
+struct Cli {
+    /// Where the environment keeps its files [default: $XDG_STATE_HOME/verdant/dev, else
+    /// ~/.local/state/verdant/dev].
+    #[arg(long, global = true, value_name = "DIR", env = "VERDANT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-commands:
-  up       start the local control plane in the background, install the CRDs, run the operator
-  down     stop it and remove its data
-  status   say whether it runs
-
-The state folder defaults to $VERDANT_STATE_DIR, else $XDG_STATE_HOME/verdant/dev,
-else ~/.local/state/verdant/dev.";
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start the local control plane in the background, install the CRDs, run the operator.
+    Up,
+    /// Stop it and remove its data.
+    Down,
+    /// Say whether it runs.
+    Status,
+    /// The background process `up` starts (not for direct use).
+    #[command(hide = true)]
+    Serve,
+}
 
 /// How long `up` waits for the background environment.
 const UP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -41,34 +60,17 @@ fn main() -> ExitCode {
     // end quietly instead of failing to print.
     // SAFETY: restoring a signal's default disposition before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut command = None;
-    let mut state_dir = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--state-dir" => match iter.next() {
-                Some(dir) => state_dir = Some(PathBuf::from(dir)),
-                None => return usage_error("--state-dir needs a folder"),
-            },
-            "-h" | "--help" | "help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other if command.is_none() && !other.starts_with('-') => {
-                command = Some(other.to_owned())
-            }
-            other => return usage_error(&format!("unexpected argument {other:?}")),
-        }
-    }
-    let state = State::new(state_dir.unwrap_or_else(default_state_dir));
-    let result = match command.as_deref() {
-        Some("up") => up(&state),
-        Some("down") => down(&state),
-        Some("status") => status(&state),
-        Some("serve") => serve(&state),
-        Some(other) => return usage_error(&format!("unknown command {other:?}")),
-        None => return usage_error("a command is needed"),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version print and exit 0; usage errors name the flag and exit 2.
+        Err(e) => e.exit(),
+    };
+    let state = State::new(cli.state_dir.unwrap_or_else(default_state_dir));
+    let result = match cli.command {
+        Cmd::Up => up(&state),
+        Cmd::Down => down(&state),
+        Cmd::Status => status(&state),
+        Cmd::Serve => serve(&state),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,19 +81,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("verdant-dev: {message}\n\n{USAGE}");
-    ExitCode::from(2)
-}
-
 fn default_state_dir() -> PathBuf {
     let env = |key: &str| {
         std::env::var_os(key)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    env("VERDANT_STATE_DIR")
-        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("verdant").join("dev")))
+    env("XDG_STATE_HOME")
+        .map(|d| d.join("verdant").join("dev"))
         .or_else(|| env("HOME").map(|d| d.join(".local/state/verdant/dev")))
         .unwrap_or_else(|| PathBuf::from("/tmp/verdant-dev"))
 }
@@ -424,19 +421,6 @@ struct Demo {
 }
 
 fn start_demo(state: &State) -> Result<Demo, String> {
-    let config = launcher::demo::demo_config()?;
-    let vm = config.validate().map_err(|e| e.to_string())?;
-    let machine = Machine::build(
-        &vm,
-        ConsoleOptions {
-            stdout: false,
-            buffer_bytes: 64 << 10,
-        },
-    );
-    let _ = std::fs::remove_file(&vm.kernel);
-    let machine = machine.map_err(|e| e.to_string())?;
-    let framebuffer = machine.framebuffer().ok_or("the demo has no display")?;
-
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
     let password: String = bytes.iter().map(|b| char::from(b'a' + b % 26)).collect();
@@ -448,34 +432,36 @@ fn start_demo(state: &State) -> Result<Demo, String> {
     )
     .map_err(|e| e.to_string())?;
 
-    let security = Security::Password(password.into_bytes());
-    let input: Arc<dyn vnc::server::Input> = machine.devices();
-    let options = |input| vnc::ServerOptions {
-        name: "verdant demo desktop".to_owned(),
-        security: security.clone(),
-        max_fps: vnc::DEFAULT_MAX_FPS,
-        input: Some(input),
-        stats: Default::default(),
-    };
     // The usual VNC port if it is free, else any.
-    let (addr, _) = vnc::serve(
-        SocketAddr::from(([127, 0, 0, 1], 5900)),
-        framebuffer.clone(),
-        options(Arc::clone(&input)),
-    )
-    .or_else(|_| {
-        vnc::serve(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            framebuffer,
-            options(input),
-        )
-    })
-    .map_err(|e| format!("cannot serve VNC: {e}"))?;
+    let usual = SocketAddr::from(([127, 0, 0, 1], 5900));
+    let listen = match std::net::TcpListener::bind(usual) {
+        Ok(_) => usual,
+        Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let config = LauncherConfig {
+        vnc: Some(VncConfig {
+            password_file: Some(state.demo_password_file()),
+            ..VncConfig::new(listen.to_string())
+        }),
+        // Stopped with the environment, at once: the demo guest has nothing to save.
+        shutdown_grace_seconds: 0,
+        ..launcher::demo::demo_config()?
+    };
+    let vm = config.validate().map_err(|e| e.to_string())?;
+    let options = LaunchOptions {
+        console: ConsoleOptions {
+            stdout: false,
+            buffer_bytes: 64 << 10,
+        },
+        desktop_name: "verdant demo desktop".into(),
+    };
+    let demo = Launcher::start(&vm, options).map_err(|e| e.to_string())?;
+    let addr = demo.vnc_addr().ok_or("the demo has no VNC server")?;
     let stop = Arc::new(AtomicUsize::new(0));
     let flag = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
         .name("demo-vm".into())
-        .spawn(move || match machine.run(&flag, Duration::ZERO) {
+        .spawn(move || match demo.run(&flag) {
             Ok(exit) => eprintln!("demo desktop ended: {exit:?}"),
             Err(e) => eprintln!("demo desktop failed: {e}"),
         })

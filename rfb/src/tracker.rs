@@ -7,14 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::motion::{Move, find_moves};
-use crate::display::Framebuffer;
-
-/// Side of the square tiles changes are tracked in.
-pub const TILE: u32 = 64;
-
-/// A rectangle: x, y, width, height.
-pub type Rect = (u32, u32, u32, u32);
+use crate::frame::FrameSource;
+use crate::motion::{Move, find_moves};
+use crate::tiles::{Bounds, Rect, TILE, join, mark_changes, tile_bounds};
 
 /// What a viewer gets from [`FrameTracker::look`].
 #[derive(Default)]
@@ -79,7 +74,13 @@ impl FrameTracker {
     /// The frame, re-read from `fb` if the copy is older than `max_age`, and what changed
     /// since generation `since` (everything for 0). With `copy_rect`, parts that moved since
     /// the generation just before this one come as copies.
-    pub fn look(&self, fb: &Framebuffer, max_age: Duration, since: u64, copy_rect: bool) -> Look {
+    pub fn look(
+        &self,
+        fb: &dyn FrameSource,
+        max_age: Duration,
+        since: u64,
+        copy_rect: bool,
+    ) -> Look {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.read_at.is_none_or(|at| at.elapsed() >= max_age) {
             self.read(&mut state, fb);
@@ -126,7 +127,7 @@ impl FrameTracker {
     }
 
     /// Reads the framebuffer now; whether it changed.
-    pub fn refresh(&self, fb: &Framebuffer) -> bool {
+    pub fn refresh(&self, fb: &dyn FrameSource) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let before = state.generation;
         self.read(&mut state, fb);
@@ -135,7 +136,7 @@ impl FrameTracker {
 
     /// Reads the framebuffer; if it changed, makes a new generation of the copy, stamps the
     /// tiles that changed and finds what moved.
-    fn read(&self, state: &mut State, fb: &Framebuffer) {
+    fn read(&self, state: &mut State, fb: &dyn FrameSource) {
         state.read_at = Some(Instant::now());
         let first = state.generation == 0;
         // The log is taken before reading, so a write after this shows in the next one. The
@@ -155,7 +156,7 @@ impl FrameTracker {
         };
         // Rows that changed, and their new pixels, one after another.
         let (mut rows, mut pixels) = (Vec::new(), Vec::new());
-        let mut bytes = vec![0u8; fb.stride()];
+        let mut bytes = vec![0u8; self.width as usize * 4];
         let mut row = vec![0u32; width];
         for y in 0..self.height {
             if written.as_ref().is_some_and(|rows| !rows[y as usize]) {
@@ -219,203 +220,15 @@ impl FrameTracker {
     }
 }
 
-/// The part of a tile that changed: pixels x0..x1, rows y0..y1 (frame coordinates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
-    /// Left.
-    pub x0: u32,
-    /// Top.
-    pub y0: u32,
-    /// Right, exclusive.
-    pub x1: u32,
-    /// Bottom, exclusive.
-    pub y1: u32,
-}
-
-impl Bounds {
-    /// Nothing.
-    pub const EMPTY: Bounds = Bounds {
-        x0: u32::MAX,
-        y0: u32::MAX,
-        x1: 0,
-        y1: 0,
-    };
-
-    /// Whether nothing is inside.
-    pub fn is_empty(&self) -> bool {
-        self.x0 >= self.x1 || self.y0 >= self.y1
-    }
-
-    /// The smallest bounds holding both.
-    pub fn union(self, other: Bounds) -> Bounds {
-        Bounds {
-            x0: self.x0.min(other.x0),
-            y0: self.y0.min(other.y0),
-            x1: self.x1.max(other.x1),
-            y1: self.y1.max(other.y1),
-        }
-    }
-}
-
-/// Grows, per tile column, the bounds in `changed` by the pixels where row `y` now differs
-/// from `old`.
-fn mark_changes(old: &[u32], now: &[u32], y: u32, changed: &mut [Bounds]) {
-    for (t, ((bounds, old), now)) in changed
-        .iter_mut()
-        .zip(old.chunks(TILE as usize))
-        .zip(now.chunks(TILE as usize))
-        .enumerate()
-    {
-        if old != now {
-            let differs = |(a, b): (&u32, &u32)| a != b;
-            let first = old.iter().zip(now).position(differs).unwrap_or(0);
-            let last = old.iter().zip(now).rposition(differs).unwrap_or(0);
-            let base = t as u32 * TILE;
-            *bounds = bounds.union(Bounds {
-                x0: base + first as u32,
-                y0: y,
-                x1: base + last as u32 + 1,
-                y1: y + 1,
-            });
-        }
-    }
-}
-
-/// Joins what changed in each tile (row by row, `tiles_x` a row) into few rectangles: the
-/// changed tiles next to each other in a tile row become one rectangle around their changes,
-/// and equal rectangles stacked on each other become one.
-pub fn join(changed: &[Bounds], tiles_x: u32) -> Vec<Rect> {
-    let mut rects: Vec<Rect> = Vec::new();
-    // Rectangles that reached the previous tile row and may grow down.
-    let mut open: Vec<usize> = Vec::new();
-    for row in changed.chunks(tiles_x as usize) {
-        let mut still_open = Vec::new();
-        let mut tiles = row.iter().peekable();
-        while let Some(bounds) = tiles.next() {
-            if bounds.is_empty() {
-                continue;
-            }
-            let mut run = *bounds;
-            while let Some(next) = tiles.next_if(|b| !b.is_empty()) {
-                run = run.union(*next);
-            }
-            let (x, y, w, h) = (run.x0, run.y0, run.x1 - run.x0, run.y1 - run.y0);
-            match open
-                .iter()
-                .find(|&&i| rects[i].0 == x && rects[i].2 == w && rects[i].1 + rects[i].3 == y)
-            {
-                Some(&i) => {
-                    rects[i].3 += h;
-                    still_open.push(i);
-                }
-                None => {
-                    still_open.push(rects.len());
-                    rects.push((x, y, w, h));
-                }
-            }
-        }
-        open = still_open;
-    }
-    rects
-}
-
-/// Joins changed tiles (`changed`, one flag a tile, row by row, `tiles_x` a row, of a
-/// `width` x `height` frame) into rectangles, as [`join`] does.
-pub fn coalesce(changed: &[bool], tiles_x: u32, width: u32, height: u32) -> Vec<Rect> {
-    let bounds: Vec<Bounds> = changed
-        .iter()
-        .enumerate()
-        .map(|(t, &hit)| {
-            if hit {
-                tile_bounds(t, width, height)
-            } else {
-                Bounds::EMPTY
-            }
-        })
-        .collect();
-    join(&bounds, tiles_x)
-}
-
-/// All of tile `t` (row by row) of a `width` x `height` frame, cut at the frame's edges.
-fn tile_bounds(t: usize, width: u32, height: u32) -> Bounds {
-    let tiles_x = width.div_ceil(TILE) as usize;
-    let (x, y) = ((t % tiles_x) as u32 * TILE, (t / tiles_x) as u32 * TILE);
-    Bounds {
-        x0: x,
-        y0: y,
-        x1: (x + TILE).min(width),
-        y1: (y + TILE).min(height),
-    }
-}
-
-/// The rectangles an incremental update sends when `before` became `now` (`width` x `height`).
-pub fn changed_rects(before: &[u32], now: &[u32], width: u32, height: u32) -> Vec<Rect> {
-    let tiles_x = width.div_ceil(TILE);
-    let mut changed = vec![Bounds::EMPTY; (tiles_x * height.div_ceil(TILE)) as usize];
-    for y in 0..height {
-        let start = (y * width) as usize;
-        let first = (y / TILE * tiles_x) as usize;
-        mark_changes(
-            &before[start..start + width as usize],
-            &now[start..start + width as usize],
-            y,
-            &mut changed[first..first + tiles_x as usize],
-        );
-    }
-    join(&changed, tiles_x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::layout::FRAMEBUFFER_START;
-    use launcher_api::DisplayConfig;
-    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
-    #[test]
-    fn changed_tiles_join_into_few_rectangles() {
-        let (w, h) = (300, 200);
-        let before = vec![0u32; (w * h) as usize];
-        let mut now = before.clone();
-        assert!(changed_rects(&before, &now, w, h).is_empty());
-        now[(199 * w + 299) as usize] = 1; // in the bottom-right corner tile, cut short
-        assert_eq!(changed_rects(&before, &now, w, h), vec![(299, 199, 1, 1)]);
-        // Changes in neighbouring tiles join, per tile row; one apart stays apart.
-        for (x, y) in [(10, 10), (70, 12), (10, 70), (70, 70), (200, 10)] {
-            now[(y * w + x) as usize] = 2;
-        }
-        assert_eq!(
-            changed_rects(&before, &now, w, h),
-            vec![
-                (10, 10, 61, 3),
-                (200, 10, 1, 1),
-                (10, 70, 61, 1),
-                (299, 199, 1, 1)
-            ]
-        );
-        // Rows of equal width stacked on each other join: everything is one rectangle.
-        let all = vec![3u32; (w * h) as usize];
-        assert_eq!(changed_rects(&before, &all, w, h), vec![(0, 0, w, h)]);
-    }
-
-    /// A `w` x `h` framebuffer in plain memory, and that memory to draw in as a guest would.
-    fn framebuffer(w: u32, h: u32) -> (GuestMemoryMmap, Framebuffer) {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(
-            GuestAddress(FRAMEBUFFER_START),
-            (w * h * 4) as usize,
-        )])
-        .unwrap();
-        let display = DisplayConfig {
-            width: w,
-            height: h,
-        };
-        (mem.clone(), Framebuffer::new(mem, display))
-    }
+    use crate::frame::MemoryFrame;
 
     #[test]
     fn viewers_see_what_changed_since_they_last_looked() {
         let (w, h) = (130u32, 70u32);
-        let (mem, fb) = framebuffer(w, h);
+        let fb = MemoryFrame::new(w, h);
         let tracker = FrameTracker::new(w, h);
         let first = tracker.look(&fb, Duration::ZERO, 0, false);
         assert_eq!(
@@ -426,8 +239,7 @@ mod tests {
         let nothing = tracker.look(&fb, Duration::ZERO, first.generation, false);
         assert!(nothing.changed.is_empty());
         // The guest draws one pixel, with junk in the reserved byte.
-        let at = FRAMEBUFFER_START + u64::from(65 * w + 129) * 4;
-        mem.write_obj(0xff12_3456u32, GuestAddress(at)).unwrap();
+        fb.set(129, 65, 0xff12_3456);
         let cached = tracker.look(&fb, Duration::from_secs(3600), nothing.generation, false);
         assert!(cached.changed.is_empty(), "a fresh copy is not read again");
         let after = tracker.look(&fb, Duration::ZERO, nothing.generation, false);
@@ -437,8 +249,7 @@ mod tests {
         assert_eq!(first.frame[(65 * w + 129) as usize], 0);
         // A second change to the same tile: a viewer that missed both gets the whole tile
         // (cut at the frame's edge); one that saw the first, only the second.
-        let at = FRAMEBUFFER_START + u64::from(64 * w + 128) * 4;
-        mem.write_obj(0x00ab_cdefu32, GuestAddress(at)).unwrap();
+        fb.set(128, 64, 0x00ab_cdef);
         let again = tracker.look(&fb, Duration::ZERO, after.generation, false);
         assert_eq!(again.changed, vec![(128, 64, 1, 1)]);
         let slow = tracker.look(&fb, Duration::ZERO, nothing.generation, false);
@@ -448,9 +259,9 @@ mod tests {
     #[test]
     fn a_viewer_one_generation_behind_gets_what_moved_as_copies() {
         let (w, h) = (640u32, 480u32);
-        let (mem, fb) = framebuffer(w, h);
+        let fb = MemoryFrame::new(w, h);
         let draw = |left: u32| {
-            let mut bytes = Vec::with_capacity((w * h * 4) as usize);
+            let mut pixels = Vec::with_capacity((w * h) as usize);
             for y in 0..h {
                 for x in 0..w {
                     let inside = (left..left + 300).contains(&x) && (100..340).contains(&y);
@@ -461,11 +272,10 @@ mod tests {
                     } else {
                         0x30_6090
                     };
-                    bytes.extend_from_slice(&colour.to_le_bytes());
+                    pixels.push(colour);
                 }
             }
-            mem.write_slice(&bytes, GuestAddress(FRAMEBUFFER_START))
-                .unwrap();
+            fb.draw_all(&pixels);
         };
         let tracker = FrameTracker::new(w, h);
         draw(100);

@@ -4,7 +4,7 @@
 //! are looked up in the old frame nearby, and a guessed shift counts where whole 64x64 tiles
 //! of the new frame equal the old frame shifted.
 
-use super::tracker::{Rect, TILE, coalesce};
+use crate::tiles::{Rect, TILE, coalesce};
 
 /// How far a piece is looked for, in pixels, each way.
 const REACH: i64 = 192;
@@ -184,7 +184,7 @@ fn matching_tiles(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::display::vnc::tracker::changed_rects;
+    use crate::tiles::changed_rects;
 
     /// A busy background (every pixel distinct enough) with a patterned window at (wx, wy).
     fn scene(width: u32, height: u32, window: (u32, u32)) -> Vec<u32> {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use flate2::{Compression, Decompress, FlushDecompress, Status, write::ZlibEncoder};
 
-use super::protocol::{MAX_CUT_TEXT, ProtocolError};
+use crate::protocol::{MAX_CUT_TEXT, ProtocolError};
 
 /// The Extended Clipboard pseudo-encoding.
 pub const EXTENDED_CLIPBOARD: i32 = 0xc0a1_e5ce_u32 as i32;

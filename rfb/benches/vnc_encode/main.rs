@@ -9,12 +9,12 @@
 //! difference fails the run (exit 1), for it is an encoder bug. The decoders check themselves
 //! first on hand-made updates, so that their own bug cannot pass for one.
 //!
-//! Our server runs in process on a framebuffer in guest memory, as the launcher serves it, with
-//! no VM. Xvnc runs on a display of its own and is drawn on with X11 PutImage; its pointer is
+//! Our server runs in process on a frame in plain memory (the launcher serves guest memory the
+//! same way), with no VM. Xvnc runs on a display of its own and is drawn on with X11 PutImage; its pointer is
 //! hidden, else it would be drawn into the frames. Xvnc takes in damage on its own frame clock
 //! (TigerVNC 1.12 has no -DeferUpdate), so each change is given 50 ms before it is asked for.
 //!
-//! Run with `cargo bench -p launcher --bench vnc_encode` (`VERDANT_BENCH_RUNS` sets the updates
+//! Run with `cargo bench -p rfb --bench vnc_encode` (`VERDANT_BENCH_RUNS` sets the updates
 //! per scenario, default 15). Skips, saying why, the TigerVNC columns without `Xvnc` on PATH
 //! (Debian package tigervnc-standalone-server). Both servers stay lossless: the client sends
 //! CompressLevel 2 (the TigerVNC viewer's default) and no JPEG quality level. It offers
@@ -22,9 +22,7 @@
 //! moved (ours looks; Xvnc knows only of X CopyArea, which PutImage is not).
 
 mod canvas;
-mod client;
 mod code;
-mod decode;
 mod desktop;
 mod encode;
 mod font;
@@ -36,8 +34,8 @@ mod x11;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use client::Client;
 use desktop::{Desktop, HEIGHT, Scenario, WIDTH};
+use rfb::client::{self, Client};
 use servers::{Server, TigerVnc, Verdant};
 
 /// The encodings compared, with their names in the report.
@@ -154,7 +152,7 @@ fn compare(
 ) -> Result<(Vec<Vec<Series>>, Vec<Tally>), String> {
     let mut clients = Vec::new();
     for server in servers.iter() {
-        let client = Client::connect(server.addr(), encoding)
+        let client = Client::connect(server.addr(), None, encoding)
             .map_err(|e| format!("{}: connect: {e}", server.name()))?;
         clients.push(client);
     }

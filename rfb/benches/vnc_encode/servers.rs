@@ -1,16 +1,14 @@
-//! The two servers under test, behind one trait: ours, serving a framebuffer in guest memory as
-//! the launcher does (without a VM), and TigerVNC's Xvnc, drawn on through X11.
+//! The two servers under test, behind one trait: ours, serving a frame in plain memory as the
+//! launcher serves guest memory (without a VM), and TigerVNC's Xvnc, drawn on through X11.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use launcher::arch::layout::FRAMEBUFFER_START;
-use launcher::display::Framebuffer;
-use launcher::display::vnc::{Security, ServerOptions, serve};
-use launcher_api::DisplayConfig;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use std::sync::Arc;
+
+use rfb::{FrameSource, MemoryFrame, Security, ServerOptions, serve};
 
 use crate::canvas::Rect;
 use crate::desktop::{HEIGHT, WIDTH};
@@ -27,34 +25,24 @@ pub trait Server {
     fn show(&mut self, frame: &[u32], damage: &[Rect]) -> Result<(), String>;
 }
 
-/// Our server, on a framebuffer in guest memory that nothing but this benchmark writes.
+/// Our server, on a frame in plain memory that nothing but this benchmark draws in.
 pub struct Verdant {
-    mem: GuestMemoryMmap<()>,
+    frame: Arc<MemoryFrame>,
     addr: SocketAddr,
 }
 
 impl Verdant {
-    /// Maps the framebuffer and starts serving it on a free local port.
+    /// Makes the frame and starts serving it on a free local port.
     pub fn start() -> Result<Verdant, String> {
-        let size = (WIDTH * HEIGHT * 4) as usize;
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(FRAMEBUFFER_START), size)])
-            .map_err(|e| format!("map the framebuffer: {e}"))?;
-        let display = DisplayConfig {
-            width: WIDTH,
-            height: HEIGHT,
-        };
-        let fb = Framebuffer::new(mem.clone(), display);
+        let frame = Arc::new(MemoryFrame::new(WIDTH, HEIGHT));
         let options = ServerOptions {
-            name: "bench".into(),
-            security: Security::None,
             max_fps: 60,
-            input: None,
-            stats: Default::default(),
+            ..ServerOptions::new("bench", Security::None)
         };
         let local = SocketAddr::from(([127, 0, 0, 1], 0));
-        let (addr, _thread) =
-            serve(local, fb, options).map_err(|e| format!("start our VNC server: {e}"))?;
-        Ok(Verdant { mem, addr })
+        let (addr, _thread) = serve(local, Arc::clone(&frame) as Arc<dyn FrameSource>, options)
+            .map_err(|e| format!("start our VNC server: {e}"))?;
+        Ok(Verdant { frame, addr })
     }
 }
 
@@ -68,21 +56,14 @@ impl Server for Verdant {
     }
 
     fn show(&mut self, frame: &[u32], damage: &[Rect]) -> Result<(), String> {
-        let mut bytes = Vec::new();
+        let mut rows = Vec::new();
         for &(x, y, w, h) in damage {
+            rows.clear();
             for row in y..y + h {
                 let start = (row * WIDTH + x) as usize;
-                bytes.clear();
-                bytes.extend(
-                    frame[start..start + w as usize]
-                        .iter()
-                        .flat_map(|p| p.to_le_bytes()),
-                );
-                let at = GuestAddress(FRAMEBUFFER_START + start as u64 * 4);
-                self.mem
-                    .write_slice(&bytes, at)
-                    .map_err(|e| format!("write the framebuffer: {e}"))?;
+                rows.extend_from_slice(&frame[start..start + w as usize]);
             }
+            self.frame.draw((x, y), w, &rows);
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::io;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use crate::client::{COPY_RECT, RAW, TIGHT, ZRLE};
+use crate::encoding::{COPY_RECT, RAW, TIGHT, ZRLE};
 
 /// ZRLE's tile side.
 const ZRLE_TILE: u32 = 64;
@@ -86,6 +86,10 @@ impl Decoder {
                     copy_rect(&mut data, &screen, rect, height)?
                 }
                 ZRLE if self.encoding == ZRLE => self.zrle(&mut data, rect)?,
+                // Tight's rectangles are at most 2048 pixels wide (its gradient filter's rows).
+                TIGHT if self.encoding == TIGHT && rect.2 > 2048 => {
+                    return Err(invalid(format!("Tight rectangle {rect:?} wider than 2048")));
+                }
                 TIGHT if self.encoding == TIGHT => self.tight(&mut data, rect)?,
                 other => {
                     return Err(invalid(format!(

@@ -470,127 +470,18 @@ impl Tight {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{inflate, picture};
+    use super::super::testing::picture;
     use super::*;
-    use crate::display::vnc::protocol::PixelFormat;
-    use flate2::Decompress;
+    use crate::client::decode::Decoder;
+    use crate::protocol::PixelFormat;
 
-    /// A Tight decoder for 24-bit Tight pixels, written from the protocol description, to
-    /// check the encoder: decodes `count` rectangles from `data` into `frame`.
-    fn decode(
-        data: &[u8],
-        count: u16,
-        streams: &mut [Decompress; 4],
-        width: u32,
-        frame: &mut [u32],
-    ) {
-        let mut at = 0;
-        let mut take = |n: usize| {
-            at += n;
-            &data[at - n..at]
-        };
-        let word = |b: &[u8]| u32::from(u16::from_be_bytes([b[0], b[1]]));
-        for _ in 0..count {
-            let header = take(12);
-            let (x, y, w, h) = (
-                word(&header[0..]),
-                word(&header[2..]),
-                word(&header[4..]),
-                word(&header[6..]),
-            );
-            assert_eq!(
-                i32::from_be_bytes([header[8], header[9], header[10], header[11]]),
-                TIGHT
-            );
-            assert!(w <= MAX_WIDTH);
-            let control = take(1)[0];
-            for (i, stream) in streams.iter_mut().enumerate() {
-                if control & (1 << i) != 0 {
-                    *stream = Decompress::new(true);
-                }
-            }
-            let rgb = |b: &[u8]| u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-            let mut put = |i: u32, colour: u32| {
-                frame[((y + i / w) * width + x + i % w) as usize] = colour;
-            };
-            if control >> 4 == 8 {
-                let colour = rgb(take(3));
-                (0..w * h).for_each(|i| put(i, colour));
-                continue;
-            }
-            let stream = usize::from((control >> 4) & 3);
-            let filter = if control & EXPLICIT_FILTER != 0 {
-                take(1)[0]
-            } else {
-                0
-            };
-            let palette: Vec<u32> = if filter == FILTER_PALETTE {
-                let n = usize::from(take(1)[0]) + 1;
-                take(n * 3).chunks(3).map(rgb).collect()
-            } else {
-                assert!(filter == 0 || filter == FILTER_GRADIENT, "filter {filter}");
-                Vec::new()
-            };
-            let size = match palette.len() {
-                0 => (w * h * 3) as usize,
-                2 => (w.div_ceil(8) * h) as usize,
-                _ => (w * h) as usize,
-            };
-            let plain = if size < MIN_TO_COMPRESS {
-                take(size).to_vec()
-            } else {
-                let mut len = 0usize;
-                for shift in [0, 7, 14] {
-                    let b = take(1)[0];
-                    len |= usize::from(b & if shift == 14 { 0xff } else { 0x7f }) << shift;
-                    if b & 0x80 == 0 || shift == 14 {
-                        break;
-                    }
-                }
-                inflate(&mut streams[stream], take(len))
-            };
-            assert_eq!(plain.len(), size, "rectangle at {x},{y}");
-            match palette.len() {
-                0 if filter == FILTER_GRADIENT => {
-                    // Undo the prediction, row by row, from the pixels already decoded.
-                    let mut rows = vec![[0u8; 3]; (w * h) as usize];
-                    for i in 0..(w * h) as usize {
-                        let (col, row) = (i % w as usize, i / w as usize);
-                        let at = |c: usize, r: usize| rows[r * w as usize + c];
-                        let left = if col > 0 { at(col - 1, row) } else { [0; 3] };
-                        let up = if row > 0 { at(col, row - 1) } else { [0; 3] };
-                        let up_left = if col > 0 && row > 0 {
-                            at(col - 1, row - 1)
-                        } else {
-                            [0; 3]
-                        };
-                        for c in 0..3 {
-                            rows[i][c] =
-                                plain[i * 3 + c].wrapping_add(predict(left[c], up[c], up_left[c]));
-                        }
-                        put(i as u32, rgb(&rows[i]));
-                    }
-                }
-                0 => plain
-                    .chunks(3)
-                    .enumerate()
-                    .for_each(|(i, p)| put(i as u32, rgb(p))),
-                2 => {
-                    for row in 0..h {
-                        for col in 0..w {
-                            let byte = plain[(row * w.div_ceil(8) + col / 8) as usize];
-                            let bit = (byte >> (7 - col % 8)) & 1;
-                            put(row * w + col, palette[usize::from(bit)]);
-                        }
-                    }
-                }
-                _ => plain
-                    .iter()
-                    .enumerate()
-                    .for_each(|(i, &p)| put(i as u32, palette[usize::from(p)])),
-            }
-        }
-        assert_eq!(at, data.len(), "every byte used");
+    /// Decodes `count` Tight rectangles in `data` with the client's decoder onto `frame`
+    /// (`width` x `height`).
+    fn decode(decoder: &mut Decoder, data: &[u8], count: u16, size: (u32, u32), frame: &mut [u32]) {
+        let mut message = vec![0, 0];
+        message.extend_from_slice(&count.to_be_bytes());
+        message.extend_from_slice(data);
+        decoder.update(&message, frame, size.0, size.1).unwrap();
     }
 
     #[test]
@@ -599,13 +490,13 @@ mod tests {
         let frame = picture(w, h);
         let mut tight = Tight::new(2);
         let packer = Packer::new(PixelFormat::NATIVE);
-        let mut streams: [Decompress; 4] = std::array::from_fn(|_| Decompress::new(true));
+        let mut decoder = Decoder::new(TIGHT);
         let mut out = Vec::new();
         let count = tight
             .encode(&frame, w, (0, 0, w, h), packer, &mut out)
             .unwrap();
         let mut decoded = vec![0; (w * h) as usize];
-        decode(&out, count, &mut streams, w, &mut decoded);
+        decode(&mut decoder, &out, count, (w, h), &mut decoded);
         assert_eq!(decoded, frame);
         // Many colours, two colours, a few colours and one colour all occur in the picture.
         let kinds: std::collections::BTreeSet<u8> = (0..h)
@@ -645,7 +536,7 @@ mod tests {
             0x0f,
             "the first rectangle resets every stream"
         );
-        decode(&out, count, &mut streams, w, &mut decoded);
+        decode(&mut decoder, &out, count, (w, h), &mut decoded);
         for row in 0..h {
             for col in 0..w {
                 let i = (row * w + col) as usize;

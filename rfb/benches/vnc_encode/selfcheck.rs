@@ -4,8 +4,8 @@
 
 use flate2::{Compress, Compression, FlushCompress};
 
-use crate::client::{COPY_RECT, RAW, TIGHT, ZRLE};
-use crate::decode::Decoder;
+use rfb::client::decode::Decoder;
+use rfb::client::{COPY_RECT, RAW, TIGHT, ZRLE};
 
 /// The check's screen.
 const W: u32 = 80;

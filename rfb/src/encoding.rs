@@ -11,7 +11,7 @@ pub use zrle::Zrle;
 
 use flate2::{Compress, FlushCompress};
 
-use super::protocol::PixelFormat;
+use crate::protocol::PixelFormat;
 
 /// The Raw encoding.
 pub const RAW: i32 = 0;
@@ -359,17 +359,6 @@ impl Encoder {
 /// Test helpers shared by the encoders' tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use flate2::{Decompress, FlushDecompress};
-
-    /// Inflates `data` on `stream`, which keeps its state across calls like a viewer's.
-    pub fn inflate(stream: &mut Decompress, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 << 22);
-        stream
-            .decompress_vec(data, &mut out, FlushDecompress::Sync)
-            .expect("valid zlib data");
-        out
-    }
-
     /// A test picture: solid areas, two-colour text-like areas, a many-colour gradient.
     pub fn picture(width: u32, height: u32) -> Vec<u32> {
         (0..height)

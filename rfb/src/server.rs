@@ -9,39 +9,35 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::auth;
-use super::clipboard::{self, Clipboard, Extended};
-use super::encoding::{self, Encoder, Negotiated};
-use super::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
-use super::tracker::{FrameTracker, Look};
-use crate::display::Framebuffer;
+use crate::auth;
+use crate::clipboard::{self, Clipboard, Extended};
+use crate::encoding::{self, Encoder, Negotiated};
+use crate::frame::{FrameSource, InputSink};
+use crate::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
+use crate::tracker::{FrameTracker, Look};
 
 /// Most viewers at once; more are turned away politely.
 pub const MAX_VIEWERS: usize = 16;
 /// Frames per second a viewer gets at most, unless configured otherwise.
 pub const DEFAULT_MAX_FPS: u32 = 30;
+/// The largest frame RFB can describe (its sizes are 16-bit).
+pub const MAX_SIDE: u32 = u16::MAX as u32;
 /// How often an idle viewer's thread wakes (for clipboard text from other viewers, and to
 /// look at the frame should the frame watcher lag).
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// How long a viewer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where viewers' keystrokes and pointer go (the guest's keyboard and mouse).
-pub trait Input: Send + Sync {
-    /// A key by X keysym.
-    fn keysym(&self, keysym: u32, down: bool);
-    /// A key by XT keycode (QEMU extended key event), with its keysym as the fallback.
-    fn xt_key(&self, keycode: u32, keysym: u32, down: bool);
-    /// The pointer at (x, y) with VNC's button mask.
-    fn pointer(&self, x: u16, y: u16, buttons: u8);
-}
-
 /// What every viewer of one server shares.
 struct Shared {
-    framebuffer: Framebuffer,
+    framebuffer: Arc<dyn FrameSource>,
+    /// The frame's size, as read once: a frame does not change size under its viewers.
+    width: u32,
+    height: u32,
     security: Security,
     name: String,
-    input: Option<Arc<dyn Input>>,
+    log_prefix: String,
+    input: Option<Arc<dyn InputSink>>,
     clipboard: Clipboard,
     frame_interval: Duration,
     frames: FrameTracker,
@@ -78,9 +74,25 @@ pub struct ServerOptions {
     /// Frames per second a viewer gets at most (1 or more).
     pub max_fps: u32,
     /// Where keystrokes and the pointer go; none ignores them.
-    pub input: Option<Arc<dyn Input>>,
+    pub input: Option<Arc<dyn InputSink>>,
     /// Counters the server adds to, over all its viewers.
     pub stats: Arc<Stats>,
+    /// What the server's log lines start with (e.g. `verdant-launcher`).
+    pub log_prefix: String,
+}
+
+impl ServerOptions {
+    /// Options with `security`, at the default frame rate, with no input and fresh counters.
+    pub fn new(name: impl Into<String>, security: Security) -> Self {
+        Self {
+            name: name.into(),
+            security,
+            max_fps: DEFAULT_MAX_FPS,
+            input: None,
+            stats: Arc::default(),
+            log_prefix: "rfb".into(),
+        }
+    }
 }
 
 /// What a server has sent, over all its viewers.
@@ -94,10 +106,11 @@ pub struct Stats {
     pub bytes: AtomicU64,
 }
 
-/// Starts serving `framebuffer` on `addr` as `options` say; returns the bound address.
+/// Starts serving `framebuffer` on `addr` as `options` say; returns the bound address. A frame
+/// larger than RFB can describe (65535 pixels a side) is refused.
 pub fn serve(
     addr: SocketAddr,
-    framebuffer: Framebuffer,
+    framebuffer: Arc<dyn FrameSource>,
     options: ServerOptions,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let ServerOptions {
@@ -106,14 +119,25 @@ pub fn serve(
         max_fps,
         input,
         stats,
+        log_prefix,
     } = options;
+    let (width, height) = (framebuffer.width(), framebuffer.height());
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a {width}x{height} frame: RFB frames are 1 to {MAX_SIDE} pixels a side"),
+        ));
+    }
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    let frames = FrameTracker::new(framebuffer.width, framebuffer.height);
+    let frames = FrameTracker::new(width, height);
     let shared = Arc::new(Shared {
         framebuffer,
+        width,
+        height,
         security,
         name,
+        log_prefix,
         input,
         clipboard: Clipboard::default(),
         frame_interval: Duration::from_secs(1) / max_fps.max(1),
@@ -138,7 +162,8 @@ pub fn serve(
                 let viewers = &shared.viewers;
                 if viewers.load(Ordering::Acquire) >= MAX_VIEWERS {
                     eprintln!(
-                        "verdant-launcher: vnc {peer}: refused, {MAX_VIEWERS} viewers already"
+                        "{}: vnc {peer}: refused, {MAX_VIEWERS} viewers already",
+                        shared.log_prefix
                     );
                     continue;
                 }
@@ -148,9 +173,10 @@ pub fn serve(
                     std::thread::Builder::new()
                         .name("vnc-viewer".into())
                         .spawn(move || {
+                            let log = &viewer.log_prefix;
                             match serve_viewer(stream, &viewer, id, &peer) {
-                                Ok(()) => eprintln!("verdant-launcher: vnc {peer}: disconnected"),
-                                Err(e) => eprintln!("verdant-launcher: vnc {peer}: closed: {e}"),
+                                Ok(()) => eprintln!("{log}: vnc {peer}: disconnected"),
+                                Err(e) => eprintln!("{log}: vnc {peer}: closed: {e}"),
                             }
                             viewer.viewers.fetch_sub(1, Ordering::AcqRel);
                         });
@@ -170,7 +196,7 @@ fn watch_frames(shared: &Shared) {
         if shared.viewers.load(Ordering::Acquire) == 0 {
             continue;
         }
-        if shared.frames.refresh(&shared.framebuffer) {
+        if shared.frames.refresh(&*shared.framebuffer) {
             let mut listeners = shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
             listeners.retain(|tx| {
                 !matches!(
@@ -201,7 +227,7 @@ fn serve_viewer(
     stream.read_exact(&mut version)?;
     let minor = protocol::parse_version(&version)?;
 
-    let (fb, security, name) = (&shared.framebuffer, &shared.security, shared.name.as_str());
+    let (security, name) = (&shared.security, shared.name.as_str());
     let wanted: u8 = match security {
         Security::Password(_) => 2,
         Security::None => 1,
@@ -249,8 +275,8 @@ fn serve_viewer(
     let mut client_init = [0u8; 1];
     stream.read_exact(&mut client_init)?; // every viewer shares the desktop, whatever it asks
     let mut init = Vec::with_capacity(24 + name.len());
-    init.extend_from_slice(&(fb.width as u16).to_be_bytes());
-    init.extend_from_slice(&(fb.height as u16).to_be_bytes());
+    init.extend_from_slice(&(shared.width as u16).to_be_bytes());
+    init.extend_from_slice(&(shared.height as u16).to_be_bytes());
     init.extend_from_slice(&PixelFormat::NATIVE.to_bytes());
     init.extend_from_slice(&(name.len() as u32).to_be_bytes());
     init.extend_from_slice(name.as_bytes());
@@ -315,7 +341,8 @@ fn update_loop(
     rx: &mpsc::Receiver<Event>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = shared.frame_interval;
-    let (fb, input) = (&shared.framebuffer, shared.input.as_deref());
+    let input = shared.input.as_deref();
+    let size = (shared.width, shared.height);
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
         negotiated: Negotiated::default(),
@@ -362,7 +389,8 @@ fn update_loop(
                         (viewer.negotiated.encoding, viewer.negotiated.compress_level);
                     if (encoding, level) != (before.encoding, before.compress_level) {
                         eprintln!(
-                            "verdant-launcher: vnc {peer}: {}, compression level {level}",
+                            "{}: vnc {peer}: {}, compression level {level}",
+                            shared.log_prefix,
                             encoding::name(encoding)
                         );
                     }
@@ -420,8 +448,8 @@ fn update_loop(
                 ClientMessage::Pointer { buttons, x, y } => {
                     if let Some(input) = input {
                         input.pointer(
-                            x.min(fb.width as u16 - 1),
-                            y.min(fb.height as u16 - 1),
+                            x.min(shared.width as u16 - 1),
+                            y.min(shared.height as u16 - 1),
                             buttons,
                         );
                     }
@@ -451,7 +479,7 @@ fn update_loop(
                 stream,
                 &mut viewer,
                 &Look::default(),
-                fb,
+                size,
                 &owed,
                 &shared.stats,
             )?;
@@ -462,14 +490,16 @@ fn update_loop(
         if let (Some(incremental), true) = (viewer.pending, due) {
             let since = if incremental { viewer.generation } else { 0 };
             // The watcher keeps the copy fresh; read the frame here only if it lags.
-            let look =
-                shared
-                    .frames
-                    .look(fb, frame_interval * 2, since, viewer.negotiated.copy_rect);
+            let look = shared.frames.look(
+                &*shared.framebuffer,
+                frame_interval * 2,
+                since,
+                viewer.negotiated.copy_rect,
+            );
             viewer.last_look = Some(Instant::now());
             viewer.frame_changed = false;
             if !look.changed.is_empty() || !look.copies.is_empty() {
-                send_update(stream, &mut viewer, &look, fb, &[], &shared.stats)?;
+                send_update(stream, &mut viewer, &look, size, &[], &shared.stats)?;
                 viewer.generation = look.generation;
                 viewer.pending = None;
             }
@@ -483,13 +513,12 @@ fn send_update(
     stream: &mut TcpStream,
     viewer: &mut Viewer,
     look: &Look,
-    fb: &Framebuffer,
+    (fw, fh): (u32, u32),
     pseudo: &[(i32, u16, u16)],
     stats: &Stats,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(4 + (pseudo.len() + look.copies.len()) * 16);
     out.extend_from_slice(&[0, 0, 0, 0]); // the rectangle count is filled in at the end
-    let (fw, fh) = (fb.width, fb.height);
     for &(enc, x, y) in pseudo {
         match enc {
             encoding::EXTENDED_DESKTOP_SIZE => {
@@ -512,13 +541,12 @@ fn send_update(
     }
     let mut count = pseudo.len() + look.copies.len();
     for &rect in &look.changed {
-        count += usize::from(viewer.encoder.encode(
-            &look.frame,
-            fb.width,
-            rect,
-            viewer.format,
-            &mut out,
-        )?);
+        count +=
+            usize::from(
+                viewer
+                    .encoder
+                    .encode(&look.frame, fw, rect, viewer.format, &mut out)?,
+            );
     }
     let count = u16::try_from(count)
         .map_err(|_| std::io::Error::other(format!("{count} rectangles in one update")))?;

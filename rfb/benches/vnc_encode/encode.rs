@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use launcher::display::vnc::encoding::Encoder;
-use launcher::display::vnc::protocol::PixelFormat;
-use launcher::display::vnc::tracker::changed_rects;
+use rfb::client::decode::Decoder;
+use rfb::encoding::Encoder;
+use rfb::protocol::PixelFormat;
+use rfb::tiles::changed_rects;
 
-use crate::decode::Decoder;
 use crate::desktop::{Desktop, HEIGHT, Scenario, WIDTH};
 use crate::{ENCODINGS, median};
 
