@@ -8,6 +8,7 @@
 pub mod common;
 pub mod desktop;
 pub mod generate;
+pub mod labels;
 pub mod pool;
 
 pub use common::{Condition, ConditionStatus};

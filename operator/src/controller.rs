@@ -1,122 +1,23 @@
-//! The Desktop controller: its shared context, error policy, and the loop that runs it (under
-//! leader election when asked).
+//! The loop that runs the controllers (one Desktop and one DesktopPool controller per watched
+//! namespace, or one each for all), their watches and caches, and the error policy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crds::{Desktop, DesktopPhase, DesktopPool};
-use futures::StreamExt;
+use crds::{Desktop, DesktopPool};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
-use crate::Error;
-use crate::Options;
-use crate::desktop::labels::POOL_LABEL;
-use crate::desktop::{self, apply::FailureRecord};
-use crate::metrics::{ErrorLabels, Metrics, PhaseLabels, PoolLabels};
-
-/// What every reconcile shares.
-pub struct Context {
-    /// The API client.
-    pub client: Client,
-    /// The operator's options.
-    pub options: Options,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    recorder: Recorder,
-    failures: Mutex<HashMap<String, FailureRecord>>,
-}
-
-impl Context {
-    /// A context for `client`.
-    pub fn new(client: Client, options: Options, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: "verdant-operator".into(),
-            instance: Some(options.identity.clone()),
-        };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            options,
-            metrics,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Publishes an event about `object` (a Desktop or a pool); a failure to publish is
-    /// logged, not fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        object: &K,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, FailureRecord>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The failure record of a Desktop (`namespace/name`).
-    pub fn failures_get(&self, key: &str) -> Option<FailureRecord> {
-        self.failures().get(key).cloned()
-    }
-
-    /// Records how launcher pod `pod_uid` ended; each pod counts once. Returns the record.
-    pub fn failures_record(
-        &self,
-        key: &str,
-        pod_uid: &str,
-        failed: bool,
-        reason: &str,
-        message: &str,
-    ) -> Option<FailureRecord> {
-        let mut failures = self.failures();
-        if !failed {
-            failures.remove(key);
-            return None;
-        }
-        let record = failures
-            .entry(key.to_owned())
-            .or_insert_with(|| FailureRecord {
-                count: 0,
-                at: Instant::now(),
-                reason: String::new(),
-                message: String::new(),
-                pod_uid: String::new(),
-            });
-        if record.pod_uid != pod_uid {
-            record.count += 1;
-            record.at = Instant::now();
-            record.reason = reason.into();
-            record.message = message.into();
-            record.pod_uid = pod_uid.into();
-        }
-        Some(record.clone())
-    }
-
-    /// Forgets a Desktop's failures (it became Ready, or stopped).
-    pub fn failures_forget(&self, key: &str) {
-        self.failures().remove(key);
-    }
-}
+use crate::context::Context;
+use crate::desktop::{self, state::DesktopContext};
+use crate::error::{Category, Error};
+use crate::labels::{DESKTOP_LABEL, POOL_LABEL};
+use crate::pool::{self, state::PoolContext};
+use crate::retry::{MAX_RETRY, Retries};
 
 /// How long a Desktop's events are gathered before it is reconciled.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -125,14 +26,25 @@ const DEBOUNCE: Duration = Duration::from_millis(500);
 /// otherwise open a connection (with its buffers) per desktop to the apiserver.
 const RECONCILES_IN_FLIGHT: u16 = 32;
 
-fn error_policy<K>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let kind = error.kind();
-    ctx.metrics
-        .errors
-        .get_or_create(&ErrorLabels { kind })
-        .inc();
-    tracing::warn!(%error, "reconcile failed; retrying in 5 s");
-    Action::requeue(Duration::from_secs(5))
+/// What to do after a reconcile failed: a transient error is retried after its object's own
+/// backoff (1 s doubling to 5 min, see [`Retries`]); a permanent one that reached here (the
+/// controllers show those in status themselves, so only a refused status write does) waits
+/// the longest backoff, never a fixed few seconds.
+fn error_policy<K: Resource>(
+    object: &K,
+    error: &Error,
+    ctx: &Context,
+    retries: &Retries,
+) -> Action {
+    ctx.metrics.count_error(error.kind());
+    let uid = object.meta().uid.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let wait = match error.category() {
+        Category::Transient => retries.failed(&uid),
+        Category::Permanent => MAX_RETRY,
+    };
+    tracing::warn!(%error, object = %name, retry_in_s = wait.as_secs(), "reconcile failed");
+    Action::requeue(wait)
 }
 
 /// What the caches keep of an object: all but its `managedFields`, which no reconcile reads
@@ -152,8 +64,31 @@ fn lean_pod(pod: &mut Pod) {
     });
 }
 
-/// Runs the Desktop controller (one per watched namespace, or one for all) until `shutdown`
-/// resolves; their caches also feed the by-phase and per-pool gauges.
+/// The desktops of a watch, applied to `writer`'s cache; each deleted Desktop (and, after a
+/// relist, each one gone meanwhile) is forgotten by the Desktop controller, so that one made
+/// again under the same name starts afresh.
+fn desktop_watch(
+    desktops: Api<Desktop>,
+    writer: reflector::store::Writer<Desktop>,
+    cache: Store<Desktop>,
+    dctx: Arc<DesktopContext>,
+) -> impl Stream<Item = Result<Desktop, watcher::Error>> + Send {
+    let events = watcher(desktops, watcher::Config::default()).modify(lean);
+    reflector(writer, events)
+        .inspect_ok(move |event| match event {
+            watcher::Event::Delete(desktop) => dctx.forget(&desktop.uid().unwrap_or_default()),
+            watcher::Event::InitDone => {
+                let live: std::collections::HashSet<String> =
+                    cache.state().iter().filter_map(|d| d.uid()).collect();
+                dctx.retain(|uid| live.contains(uid));
+            }
+            _ => {}
+        })
+        .applied_objects()
+}
+
+/// Runs the controllers until `shutdown` resolves; their caches also feed the by-phase and
+/// per-pool gauges.
 pub async fn run_controllers(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -180,7 +115,7 @@ pub async fn run_controllers(
             })
             .collect()
     };
-    let mut runs = Vec::new();
+    let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
     let mut stores = Vec::new();
     let mut pool_stores = Vec::new();
     for (desktops, pods, pools) in apis {
@@ -202,17 +137,17 @@ pub async fn run_controllers(
         // desktops can change all the time (a login storm), which would hold its reconcile
         // (spares, session limits) back for as long. Triggers that come during a reconcile
         // are merged into the next one all the same, and the status is written at most once
-        // a second (`pool::STATUS_INTERVAL`).
+        // a second.
         let pool_controller = Controller::new(pools, watcher::Config::default())
             .owns_stream(member_events)
             .graceful_shutdown_on(shutdown.clone());
         pool_stores.push(pool_controller.store());
-        let pool_ctx = Arc::new(crate::pool::PoolContext::new(Arc::clone(&ctx), members));
+        let pool_ctx = Arc::new(PoolContext::new(Arc::clone(&ctx), members));
         runs.push(Box::pin(
             pool_controller
                 .run(
-                    crate::pool::reconcile,
-                    |pool, error, pool_ctx| error_policy(pool, error, Arc::clone(&pool_ctx.ctx)),
+                    pool::reconcile,
+                    |pool, error, pctx| error_policy(&*pool, error, &pctx.ctx, &pctx.retries),
                     pool_ctx,
                 )
                 .for_each(|result| async move {
@@ -220,29 +155,26 @@ pub async fn run_controllers(
                         tracing::debug!(error = %e, "pool reconcile stream");
                     }
                 }),
-        )
-            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+        ));
         // The Desktop controller: a desktop is reconciled when it or its launcher pod
         // changes, and reads its pods from the cache that watch fills.
         let (pod_cache, writer) = reflector::store();
         let pod_events = reflector(
             writer,
-            watcher(
-                pods,
-                watcher::Config::default().labels(crate::desktop::labels::DESKTOP_LABEL),
-            )
-            .modify(lean_pod),
+            watcher(pods, watcher::Config::default().labels(DESKTOP_LABEL)).modify(lean_pod),
         )
         .default_backoff()
         .touched_objects();
+        let desktop_ctx = Arc::new(DesktopContext::new(Arc::clone(&ctx), pod_cache));
         // Its own cache of desktops, lean like the others (`Controller::new` would keep every
         // desktop whole).
         let (desktop_cache, writer) = reflector::store();
-        let desktop_events = reflector(
+        let desktop_events = desktop_watch(
+            desktops,
             writer,
-            watcher(desktops, watcher::Config::default()).modify(lean),
-        )
-        .applied_objects();
+            desktop_cache.clone(),
+            Arc::clone(&desktop_ctx),
+        );
         let controller = Controller::for_stream(desktop_events, desktop_cache)
             // Coalesce bursts (a pod bound and started in one go) into one reconcile, and so
             // into one status write.
@@ -254,12 +186,11 @@ pub async fn run_controllers(
             .owns_stream(pod_events)
             .graceful_shutdown_on(shutdown.clone());
         stores.push(controller.store());
-        let desktop_ctx = Arc::new(desktop::DesktopContext::new(Arc::clone(&ctx), pod_cache));
         runs.push(Box::pin(
             controller
                 .run(
                     desktop::reconcile,
-                    |desktop, error, dctx| error_policy(desktop, error, Arc::clone(&dctx.ctx)),
+                    |desktop, error, dctx| error_policy(&*desktop, error, &dctx.ctx, &dctx.retries),
                     desktop_ctx,
                 )
                 .for_each(|result| async move {
@@ -269,132 +200,11 @@ pub async fn run_controllers(
                 }),
         ));
     }
-    let gauge = gauges(
+    let gauge = crate::gauges::gauges(
         Arc::clone(&ctx.metrics),
         stores,
         pool_stores,
         shutdown.clone(),
     );
     futures::future::join(futures::future::join_all(runs), gauge).await;
-}
-
-/// Each pool's desktops (by namespace and pool): all, Ready, available and assigned, as its
-/// status counts them (a pool whose status is not written yet counts zeros), so the gauge
-/// says what `kubectl get desktoppools` says.
-fn pool_counts<'a>(
-    pools: impl IntoIterator<Item = &'a DesktopPool>,
-) -> BTreeMap<(String, String), [i64; 4]> {
-    pools
-        .into_iter()
-        .map(|p| {
-            let s = p.status.clone().unwrap_or_default();
-            let counts = [s.replicas, s.ready, s.available, s.assigned].map(i64::from);
-            ((p.namespace().unwrap_or_default(), p.name_any()), counts)
-        })
-        .collect()
-}
-
-/// What [`pool_counts`] counts, in its order.
-const POOL_STATES: [&str; 4] = ["all", "ready", "available", "assigned"];
-
-/// Keeps the desktops-by-phase and per-pool gauges current from the controllers' caches.
-async fn gauges(
-    metrics: Arc<Metrics>,
-    stores: Vec<Store<Desktop>>,
-    pool_stores: Vec<Store<DesktopPool>>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let phases = [
-        DesktopPhase::Pending,
-        DesktopPhase::Starting,
-        DesktopPhase::Running,
-        DesktopPhase::Ready,
-        DesktopPhase::Stopping,
-        DesktopPhase::Stopped,
-        DesktopPhase::Failed,
-    ];
-    let tick = async {
-        // Pools seen last time: a pool gone since drops out of the gauge.
-        let mut pools_seen: HashSet<PoolLabels> = HashSet::new();
-        loop {
-            let desktops: Vec<Arc<Desktop>> = stores.iter().flat_map(Store::state).collect();
-            let mut counts: HashMap<String, i64> =
-                phases.iter().map(|p| (format!("{p:?}"), 0)).collect();
-            for phase in desktops.iter().filter_map(|d| d.status.as_ref()?.phase) {
-                *counts.entry(format!("{phase:?}")).or_default() += 1;
-            }
-            for (phase, count) in counts {
-                metrics
-                    .desktops
-                    .get_or_create(&PhaseLabels { phase })
-                    .set(count);
-            }
-            let mut seen = HashSet::new();
-            let pools: Vec<Arc<DesktopPool>> = pool_stores.iter().flat_map(Store::state).collect();
-            let counts = pool_counts(pools.iter().map(AsRef::as_ref));
-            for ((namespace, pool), counts) in counts {
-                for (state, count) in POOL_STATES.into_iter().zip(counts) {
-                    let labels = PoolLabels {
-                        namespace: namespace.clone(),
-                        pool: pool.clone(),
-                        state,
-                    };
-                    metrics.pool_desktops.get_or_create(&labels).set(count);
-                    seen.insert(labels);
-                }
-            }
-            for gone in pools_seen.difference(&seen) {
-                metrics.pool_desktops.remove(gone);
-            }
-            pools_seen = seen;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    };
-    tokio::select! {
-        _ = tick => {}
-        _ = shutdown => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn pool(ns: &str, name: &str, status: serde_json::Value) -> DesktopPool {
-        serde_json::from_value(json!({
-            "apiVersion": "vdi.verdant.dev/v1alpha1",
-            "kind": "DesktopPool",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"template": {"spec": {
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/k"}},
-            }}},
-            "status": status,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn pools_count_their_desktops_as_their_status_does() {
-        let counted =
-            json!({"replicas": 3, "ready": 2, "available": 1, "assigned": 1, "desiredReplicas": 3});
-        let pools = [
-            pool("a", "office", counted),
-            pool(
-                "b",
-                "office",
-                json!({"replicas": 1, "assigned": 1, "desiredReplicas": 1}),
-            ),
-            pool("b", "new", serde_json::Value::Null),
-        ];
-        assert_eq!(
-            pool_counts(&pools),
-            BTreeMap::from([
-                (("a".into(), "office".into()), [3, 2, 1, 1]),
-                (("b".into(), "new".into()), [0, 0, 0, 0]),
-                (("b".into(), "office".into()), [1, 0, 0, 1]),
-            ])
-        );
-    }
 }

@@ -1,90 +1,41 @@
 //! `verdant-operator`: the Kubernetes controllers that turn each `Desktop` into a launcher pod
-//! and keep its status true.
+//! and keep its status true, and each `DesktopPool` into desktops.
 //!
 //! [`run`] is the whole operator: the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`),
-//! leader election over a Lease when asked, and the Desktop controller while leading.
+//! leader election over a Lease when asked, and the controllers while leading.
+//!
+//! Modules point one way: [`controller`] runs [`desktop`] and [`pool`], which share only
+//! [`context`] (client, options, events, metrics) and the pure helpers ([`labels`], [`hash`],
+//! [`conditions`], [`field_manager`], [`retry`], [`error`]); each controller keeps its own
+//! state.
 
+pub mod conditions;
+pub mod context;
 pub mod controller;
 pub mod desktop;
+pub mod error;
+pub mod field_manager;
+pub mod gauges;
+pub mod hash;
+pub mod labels;
 pub mod metrics;
+pub mod options;
 pub mod pool;
+pub mod retry;
 pub mod server;
 
-use std::net::SocketAddr;
+pub use error::{Category, Error};
+pub use options::{LeaderElection, Options};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
-use crate::controller::Context;
+use crate::context::Context;
+use crate::field_manager::FIELD_MANAGER;
 use crate::metrics::Metrics;
-
-/// How the operator runs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The launcher container image.
-    pub launcher_image: String,
-    /// Namespaces to watch; empty means all.
-    pub namespaces: Vec<String>,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none if unset.
-    pub http: Option<SocketAddr>,
-    /// Leader election, for running several replicas; none runs unconditionally.
-    pub leader_election: Option<LeaderElection>,
-    /// This replica's name (events, the Lease holder).
-    pub identity: String,
-}
-
-/// Leader election over a `coordination.k8s.io/v1` Lease.
-#[derive(Debug, Clone)]
-pub struct LeaderElection {
-    /// The Lease's namespace.
-    pub namespace: String,
-    /// The Lease's name.
-    pub lease: String,
-    /// How long a holder's claim lasts without renewal; a new leader takes over within about
-    /// this long after the old one dies.
-    pub duration: Duration,
-}
-
-/// What can go wrong in a reconcile or at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// The OS random generator failed.
-    #[error("Random password generation failed: {0}")]
-    Random(String),
-    /// Leader election failed.
-    #[error("Leader election: {0}")]
-    Lease(String),
-    /// Releasing a pool desktop failed.
-    #[error("Pool: {0}")]
-    Pool(String),
-    /// The HTTP endpoints could not start.
-    #[error("Cannot serve HTTP on {addr}: {source}")]
-    Http {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-impl Error {
-    /// A short label for the errors metric.
-    pub fn kind(&self) -> String {
-        match self {
-            Error::Kube(kube::Error::Api(e)) => format!("api_{}", e.code),
-            Error::Kube(_) => "request".into(),
-            Error::Random(_) => "random".into(),
-            Error::Lease(_) => "lease".into(),
-            Error::Pool(_) => "pool".into(),
-            Error::Http { .. } => "http".into(),
-        }
-    }
-}
 
 /// Runs the operator until `shutdown` resolves.
 pub async fn run(
@@ -111,11 +62,7 @@ pub async fn run(
         // One field manager per replica: taking a free lease is a server-side apply, and only
         // a different manager's claim makes a second replica's apply conflict. With one shared
         // manager both replicas "took" the lease at start-up and both led for a while.
-        .with_field_manager(format!(
-            "{}-{}",
-            desktop::apply::FIELD_MANAGER,
-            options.identity
-        ))
+        .with_field_manager(format!("{FIELD_MANAGER}-{}", options.identity))
         .build()
         .await
         .map_err(|e| Error::Lease(e.to_string()))?;

@@ -168,7 +168,7 @@ async fn client(kubeconfig: Option<&str>) -> Result<kube::Client, String> {
 
 /// Runs an admin command.
 async fn admin(command: Admin, kubeconfig: Option<&str>) -> Result<String, String> {
-    use operator::pool::assign::{Assigner, release};
+    use assignment::{Assigner, release};
     let client = client(kubeconfig)
         .await
         .map_err(|e| format!("cannot reach the cluster: {e}"))?;

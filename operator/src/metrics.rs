@@ -93,6 +93,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a failed reconcile of `kind` (see `Error::kind`).
+    pub fn count_error(&self, kind: String) {
+        self.errors.get_or_create(&ErrorLabels { kind }).inc();
+    }
+
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -9,7 +9,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::Error;
+use crate::error::Error;
 use crate::metrics::Metrics;
 
 /// Binds `addr` and serves on a background task; returns the bound address.

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use assignment::{AssignError, Assigner};
 use crds::{Desktop, DesktopPool};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -27,7 +28,6 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use operator::pool::assign::{AssignError, Assigner};
 use serde_json::json;
 use tests::ControlPlane;
 use tests::controlplane::{Options, install_crds};

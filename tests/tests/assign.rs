@@ -1,15 +1,15 @@
-//! Giving pool desktops to users (`operator::pool::assign`) against a real kube-apiserver:
+//! Giving pool desktops to users (the `assignment` crate) against a real kube-apiserver:
 //! many users at once, through several assigners (as several broker replicas would), never
 //! share a desktop, and no desktop gets two users; the same user asking again, even many times
 //! at once, gets the same desktop; with nothing free the answer says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use assignment::{AssignError, Assigner, release};
 use crds::{Desktop, DesktopPool};
 use futures::future::join_all;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use operator::pool::assign::{AssignError, Assigner, release};
 use serde_json::json;
 use tests::ControlPlane;
 use tests::controlplane::install_crds;

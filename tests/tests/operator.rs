@@ -1072,7 +1072,7 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one_is_kept() {
-    use operator::pool::assign::{AssignError, Assigner, release};
+    use assignment::{AssignError, Assigner, release};
     let mut env = Env::start("team-r").await;
     let http = env.serve_http();
     let _reaper = env.kubelet.reap_in_background();
@@ -1228,7 +1228,7 @@ async fn killing_the_operator_ten_times_during_a_pool_scale_up_leaves_exactly_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_floating_desktop_disconnected_too_long_is_released_and_reset_with_an_event() {
-    use operator::pool::assign::Assigner;
+    use assignment::Assigner;
     let env = Env::start("team-s").await;
     let _reaper = env.kubelet.reap_in_background();
     env.create_pool(
@@ -1341,7 +1341,7 @@ async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_whose_desktops_change_all_the_time_still_keeps_its_spare() {
-    use operator::pool::assign::Assigner;
+    use assignment::Assigner;
     let env = Env::start("team-h").await;
     let _reaper = env.kubelet.reap_in_background();
     env.create_pool("busy", json!({"replicas": 0, "spare": 1}))

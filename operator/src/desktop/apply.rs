@@ -2,28 +2,21 @@
 //! the build step wants (deleting orphans), replaces finished launchers with backoff, and
 //! never replaces the VM of an assigned user behind their back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crds::Desktop;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PostParams, Preconditions};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
-use launcher_api::ExitStatus;
 
-use super::build::{self, BuildContext};
-use super::labels::DESKTOP_LABEL;
+use super::build;
+use super::failures::{backoff, describe_exit, terminal};
+use super::state::DesktopContext;
 use super::status::Failure;
-use crate::Error;
-use crate::controller::Context;
-
-/// The field manager of every write this controller makes.
-pub const FIELD_MANAGER: &str = "verdant-operator";
-/// First backoff after a launcher fails; it doubles each time, up to [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(5);
-/// Longest backoff between launcher restarts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+use crate::error::Error;
+use crate::field_manager::{self, FIELD_MANAGER};
+use crate::labels::{DESKTOP_LABEL, reset_count};
 
 /// What apply did and saw, for the status step.
 #[derive(Debug, Default)]
@@ -40,107 +33,21 @@ pub struct Applied {
     pub requeue_after: Option<Duration>,
 }
 
-/// Failures of one Desktop's launchers, for backoff. Kept in memory, like the kubelet's
-/// crash-loop backoff: an operator restart starts counting afresh.
-#[derive(Debug, Clone)]
-pub struct FailureRecord {
-    /// Consecutive failures.
-    pub count: u32,
-    /// When the last failed launcher was seen.
-    pub at: Instant,
-    /// Why, for the status.
-    pub reason: String,
-    /// What happened, for the status.
-    pub message: String,
-    /// The failed pod, so that one failure is counted once.
-    pub pod_uid: String,
-}
-
-/// The backoff after `count` consecutive failures.
-pub fn backoff(count: u32) -> Duration {
-    let shift = count.saturating_sub(1).min(16);
-    FIRST_BACKOFF.saturating_mul(1 << shift).min(MAX_BACKOFF)
-}
-
-/// How a finished launcher ended: whether that is a failure, and the words for it.
-pub fn describe_exit(pod: &Pod) -> (bool, String, String) {
-    let status = pod.status.as_ref();
-    if status.and_then(|s| s.reason.as_deref()) == Some("Evicted") {
-        let why = status.and_then(|s| s.message.clone()).unwrap_or_default();
-        return (
-            true,
-            "LauncherEvicted".into(),
-            format!("the launcher pod was evicted: {why}"),
-        );
-    }
-    let terminated = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.first())
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.terminated.as_ref());
-    let code = terminated.map(|t| t.exit_code);
-    match code.map(|c| (c, ExitStatus::from_code(c))) {
-        Some((_, Some(ExitStatus::PoweredOff))) => (
-            false,
-            "GuestPoweredOff".into(),
-            "the guest powered off; starting it again".into(),
-        ),
-        Some((_, Some(ExitStatus::Reset))) => (
-            false,
-            "GuestRebooted".into(),
-            "the guest rebooted; starting it again".into(),
-        ),
-        Some((code, Some(ExitStatus::Crashed))) => (
-            true,
-            "GuestCrashed".into(),
-            format!("the guest crashed (launcher exit {code}); see the launcher's log"),
-        ),
-        Some((code, _)) => {
-            let reason = terminated
-                .and_then(|t| t.reason.clone())
-                .unwrap_or_default();
-            (
-                true,
-                "LauncherFailed".into(),
-                format!("the launcher exited with {code} {reason}")
-                    .trim_end()
-                    .to_owned(),
-            )
-        }
-        None => (
-            true,
-            "LauncherFailed".into(),
-            format!(
-                "the launcher pod {}: {}",
-                status.and_then(|s| s.phase.clone()).unwrap_or_default(),
-                status.and_then(|s| s.message.clone()).unwrap_or_default()
-            ),
-        ),
-    }
-}
-
-fn terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Failed" | "Succeeded")
-    )
-}
-
 /// Makes the cluster match the desired pod (`None`: the desktop is stopped). The desktop's
 /// pods are read from `cache`, the controller's watch of launcher pods: no list per
 /// reconcile, so a reconcile costs the same in a namespace of ten desktops or ten thousand.
 pub async fn apply(
-    ctx: &Context,
-    cache: &Store<Pod>,
+    dctx: &DesktopContext,
     desktop: &Desktop,
     desired: Option<&Pod>,
 ) -> Result<Applied, Error> {
+    let ctx = &dctx.ctx;
     let ns = desktop.namespace().unwrap_or_default();
     let name = desktop.name_any();
-    let key = format!("{ns}/{name}");
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = desktop.uid().unwrap_or_default();
-    let mut owned: Vec<Pod> = cache
+    let mut owned: Vec<Pod> = dctx
+        .pods
         .state()
         .iter()
         .filter(|p| {
@@ -179,7 +86,7 @@ pub async fn apply(
             delete(&pods, pod).await?;
             applied.pod_terminating = true;
         }
-        ctx.failures_forget(&key);
+        dctx.failures.forget(&uid);
         return Ok(applied);
     };
 
@@ -187,7 +94,9 @@ pub async fn apply(
     for pod in live.iter().filter(|p| terminal(p)) {
         let (failed, reason, message) = describe_exit(pod);
         let pod_uid = pod.uid().unwrap_or_default();
-        let record = ctx.failures_record(&key, &pod_uid, failed, &reason, &message);
+        let record = dctx
+            .failures
+            .record(&uid, &pod_uid, failed, &reason, &message);
         let note = if failed {
             format!(
                 "{message}; next launcher in {} s",
@@ -218,10 +127,8 @@ pub async fn apply(
             applied.pod_terminating = true;
         }
         // Released from a Floating pool: the next user gets a fresh VM, never the last one's.
-        let resets = crate::desktop::labels::reset_count(desktop.annotations());
-        if desktop.spec.user.is_none()
-            && crate::desktop::labels::reset_count(pod.annotations()) < resets
-        {
+        let resets = reset_count(desktop.annotations());
+        if desktop.spec.user.is_none() && reset_count(pod.annotations()) < resets {
             ctx.event(
                 desktop,
                 EventType::Normal,
@@ -255,7 +162,7 @@ pub async fn apply(
         applied.pod_terminating = true;
     }
 
-    if let Some(record) = ctx.failures_get(&key) {
+    if let Some(record) = dctx.failures.get(&uid) {
         let wait = backoff(record.count);
         let waited = record.at.elapsed();
         if waited < wait {
@@ -279,14 +186,15 @@ pub async fn apply(
         applied.requeue_after = Some(Duration::from_secs(1));
         return Ok(applied);
     }
-    ensure_secret(ctx, desktop).await?;
+    ensure_secret(dctx, desktop).await?;
     let created = pods
         .patch(
             &desired_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &field_manager::apply(FIELD_MANAGER),
             &Patch::Apply(desired),
         )
-        .await?;
+        .await
+        .map_err(|e| Error::write(format!("creating launcher pod {desired_name}"), e))?;
     let (reason, note) = if replacing {
         (
             "LauncherReplaced",
@@ -306,9 +214,9 @@ pub async fn apply(
 
 /// Creates the display-password Secret once; an existing one is never touched (the password
 /// stays what users and the broker know).
-async fn ensure_secret(ctx: &Context, desktop: &Desktop) -> Result<(), Error> {
+async fn ensure_secret(dctx: &DesktopContext, desktop: &Desktop) -> Result<(), Error> {
     let ns = desktop.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(dctx.ctx.client.clone(), &ns);
     let name = build::secret_name(&desktop.name_any());
     if secrets.get_metadata_opt(&name).await?.is_some() {
         return Ok(());
@@ -326,7 +234,7 @@ async fn ensure_secret(ctx: &Context, desktop: &Desktop) -> Result<(), Error> {
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()), // another reconcile was first
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::write(format!("creating display Secret {name}"), e)),
     }
 }
 
@@ -342,73 +250,9 @@ async fn delete(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
         Ok(_) => Ok(()),
         // Already gone, or replaced by a namesake: nothing of ours to delete.
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The build context of this operator.
-pub fn build_context(ctx: &Context) -> BuildContext<'_> {
-    BuildContext {
-        launcher_image: &ctx.options.launcher_image,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
-    };
-
-    fn exited(code: i32) -> Pod {
-        Pod {
-            status: Some(PodStatus {
-                phase: Some(if code == 0 { "Succeeded" } else { "Failed" }.into()),
-                container_statuses: Some(vec![ContainerStatus {
-                    state: Some(ContainerState {
-                        terminated: Some(ContainerStateTerminated {
-                            exit_code: code,
-                            reason: Some("Error".into()),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_cap() {
-        assert_eq!(backoff(1), Duration::from_secs(5));
-        assert_eq!(backoff(2), Duration::from_secs(10));
-        assert_eq!(backoff(4), Duration::from_secs(40));
-        assert_eq!(backoff(10), MAX_BACKOFF);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
-
-    #[test]
-    fn exits_are_told_apart() {
-        assert_eq!(describe_exit(&exited(0)).1, "GuestPoweredOff");
-        assert!(!describe_exit(&exited(3)).0, "a reboot is not a failure");
-        let (failed, reason, _) = describe_exit(&exited(4));
-        assert!(failed);
-        assert_eq!(reason, "GuestCrashed");
-        let (failed, _, message) = describe_exit(&exited(1));
-        assert!(failed && message.contains("exited with 1"), "{message}");
-        let evicted = Pod {
-            status: Some(PodStatus {
-                phase: Some("Failed".into()),
-                reason: Some("Evicted".into()),
-                message: Some("The node was low on memory.".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let (failed, reason, message) = describe_exit(&evicted);
-        assert!(failed && reason == "LauncherEvicted" && message.contains("low on memory"));
+        Err(e) => Err(Error::write(
+            format!("deleting launcher pod {}", pod.name_any()),
+            e,
+        )),
     }
 }

@@ -18,7 +18,8 @@ use launcher_api::endpoints::{self, HTTP_PORT, HTTP_PORT_NAME, VNC_PORT, VNC_POR
 use launcher_api::limits::{CPU_OVERHEAD_MILLIS, MEMORY_OVERHEAD};
 use launcher_api::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
 
-use super::labels;
+use crate::hash::vm_hash;
+use crate::labels;
 
 /// The key of the display password in its Secret.
 pub const DISPLAY_PASSWORD_KEY: &str = "password";
@@ -47,27 +48,6 @@ pub struct Invalid {
 /// The name of a Desktop's display-password Secret.
 pub fn secret_name(desktop: &str) -> String {
     format!("{desktop}-display")
-}
-
-/// A stable 64-bit FNV-1a hash, for names and labels that must not change across releases
-/// (the standard library's hasher may).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// The hash of everything in a spec that needs a new VM when it changes (not `user`, not
-/// `running`): 10 hex digits, part of the launcher pod's name.
-pub fn vm_hash(spec: &DesktopSpec) -> String {
-    let vm = serde_json::json!({
-        "resources": spec.resources,
-        "boot": spec.boot,
-        "disks": spec.disks,
-        "display": spec.display,
-        "network": spec.network,
-    });
-    format!("{:010x}", fnv1a(vm.to_string().as_bytes()) & 0xff_ffff_ffff)
 }
 
 /// The launcher pod's name for a spec: `<desktop>-<vm hash>` (at most 63 characters, since
@@ -505,9 +485,6 @@ spec:
         );
         other.resources.memory = "8Gi".into();
         assert_ne!(pod_name("d", &other), base);
-        // Stable across releases: FNV-1a's published test vectors.
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

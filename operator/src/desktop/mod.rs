@@ -1,125 +1,84 @@
 //! The Desktop controller's reconcile, in Stackable's named steps: dereference (read what the
-//! Desktop points at) -> validate and build (pure, in [`build`]) -> apply (the only writes, in
-//! [`apply`]) -> status (pure, in [`status`], then one server-side-apply patch if it changed).
+//! Desktop points at) -> validate and build (pure, in [`support`] and [`build`]) -> apply (the
+//! only writes, in [`apply`]) -> status (pure, in [`status`], then one server-side-apply patch
+//! if it changed). What the controller remembers between reconciles is in [`state`].
 
 pub mod apply;
 pub mod build;
-pub mod labels;
+pub mod failures;
+pub mod state;
 pub mod status;
+pub mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crds::{Desktop, DesktopPhase, DesktopStatus};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use crds::{Desktop, DesktopPhase};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
-use crate::Error;
-use crate::controller::Context;
-use build::Invalid;
+use crate::context::Context;
+use crate::error::{Category, Error};
+use crate::field_manager::{self, FIELD_MANAGER};
+use build::{BuildContext, Invalid};
+use state::DesktopContext;
 
 /// How often a Desktop whose references are missing is looked at again.
 const RECHECK_INVALID: Duration = Duration::from_secs(10);
 /// How often every Desktop is looked at again, events or not.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long a write the apiserver refused (invalid, forbidden) waits before it is tried again
+/// unless the Desktop changes first: as long as a resync, never every few seconds.
+const RECHECK_REFUSED: Duration = RESYNC;
 
-/// What the Desktop controller's reconciles share: the operator's context and the cache of
-/// launcher pods, filled by the watch that triggers the desktops' reconciles.
-pub struct DesktopContext {
-    /// The operator's context (client, options, events, metrics).
-    pub ctx: Arc<Context>,
-    /// Every launcher pod in the namespaces this controller watches.
-    pub pods: Store<Pod>,
-    /// The status last written to each desktop (`namespace/name`), with the resourceVersion
-    /// the desktop had before: while the cache still shows that version, the write is what
-    /// the desktop's status is. Without this, a reconcile that runs before the cache has seen
-    /// the last status write would write it again.
-    written: Mutex<HashMap<String, Written>>,
-}
-
-/// A status write the cache may not have seen yet.
-#[derive(Debug)]
-struct Written {
-    /// The desktop's resourceVersion before the write.
-    seen: Option<String>,
-    /// What was written.
-    status: DesktopStatus,
-    /// When: entries of desktops deleted meanwhile are dropped after [`FORGET_WRITTEN`].
-    at: Instant,
-}
-
-/// How long a status write is remembered at most; the cache catches up within seconds.
-const FORGET_WRITTEN: Duration = Duration::from_secs(60);
-
-impl DesktopContext {
-    /// A context for the Desktop controller.
-    pub fn new(ctx: Arc<Context>, pods: Store<Pod>) -> Self {
-        Self {
-            ctx,
-            pods,
-            written: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, Written>> {
-        self.written.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `desktop` with the status this controller last wrote, when the cache has not caught
-    /// up with that write yet.
-    fn as_written(&self, key: &str, desktop: Arc<Desktop>) -> Arc<Desktop> {
-        let mut written = self.written();
-        match written.get(key) {
-            Some(w) if w.seen == desktop.metadata.resource_version => {
-                let mut current = Desktop::clone(&desktop);
-                current.status = Some(w.status.clone());
-                Arc::new(current)
-            }
-            Some(_) => {
-                written.remove(key);
-                desktop
-            }
-            None => desktop,
-        }
-    }
-}
-
-/// Reconciles one Desktop.
+/// Reconciles one Desktop. A write the apiserver refuses as it is (invalid, forbidden) is
+/// shown in the Desktop's status and tried again when the Desktop changes; other errors go to
+/// the error policy, which retries them with backoff.
 pub async fn reconcile(desktop: Arc<Desktop>, dctx: Arc<DesktopContext>) -> Result<Action, Error> {
     let ctx = &dctx.ctx;
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
-    let key = format!(
-        "{}/{}",
-        desktop.namespace().unwrap_or_default(),
-        desktop.name_any()
-    );
+    let uid = desktop.uid().unwrap_or_default();
     // Never re-create children into a terminating object; garbage collection removes them.
     if desktop.metadata.deletion_timestamp.is_some() {
-        dctx.written().remove(&key);
+        dctx.forget(&uid);
         return Ok(Action::await_change());
     }
-    let desktop = dctx.as_written(&key, desktop);
+    let desktop = dctx.as_written(desktop);
+    let result = match reconcile_desktop(&dctx, &desktop).await {
+        Err(e) if e.category() == Category::Permanent => show_refused(&dctx, &desktop, &e).await,
+        other => other,
+    };
+    if result.is_ok() {
+        dctx.retries.succeeded(&uid);
+    }
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
 
-    // Dereference, then validate and build in one pure step.
-    let built = match dereference(ctx, &desktop).await? {
+/// Dereference, build, apply, status.
+async fn reconcile_desktop(dctx: &DesktopContext, desktop: &Desktop) -> Result<Action, Error> {
+    let ctx = &dctx.ctx;
+    let built = match dereference(ctx, desktop).await? {
         Some(invalid) => Err(invalid),
-        None => build::build_pod(&desktop, &apply::build_context(ctx)),
+        None => match support::blocking(&desktop.spec) {
+            Some(invalid) => Err(invalid),
+            None => build::build_pod(desktop, &build_context(ctx)),
+        },
     };
     let applied = match (&built, desktop.spec.running) {
         // An unusable spec touches nothing: a running session is not killed over it.
         (Err(_), _) => apply::Applied::default(),
-        (Ok(pod), true) => apply::apply(ctx, &dctx.pods, &desktop, Some(pod)).await?,
-        (Ok(_), false) => apply::apply(ctx, &dctx.pods, &desktop, None).await?,
+        (Ok(pod), true) => apply::apply(dctx, desktop, Some(pod)).await?,
+        (Ok(_), false) => apply::apply(dctx, desktop, None).await?,
     };
     let invalid = built.err();
-
     let observed = status::Observed {
         pod: applied.pod.as_ref(),
         pod_terminating: applied.pod_terminating,
@@ -127,8 +86,53 @@ pub async fn reconcile(desktop: Arc<Desktop>, dctx: Arc<DesktopContext>) -> Resu
         failure: applied.failure.clone(),
         restart_required: applied.restart_required,
     };
+    update_status(dctx, desktop, &observed).await?;
+    Ok(match (invalid, applied.requeue_after) {
+        (Some(_), _) => Action::requeue(RECHECK_INVALID),
+        (None, Some(after)) => Action::requeue(after),
+        (None, None) => Action::requeue(RESYNC),
+    })
+}
+
+/// Shows a write the apiserver refused in the Desktop's status (phase `Failed`, the
+/// apiserver's reason and message) and waits for the Desktop to change.
+async fn show_refused(
+    dctx: &DesktopContext,
+    desktop: &Desktop,
+    error: &Error,
+) -> Result<Action, Error> {
+    tracing::warn!(
+        desktop = %desktop.name_any(),
+        %error,
+        "the apiserver refused a write; waiting for the Desktop to change"
+    );
+    dctx.ctx.metrics.count_error(error.kind());
+    let invalid = Invalid {
+        reason: "WriteRefused",
+        message: format!(
+            "{error} ({}); fix the cause, then change the Desktop to try again (it is also tried every {} minutes)",
+            error.reason(),
+            RECHECK_REFUSED.as_secs() / 60
+        ),
+    };
+    let observed = status::Observed {
+        invalid: Some(&invalid),
+        ..status::Observed::default()
+    };
+    update_status(dctx, desktop, &observed).await?;
+    Ok(Action::requeue(RECHECK_REFUSED))
+}
+
+/// Writes the status `observed` calls for, if it differs from what the Desktop shows, and
+/// publishes the events of its transitions.
+async fn update_status(
+    dctx: &DesktopContext,
+    desktop: &Desktop,
+    observed: &status::Observed<'_>,
+) -> Result<(), Error> {
+    let ctx = &dctx.ctx;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let desired = status::desired(&desktop, &observed, &now);
+    let desired = status::desired(desktop, observed, &now);
     let before = desktop.status.as_ref().and_then(|s| s.phase);
     if status::needs_write(desktop.status.as_ref(), &desired) {
         let api: Api<Desktop> =
@@ -140,30 +144,21 @@ pub async fn reconcile(desktop: Arc<Desktop>, dctx: Arc<DesktopContext>) -> Resu
         });
         api.patch_status(
             &desktop.name_any(),
-            &PatchParams::apply(apply::FIELD_MANAGER).force(),
+            &field_manager::apply(FIELD_MANAGER),
             &Patch::Apply(&patch),
         )
         .await?;
-        let mut written = dctx.written();
-        written.retain(|_, w| w.at.elapsed() < FORGET_WRITTEN);
-        written.insert(
-            key.clone(),
-            Written {
-                seen: desktop.metadata.resource_version.clone(),
-                status: desired.clone(),
-                at: Instant::now(),
-            },
-        );
+        dctx.wrote(desktop, desired.clone());
     }
     if desired.phase == Some(DesktopPhase::Ready) && before != Some(DesktopPhase::Ready) {
-        ctx.failures_forget(&key);
+        dctx.failures.forget(&desktop.uid().unwrap_or_default());
         if let Some(created) = desktop.metadata.creation_timestamp.as_ref() {
             let seconds = now.0.duration_since(created.0).as_secs_f64();
             ctx.metrics.ready_seconds.observe(seconds.max(0.0));
         }
         let pod = desired.pod_name.clone().unwrap_or_default();
         ctx.event(
-            &*desktop,
+            desktop,
             EventType::Normal,
             "DisplayReady",
             "Ready",
@@ -171,9 +166,9 @@ pub async fn reconcile(desktop: Arc<Desktop>, dctx: Arc<DesktopContext>) -> Resu
         )
         .await;
     }
-    if let (Some(invalid), false) = (&invalid, before == Some(DesktopPhase::Failed)) {
+    if let (Some(invalid), false) = (observed.invalid, before == Some(DesktopPhase::Failed)) {
         ctx.event(
-            &*desktop,
+            desktop,
             EventType::Warning,
             invalid.reason,
             "Validate",
@@ -181,15 +176,14 @@ pub async fn reconcile(desktop: Arc<Desktop>, dctx: Arc<DesktopContext>) -> Resu
         )
         .await;
     }
-    ctx.metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
+    Ok(())
+}
 
-    Ok(match (invalid, applied.requeue_after) {
-        (Some(_), _) => Action::requeue(RECHECK_INVALID),
-        (None, Some(after)) => Action::requeue(after),
-        (None, None) => Action::requeue(RESYNC),
-    })
+/// The build context of this operator.
+fn build_context(ctx: &Context) -> BuildContext<'_> {
+    BuildContext {
+        launcher_image: &ctx.options.launcher_image,
+    }
 }
 
 /// Dereference: reads the claims a Desktop names; a missing one makes the spec unusable until

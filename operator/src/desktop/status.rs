@@ -2,12 +2,14 @@
 //! condition transition times are kept while a condition's status stays the same, so that an
 //! unchanged world computes an unchanged status and costs no write.
 
-use crds::{Condition, ConditionStatus, Desktop, DesktopPhase, DesktopStatus};
+use crds::{Condition, Desktop, DesktopPhase, DesktopStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::build::Invalid;
+use super::support::unsupported;
+use crate::conditions::condition;
 
 /// Condition types this controller owns.
 pub const POD_SCHEDULED: &str = "PodScheduled";
@@ -19,13 +21,16 @@ pub const DISPLAY_READY: &str = "DisplayReady";
 pub const RESTART_REQUIRED: &str = "RestartRequired";
 /// A user is assigned (`spec.user`); its transition time is when they got the desktop.
 pub const ASSIGNED: &str = "Assigned";
+/// The launcher provides everything the spec asks for; false names what it cannot yet.
+pub const SUPPORTED: &str = "Supported";
 /// Every condition type this controller writes.
-pub const OWNED_CONDITIONS: [&str; 5] = [
+pub const OWNED_CONDITIONS: [&str; 6] = [
     POD_SCHEDULED,
     VM_RUNNING,
     DISPLAY_READY,
     RESTART_REQUIRED,
     ASSIGNED,
+    SUPPORTED,
 ];
 
 /// A launcher that ended and is waiting to be replaced.
@@ -214,6 +219,19 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
         None => set(ASSIGNED, false, "Unassigned", "no user is assigned".into()),
     }
 
+    let missing = unsupported(&desktop.spec);
+    if missing.is_empty() {
+        set(
+            SUPPORTED,
+            true,
+            "Supported",
+            "the launcher provides everything the spec asks for".into(),
+        );
+    } else {
+        let messages: Vec<&str> = missing.iter().map(|u| u.message.as_str()).collect();
+        set(SUPPORTED, false, "NotSupportedYet", messages.join("; "));
+    }
+
     let live_pod = pod.filter(|_| desktop.spec.running);
     let started_at = live_pod
         .and_then(|p| p.status.as_ref())
@@ -239,35 +257,6 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
         // Assignment and connection belong to other writers (pools, the broker).
         assignment: None,
         connection: None,
-    }
-}
-
-fn condition(
-    current: &[Condition],
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: &Time,
-) -> Condition {
-    let status = if status {
-        ConditionStatus::True
-    } else {
-        ConditionStatus::False
-    };
-    let last_transition_time = current
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    Condition {
-        type_: type_.into(),
-        status,
-        last_transition_time,
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
     }
 }
 
@@ -298,6 +287,7 @@ pub fn needs_write(current: Option<&DesktopStatus>, desired: &DesktopStatus) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crds::ConditionStatus;
     use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
     use k8s_openapi::jiff::Timestamp;
 
@@ -514,6 +504,22 @@ mod tests {
         );
         assert_eq!(assigned.last_transition_time, t(9), "since when");
         assert!(needs_write(d.status.as_ref(), &taken));
+    }
+
+    #[test]
+    fn the_supported_condition_names_what_the_launcher_cannot_do_yet() {
+        let d = desktop(true);
+        let s = desired(&d, &Observed::default(), &t(1));
+        let c = cond(&s, SUPPORTED);
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (ConditionStatus::False, "NotSupportedYet")
+        );
+        assert!(c.message.contains("spec.network.mode"), "{}", c.message);
+        let mut d = desktop(true);
+        d.spec.network.mode = crds::NetworkMode::None;
+        let s = desired(&d, &Observed::default(), &t(1));
+        assert_eq!(cond(&s, SUPPORTED).status, ConditionStatus::True);
     }
 
     #[test]

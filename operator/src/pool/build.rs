@@ -4,19 +4,23 @@
 use std::collections::BTreeSet;
 
 use crds::{Desktop, DesktopPhase, DesktopPool, DesktopPoolStatus, SessionState};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Resource, ResourceExt};
 
 use super::plan::{Member, Plan, Sizing};
-use crate::desktop::build::fnv1a;
-use crate::desktop::labels::POOL_LABEL;
+use crate::conditions::condition;
+use crate::labels::{POOL_LABEL, TEMPLATE_HASH_LABEL};
 
-/// The template a Desktop was made from, as a hash.
-pub const TEMPLATE_HASH_LABEL: &str = "vdi.verdant.dev/template-hash";
+/// The pool condition that says its desktops cannot be made (as a ReplicaSet's does).
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 
-/// A short, stable hash of the pool's template: desktops made from another are out of date.
-pub fn template_hash(pool: &DesktopPool) -> String {
-    let text = serde_json::to_string(&pool.spec.template).unwrap_or_default();
-    format!("{:010x}", fnv1a(text.as_bytes()) & 0xff_ffff_ffff)
+/// Why the pool's desktops cannot be made: for its `ReplicaFailure` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFailure {
+    /// CamelCase reason.
+    pub reason: String,
+    /// What the apiserver said, and what to do.
+    pub message: String,
 }
 
 /// How the pool is sized.
@@ -93,8 +97,15 @@ pub fn desktop(pool: &DesktopPool, name: &str, hash: &str) -> Desktop {
     desktop
 }
 
-/// The pool's status from its members and the plan.
-pub fn status(pool: &DesktopPool, members: &[Member], plan: &Plan) -> DesktopPoolStatus {
+/// The pool's status from its members and the plan, at time `now`; with a `ReplicaFailure`
+/// condition while its desktops cannot be made.
+pub fn status(
+    pool: &DesktopPool,
+    members: &[Member],
+    plan: &Plan,
+    failure: Option<&ReplicaFailure>,
+    now: &Time,
+) -> DesktopPoolStatus {
     let live: Vec<&Member> = members.iter().filter(|m| !m.terminating).collect();
     let count = |f: fn(&Member) -> bool| live.iter().filter(|m| f(m)).count() as i32;
     DesktopPoolStatus {
@@ -104,7 +115,23 @@ pub fn status(pool: &DesktopPool, members: &[Member], plan: &Plan) -> DesktopPoo
         assigned: count(|m| m.assigned),
         desired_replicas: plan.desired,
         label_selector: Some(format!("{POOL_LABEL}={}", pool.name_any())),
-        conditions: Vec::new(),
+        conditions: failure
+            .map(|f| {
+                let current = pool.status.as_ref().map_or(&[][..], |s| &s.conditions);
+                let generation = pool.metadata.generation;
+                let message = f.message.clone();
+                condition(
+                    current,
+                    REPLICA_FAILURE,
+                    true,
+                    &f.reason,
+                    message,
+                    generation,
+                    now,
+                )
+            })
+            .into_iter()
+            .collect(),
         observed_generation: pool.metadata.generation,
     }
 }
@@ -112,6 +139,7 @@ pub fn status(pool: &DesktopPool, members: &[Member], plan: &Plan) -> DesktopPoo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::template_hash;
     use serde_json::json;
 
     fn pool() -> DesktopPool {
@@ -197,21 +225,47 @@ mod tests {
             member("d", false, true, true),
         ];
         let plan = super::super::plan::plan(sizing(&pool), &members);
-        let status = status(&pool, &members, &plan);
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let counted = status(&pool, &members, &plan, None, &now);
         assert_eq!(
             (
-                status.replicas,
-                status.ready,
-                status.available,
-                status.assigned
+                counted.replicas,
+                counted.ready,
+                counted.available,
+                counted.assigned
             ),
             (3, 2, 1, 1)
         );
-        assert_eq!(status.desired_replicas, 2, "max(2, min(1 + 1, none))");
+        assert_eq!(counted.desired_replicas, 2, "max(2, min(1 + 1, none))");
         assert_eq!(
-            status.label_selector.as_deref(),
+            counted.label_selector.as_deref(),
             Some("vdi.verdant.dev/pool=office")
         );
-        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(counted.observed_generation, Some(3));
+        assert!(counted.conditions.is_empty(), "no ReplicaFailure");
+
+        // Desktops that cannot be made: a ReplicaFailure condition, whose transition time
+        // stays while it holds (so an unchanged failure costs no write).
+        let failure = ReplicaFailure {
+            reason: "FailedCreateInvalid".into(),
+            message: "creating desktop office-1: refused".into(),
+        };
+        let failed = status(&pool, &members, &plan, Some(&failure), &now);
+        let c = &failed.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.reason.as_str(), c.status),
+            (
+                REPLICA_FAILURE,
+                "FailedCreateInvalid",
+                crds::ConditionStatus::True
+            )
+        );
+        let mut pool = pool;
+        pool.status = Some(failed.clone());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(200).unwrap());
+        assert_eq!(
+            status(&pool, &members, &plan, Some(&failure), &later),
+            failed
+        );
     }
 }

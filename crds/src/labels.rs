@@ -1,11 +1,9 @@
-//! The labels and annotations Verdant puts on what it creates.
+//! The labels and annotations Verdant puts on Desktops and on what it makes for them: part of
+//! the API, since the operator, the broker and people with kubectl select by them.
 
 use std::collections::BTreeMap;
 
-use crds::Desktop;
-use kube::ResourceExt;
-
-/// The Desktop a pod or Secret belongs to.
+/// The Desktop a launcher pod or Secret belongs to.
 pub const DESKTOP_LABEL: &str = "vdi.verdant.dev/desktop";
 /// The pool a Desktop (and its pod) belongs to.
 pub const POOL_LABEL: &str = "vdi.verdant.dev/pool";
@@ -16,6 +14,11 @@ pub const USER_ANNOTATION: &str = "vdi.verdant.dev/user";
 /// How many times a Floating pool's desktop was reset for its next user (on the Desktop);
 /// on a launcher pod, the count it was made at: an older pod is replaced.
 pub const RESET_ANNOTATION: &str = "vdi.verdant.dev/reset";
+/// The VM hash of the spec a launcher pod runs.
+pub const VM_HASH_LABEL: &str = "vdi.verdant.dev/vm-hash";
+/// The hash of the pool template a Desktop was made from.
+pub const TEMPLATE_HASH_LABEL: &str = "vdi.verdant.dev/template-hash";
+
 /// The reset count of a Desktop or pod: 0 when never reset.
 pub fn reset_count(annotations: &BTreeMap<String, String>) -> u64 {
     annotations
@@ -23,8 +26,6 @@ pub fn reset_count(annotations: &BTreeMap<String, String>) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
-/// The VM hash of the spec a launcher pod runs.
-pub const VM_HASH_LABEL: &str = "vdi.verdant.dev/vm-hash";
 
 /// Turns any text into a valid label value: characters outside `[A-Za-z0-9._-]` become `-`,
 /// at most 63 characters, beginning and ending with a letter or digit.
@@ -45,34 +46,17 @@ pub fn label_value(text: &str) -> String {
         .to_owned()
 }
 
-/// Labels that identify a Desktop's objects: desktop, pool (when it has one), user (when
-/// assigned), and who manages them.
-pub fn desktop_labels(desktop: &Desktop) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "verdant-operator".to_owned(),
-        ),
-        (DESKTOP_LABEL.to_owned(), desktop.name_any()),
-    ]);
-    if let Some(pool) = desktop.labels().get(POOL_LABEL) {
-        labels.insert(POOL_LABEL.to_owned(), pool.clone());
-    }
-    if let Some(user) = &desktop.spec.user {
-        labels.insert(USER_LABEL.to_owned(), label_value(user));
-    }
-    labels
+/// A stable 64-bit FNV-1a hash, for names and label values that must not change across
+/// releases (the standard library's hasher may).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
-/// The labels of a launcher pod.
-pub fn pod_labels(desktop: &Desktop, vm_hash: &str) -> BTreeMap<String, String> {
-    let mut labels = desktop_labels(desktop);
-    labels.insert(
-        "app.kubernetes.io/name".to_owned(),
-        "verdant-launcher".to_owned(),
-    );
-    labels.insert(VM_HASH_LABEL.to_owned(), vm_hash.to_owned());
-    labels
+/// [`stable_hash`] of `bytes` as 10 hex digits, the form the hash labels and pod names take.
+pub fn short_hash(bytes: &[u8]) -> String {
+    format!("{:010x}", stable_hash(bytes) & 0xff_ffff_ffff)
 }
 
 #[cfg(test)]
@@ -90,5 +74,23 @@ mod tests {
         assert_eq!(label_value("@@x@@"), "x");
         let long = label_value(&"a".repeat(300));
         assert_eq!(long.len(), 63);
+    }
+
+    #[test]
+    fn the_hash_is_fnv1a_and_stable() {
+        // FNV-1a's published test vectors.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(short_hash(b"a"), "4c8601ec8c");
+    }
+
+    #[test]
+    fn reset_counts_default_to_zero() {
+        let mut annotations = BTreeMap::new();
+        assert_eq!(reset_count(&annotations), 0);
+        annotations.insert(RESET_ANNOTATION.to_owned(), "3".to_owned());
+        assert_eq!(reset_count(&annotations), 3);
+        annotations.insert(RESET_ANNOTATION.to_owned(), "x".to_owned());
+        assert_eq!(reset_count(&annotations), 0);
     }
 }

@@ -1,5 +1,5 @@
-//! Giving pool desktops to users, as the broker will and as an admin can by hand
-//! (`verdant-operator assign`/`release`).
+//! The [`Assigner`]: giving pool desktops to users, as the broker will and as an admin can by
+//! hand (`verdant-operator assign`).
 //!
 //! An [`Assigner`] keeps a watch cache of a namespace's pool desktops, so a user's request
 //! costs one write, not a list of the pool. A desktop is taken by writing its `spec.user` with
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crds::{AssignmentPolicy, Desktop, DesktopPhase, DesktopPool};
+use crds::{Desktop, DesktopPhase, DesktopPool};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
@@ -20,11 +20,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::desktop::build::fnv1a;
-use crate::desktop::labels::{POOL_LABEL, RESET_ANNOTATION, reset_count};
+use crds::labels::{POOL_LABEL, stable_hash};
 
-/// Rounds of release's read-and-write before giving up on conflicts.
-const ROUNDS: usize = 50;
+use crate::error::{AssignError, is_conflict, is_not_found};
+use crate::release::release;
+
 /// How long an assign waits for the cache to catch up with desktops it found changed (a
 /// conflict) before it says that none is available.
 const CATCH_UP: Duration = Duration::from_secs(2);
@@ -32,49 +32,6 @@ const CATCH_UP: Duration = Duration::from_secs(2);
 const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 /// How long an assign waits for the first list of desktops before it gives up.
 const FIRST_LIST: Duration = Duration::from_secs(15);
-
-/// Why a user got no desktop.
-#[derive(Debug, thiserror::Error)]
-pub enum AssignError {
-    /// Every desktop of the pool is taken or not Ready yet.
-    #[error(
-        "no desktop available in pool {pool}: every desktop is assigned or still starting; the pool grows by spec.spare up to spec.maxReplicas, so try again shortly or raise them"
-    )]
-    NoDesktopAvailable {
-        /// The pool.
-        pool: String,
-    },
-    /// The user name cannot go into `spec.user`.
-    #[error("user {0:?} cannot have a desktop: a user name (spec.user) is {help}", help = crds::desktop::USER_NAME_HELP)]
-    InvalidUser(String),
-    /// The pool does not exist (in the assigner's namespace).
-    #[error(
-        "desktop pool {pool} not found in namespace {namespace}: check the pool's name and namespace (kubectl get desktoppools -n {namespace})"
-    )]
-    NoPool {
-        /// The pool asked for.
-        pool: String,
-        /// Where it was looked for.
-        namespace: String,
-    },
-    /// The desktop to release does not exist.
-    #[error("desktop {0} not found")]
-    NotFound(String),
-    /// The pool desktops could not be listed (no permission, or no apiserver).
-    #[error("cannot list the pool's desktops: {0}")]
-    NoList(String),
-    /// The API server failed.
-    #[error("kubernetes: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
-
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
 
 /// Whether `desktop` can be given to a user now: Ready, nobody's, not being deleted, and
 /// its status written since its spec last changed (a desktop just released from a Floating
@@ -91,7 +48,7 @@ pub fn available(desktop: &Desktop) -> bool {
 /// Where a user starts looking among `n` free desktops: spread by the user's name, so that
 /// many users asking at once (through different processes) mostly try different desktops.
 fn start(user: &str, n: usize) -> usize {
-    (fnv1a(user.as_bytes()) % n as u64) as usize
+    (stable_hash(user.as_bytes()) % n as u64) as usize
 }
 
 /// A desktop this process wrote to (or tried to), remembered until the cache has a version
@@ -348,54 +305,6 @@ impl Assigner {
     pub async fn release(&self, name: &str) -> Result<(), AssignError> {
         release(&self.api, name).await
     }
-}
-
-/// Takes desktop `name` (in `api`'s namespace) back from its user. In a Floating pool the
-/// desktop is also marked for a reset: the operator gives it a fresh launcher before anyone
-/// else can have it. Releasing a desktop nobody has is not an error.
-pub async fn release(api: &Api<Desktop>, name: &str) -> Result<(), AssignError> {
-    // A write that conflicts (the desktop changed meanwhile) is decided again on what the
-    // desktop is now.
-    let mut last = None;
-    for _ in 0..ROUNDS {
-        let desktop = match api.get(name).await {
-            Ok(desktop) => desktop,
-            Err(e) if is_not_found(&e) => return Err(AssignError::NotFound(name.into())),
-            Err(e) => return Err(e.into()),
-        };
-        let floating = match desktop.labels().get(POOL_LABEL) {
-            Some(pool) => {
-                let client = api.clone().into_client();
-                let pools: Api<DesktopPool> = match desktop.namespace() {
-                    Some(ns) => Api::namespaced(client, &ns),
-                    None => Api::default_namespaced(client),
-                };
-                pools
-                    .get_opt(pool)
-                    .await?
-                    .is_some_and(|p| p.spec.assignment == AssignmentPolicy::Floating)
-            }
-            None => false,
-        };
-        let mut patch = json!({
-            "metadata": {"resourceVersion": desktop.resource_version()},
-            "spec": {"user": null},
-        });
-        if floating && desktop.spec.user.is_some() {
-            let resets = reset_count(desktop.annotations()) + 1;
-            patch["metadata"]["annotations"] = json!({RESET_ANNOTATION: resets.to_string()});
-        }
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => return Err(AssignError::NotFound(name.into())),
-            Err(e) if is_conflict(&e) => last = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(last.map_or_else(|| AssignError::NotFound(name.into()), AssignError::Kube))
 }
 
 #[cfg(test)]

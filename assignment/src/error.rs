@@ -1,0 +1,46 @@
+//! Why an assignment or a release failed.
+
+/// Why a user got no desktop.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// Every desktop of the pool is taken or not Ready yet.
+    #[error(
+        "no desktop available in pool {pool}: every desktop is assigned or still starting; the pool grows by spec.spare up to spec.maxReplicas, so try again shortly or raise them"
+    )]
+    NoDesktopAvailable {
+        /// The pool.
+        pool: String,
+    },
+    /// The user name cannot go into `spec.user`.
+    #[error("user {0:?} cannot have a desktop: a user name (spec.user) is {help}", help = crds::desktop::USER_NAME_HELP)]
+    InvalidUser(String),
+    /// The pool does not exist (in the assigner's namespace).
+    #[error(
+        "desktop pool {pool} not found in namespace {namespace}: check the pool's name and namespace (kubectl get desktoppools -n {namespace})"
+    )]
+    NoPool {
+        /// The pool asked for.
+        pool: String,
+        /// Where it was looked for.
+        namespace: String,
+    },
+    /// The desktop to release does not exist.
+    #[error("desktop {0} not found")]
+    NotFound(String),
+    /// The pool desktops could not be listed (no permission, or no apiserver).
+    #[error("cannot list the pool's desktops: {0}")]
+    NoList(String),
+    /// The API server failed.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Whether `e` is a 409 Conflict: the object changed since it was read.
+pub(crate) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Whether `e` is a 404 Not Found.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
