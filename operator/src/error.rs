@@ -19,7 +19,7 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     /// A write the operator needed was refused or failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", describe(source))]
     Write {
         /// What was written, e.g. `creating launcher pod alice-0123456789`.
         what: String,
@@ -43,6 +43,17 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// An apiserver error as people read it: its message, code and reason (kube's own text adds
+/// the whole response, debug-printed).
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Status codes of writes that fail the same way however often they are repeated.
@@ -137,6 +148,9 @@ mod tests {
         }
         assert_eq!(Error::Random("x".into()).category(), Category::Transient);
         let text = Error::write("creating launcher pod p", api(422, "Invalid")).to_string();
-        assert!(text.starts_with("creating launcher pod p: "), "{text}");
+        assert_eq!(
+            text,
+            "creating launcher pod p: refused with 422 (422 Invalid)"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Verdant's test support: a real control plane (etcd + kube-apiserver + kube-controller-manager
 //! built from pinned Go modules) and the helpers end-to-end tests share.
 
+pub mod audit;
 pub mod controlplane;
+pub mod env;
 pub mod kubelet;
 
 pub use controlplane::ControlPlane;
