@@ -25,21 +25,19 @@ struct Sample {
 fn main() {
     let guest = Path::new(env!("VERDANT_TEST_GUESTS")).join("idle.elf");
     if env!("VERDANT_TEST_GUESTS").is_empty() || !guest.exists() {
-        println!("SKIP: the test guests were not built");
+        testkit::skip(testkit::KVM, "the test guests were not built");
         return;
     }
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("SKIP: /dev/kvm is not usable here");
+    if let Err(why) = testkit::kvm_usable() {
+        testkit::skip(testkit::KVM, why);
         return;
     }
     let qemu = "qemu-system-x86_64";
-    if Command::new(qemu).arg("--version").output().is_err() {
-        println!("SKIP: {qemu} is not installed (Debian package qemu-system-x86)");
+    if !testkit::runs(qemu, &["--version"]) {
+        testkit::skip(
+            testkit::VIEWERS,
+            format!("{qemu} is not installed (Debian package qemu-system-x86)"),
+        );
         return;
     }
     let runs: usize = std::env::var("VERDANT_BENCH_RUNS")

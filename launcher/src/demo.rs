@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn the_demo_guest_is_embedded_when_the_toolchain_exists() {
         if env!("VERDANT_TEST_GUESTS").is_empty() {
-            eprintln!("SKIP: built without gcc/ld, so no demo guest");
+            testkit::skip(testkit::KVM, "built without gcc/ld, so no demo guest");
             return;
         }
         assert_eq!(&DEMO_GUEST[..4], b"\x7fELF");

@@ -95,6 +95,16 @@ impl Machine {
     /// structures and vCPUs.
     pub fn build(config: &VmConfig, console: ConsoleOptions) -> Result<Self, Error> {
         let started = Instant::now();
+        // Bad input is reported as such, whatever this host's KVM can do.
+        let files = [
+            ("kernel", Some(&config.kernel)),
+            ("initrd", config.initrd.as_ref()),
+        ];
+        for (what, path) in files {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| Error::file(what, path, e))?;
+            }
+        }
         let kvm = Kvm::new()
             .map_err(|e| Error::KvmUnavailable(std::io::Error::from_raw_os_error(e.errno())))?;
         let framebuffer_bytes = config

@@ -11,18 +11,15 @@ fn doctor_reports_kvm_cpu_and_speed() {
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON");
     let can_run = report["can_run"].as_bool().expect("can_run");
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
+    let usable = testkit::kvm_usable();
     assert_eq!(
-        can_run, usable,
-        "doctor disagrees with /dev/kvm: {report:#}"
+        can_run,
+        usable.is_ok(),
+        "doctor disagrees with /dev/kvm ({usable:?}): {report:#}"
     );
-    assert_eq!(out.status.code(), Some(if usable { 0 } else { 1 }));
-    if !usable {
-        eprintln!("SKIP (speed and CPUID checks): /dev/kvm is not usable here");
+    assert_eq!(out.status.code(), Some(if can_run { 0 } else { 1 }));
+    if let Err(why) = usable {
+        testkit::skip(testkit::KVM, format!("{why}: no speed and CPUID checks"));
         return;
     }
     let ips = report["speed"]["instructions_per_second"]

@@ -77,7 +77,10 @@ fn close(actual: &[u8], expected: u32) -> bool {
 #[test]
 fn vncsnapshot_captures_the_demo_desktop_with_vnc_authentication() {
     if Command::new("vncsnapshot").arg("-h").output().is_err() {
-        eprintln!("SKIP: vncsnapshot is not installed (Debian package vncsnapshot)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "vncsnapshot is not installed (Debian package vncsnapshot)",
+        );
         return;
     }
     let Some((_launcher, port, dir)) = start_demo("pa55word") else {
@@ -343,11 +346,17 @@ fn eight_viewers_get_updates_and_a_stalled_one_delays_nobody() {
 #[test]
 fn keys_typed_in_vncdotool_show_up_in_the_next_capture() {
     if Command::new("vncdo").arg("--version").output().is_err() {
-        eprintln!("SKIP: vncdotool is not installed (pip install vncdotool)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "vncdotool is not installed (pip install vncdotool)",
+        );
         return;
     }
     if Command::new("vncsnapshot").arg("-h").output().is_err() {
-        eprintln!("SKIP: vncsnapshot is not installed (Debian package vncsnapshot)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "vncsnapshot is not installed (Debian package vncsnapshot)",
+        );
         return;
     }
     let Some((_launcher, port, dir)) = start_demo("typist") else {
@@ -408,7 +417,10 @@ fn run_vncdotool(script: &str, args: &[&str]) -> Option<Vec<String>> {
         .map(|o| !o.status.success())
         .unwrap_or(true);
     if missing {
-        eprintln!("SKIP: the vncdotool Python package is not installed (pip install vncdotool)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "the vncdotool Python package is not installed (pip install vncdotool)",
+        );
         return None;
     }
     let out = Command::new("python3")
@@ -493,15 +505,24 @@ fn run_novnc(
     if !novnc.join("node_modules/@novnc/novnc/core/rfb.js").exists()
         || !novnc.join("node_modules/playwright-core").exists()
     {
-        eprintln!("SKIP: noVNC is not installed (npm ci in launcher/tests/novnc)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "noVNC is not installed (npm ci in launcher/tests/novnc)",
+        );
         return None;
     }
     if !std::path::Path::new("/usr/bin/chromium").exists() {
-        eprintln!("SKIP: chromium is not installed (Debian package chromium)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "chromium is not installed (Debian package chromium)",
+        );
         return None;
     }
     if Command::new("websockify").arg("--help").output().is_err() {
-        eprintln!("SKIP: websockify is not installed (pip install websockify)");
+        testkit::skip(
+            testkit::VIEWERS,
+            "websockify is not installed (pip install websockify)",
+        );
         return None;
     }
     let ws_port = free_port();

@@ -34,7 +34,7 @@ use tests::controlplane::{Options, install_crds};
 use tests::kubelet::{Kubelet, eventually};
 
 /// The operator's user: its writes are told apart in the audit log by it.
-const OPERATOR_USER: &str = "verdant-operator";
+use tests::env::OPERATOR_USER;
 /// How long any one phase may take before the bench gives up.
 const LIMIT: Duration = Duration::from_secs(600);
 /// Requests the stand-in kubelet has in flight.
@@ -97,25 +97,11 @@ async fn time_to_pods(
 /// Writes by the operator's user in `ns`, from the audit log: by `resource[/subresource]
 /// verb`.
 fn operator_writes(audit_log: &std::path::Path, ns: &str) -> BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(audit_log).unwrap_or_default();
     let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if entry["stage"] != "ResponseComplete"
-            || entry["user"]["username"] != OPERATOR_USER
-            || entry["objectRef"]["namespace"] != ns
-        {
-            continue;
+    for request in tests::audit::requests(audit_log) {
+        if request.user == OPERATOR_USER && request.namespace == ns {
+            *counts.entry(request.kind()).or_default() += 1;
         }
-        let object = &entry["objectRef"];
-        let mut resource = object["resource"].as_str().unwrap_or("?").to_owned();
-        if let Some(sub) = object["subresource"].as_str() {
-            resource = format!("{resource}/{sub}");
-        }
-        let verb = entry["verb"].as_str().unwrap_or("?");
-        *counts.entry(format!("{resource} {verb}")).or_default() += 1;
     }
     counts
 }

@@ -5,5 +5,6 @@ pub mod audit;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;
+pub mod layout;
 
 pub use controlplane::ControlPlane;

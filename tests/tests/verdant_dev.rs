@@ -145,10 +145,16 @@ fn up_serves_kubectl_and_down_leaves_nothing() {
             .output()
         {
             Ok(snap) => assert!(snap.status.success(), "vncsnapshot: {}", text(&snap)),
-            Err(_) => eprintln!("SKIP (demo capture): vncsnapshot is not installed"),
+            Err(_) => testkit::skip(
+                testkit::VIEWERS,
+                "vncsnapshot is not installed: no capture of the demo desktop",
+            ),
         }
     } else {
-        eprintln!("SKIP (demo desktop): /dev/kvm is not usable here");
+        testkit::skip(
+            testkit::KVM,
+            "/dev/kvm is not usable here: no demo desktop to look at",
+        );
     }
 
     let out = verdant_dev(&state_dir, &["down"]);

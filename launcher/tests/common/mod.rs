@@ -2,20 +2,20 @@
 
 use std::path::PathBuf;
 
-/// The built test guest `file` (e.g. `hello.elf`), or `None`, after printing why the test
-/// skips, when the guests were not built or `/dev/kvm` cannot be opened.
+/// The built test guest `file` (e.g. `hello.elf`), or `None` when the guests were not built or
+/// `/dev/kvm` cannot be opened: the test skips, saying why, or fails where KVM is required
+/// (`testkit::skip`).
 pub fn guest_file(file: &str) -> Option<PathBuf> {
     let dir = env!("VERDANT_TEST_GUESTS");
     if dir.is_empty() {
-        eprintln!("SKIP: the test guests were not built (no gcc/ld at build time)");
+        testkit::skip(
+            testkit::KVM,
+            "the test guests were not built (no gcc/ld at build time)",
+        );
         return None;
     }
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        eprintln!("SKIP: /dev/kvm is not usable here: {e}");
+    if let Err(why) = testkit::kvm_usable() {
+        testkit::skip(testkit::KVM, why);
         return None;
     }
     Some(PathBuf::from(dir).join(file))

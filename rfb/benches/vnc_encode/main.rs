@@ -106,7 +106,7 @@ fn run(runs: usize) -> Result<(), String> {
     let mut servers: Vec<Box<dyn Server>> = vec![Box::new(Verdant::start()?)];
     match TigerVnc::start() {
         Ok(tiger) => servers.push(Box::new(tiger)),
-        Err(why) => println!("SKIP: the TigerVNC columns: {why}"),
+        Err(why) => testkit::skip(testkit::VIEWERS, format!("the TigerVNC columns: {why}")),
     }
     println!(
         "{WIDTH}x{HEIGHT} desktop, {runs} updates per scenario, servers: {}",

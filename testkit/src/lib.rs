@@ -1,0 +1,96 @@
+//! Skipping honestly. A test or benchmark whose real part is missing (`/dev/kvm`, the test
+//! guests, a viewer we did not write) calls [`skip`] and returns. Where that part is required,
+//! [`skip`] fails instead, naming what is missing:
+//!
+//! - `VERDANT_REQUIRE=all` requires everything (CI sets it: `.ci/run` installs every part);
+//! - `VERDANT_REQUIRE=kvm,viewers` requires those kinds of part;
+//! - `VERDANT_REQUIRE_KVM=1` requires [`KVM`] (the device and the test guests).
+//!
+//! Otherwise the skip is loud: it is written to the process's stderr directly, which the test
+//! harness does not capture, so `cargo test` shows it even for a test that passes.
+
+use std::fmt::Display;
+use std::io::Write;
+
+/// `/dev/kvm`, and the test guests built with the host's gcc and ld.
+pub const KVM: &str = "kvm";
+/// Viewers and tools we did not write: vncsnapshot, vncdotool, noVNC in Chromium, websockify,
+/// TigerVNC's Xvnc, QEMU.
+pub const VIEWERS: &str = "viewers";
+
+/// Whether parts of `kind` are required, as the environment says.
+pub fn required(kind: &str) -> bool {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    required_by(&var("VERDANT_REQUIRE"), &var("VERDANT_REQUIRE_KVM"), kind)
+}
+
+/// [`required`], from the two variables' values.
+fn required_by(require: &str, require_kvm: &str, kind: &str) -> bool {
+    let listed = require
+        .split(',')
+        .map(str::trim)
+        .any(|k| k == "all" || k == kind);
+    let kvm = kind == KVM && !matches!(require_kvm.trim(), "" | "0" | "false" | "no");
+    listed || kvm
+}
+
+/// Skips what the caller was about to do because a part of `kind` is missing (`why` says
+/// which, and how to get it): panics when that kind is required, else says so loudly.
+pub fn skip(kind: &str, why: impl Display) {
+    if required(kind) {
+        panic!(
+            "{why}; this part is required here (VERDANT_REQUIRE / VERDANT_REQUIRE_KVM), so this is a failure, not a skip"
+        );
+    }
+    // Straight to the process's stderr: the test harness captures `eprintln!`, not this.
+    let _ = writeln!(std::io::stderr().lock(), "SKIP ({kind}): {why}");
+}
+
+/// Whether `/dev/kvm` is a KVM device this process can use: it opens for reading and writing,
+/// as the launcher opens it, and answers `KVM_GET_API_VERSION` with the stable API's 12.
+pub fn kvm_usable() -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    /// `_IO(KVMIO, 0x00)`.
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xae00;
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map_err(|e| format!("/dev/kvm cannot be opened: {e}"))?;
+    // SAFETY: KVM_GET_API_VERSION takes no argument and touches no memory of ours; the file
+    // descriptor is open for the duration of the call.
+    let version = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_GET_API_VERSION as _, 0) };
+    match version {
+        12 => Ok(()),
+        -1 => Err(format!(
+            "/dev/kvm is not a KVM device: KVM_GET_API_VERSION failed: {}",
+            std::io::Error::last_os_error()
+        )),
+        other => Err(format!("/dev/kvm speaks KVM API {other}, not 12")),
+    }
+}
+
+/// Whether `program` runs with `args` (e.g. `--version`): installed and on PATH.
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variables_say_what_is_required() {
+        assert!(!required_by("", "", KVM));
+        assert!(required_by("all", "", KVM) && required_by("all", "", VIEWERS));
+        assert!(required_by("kvm, viewers", "", VIEWERS));
+        assert!(!required_by("viewers", "", KVM));
+        assert!(required_by("", "1", KVM) && !required_by("", "1", VIEWERS));
+        assert!(!required_by("", "0", KVM));
+    }
+}
