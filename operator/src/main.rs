@@ -4,19 +4,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use operator::{LeaderElection, Options};
 
 /// Verdant's operator: the Desktop and DesktopPool controllers, run against the cluster of
 /// $KUBECONFIG (or the in-cluster config).
 #[derive(Debug, Parser)]
-#[command(
-    name = "verdant-operator",
-    version,
-    about,
-    max_term_width = 100,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "verdant-operator", version, about, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
     run: RunArgs,
@@ -105,6 +100,35 @@ enum Admin {
         #[arg(long, value_name = "NS", value_parser = non_empty)]
         namespace: Option<String>,
     },
+}
+
+/// Parses the command line; the controllers' flags given with an admin command are refused,
+/// naming them (they would do nothing there).
+fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    if let Some((admin, _)) = matches.subcommand() {
+        let given: Vec<String> = command
+            .get_arguments()
+            .filter(|a| !a.is_global_set())
+            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .filter_map(|a| a.get_long().map(|long| format!("--{long}")))
+            .collect();
+        if !given.is_empty() {
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{} runs the controllers; it does nothing for `{admin}`",
+                    given.join(", ")
+                ),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches)
 }
 
 fn non_empty(text: &str) -> Result<String, String> {
@@ -226,7 +250,7 @@ async fn controllers(options: Options, kubeconfig: Option<&str>) -> Result<(), S
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         // Help and version print and exit 0; usage errors name the flag and exit 2.
         Err(e) => e.exit(),
@@ -273,7 +297,7 @@ mod tests {
     use clap::error::ErrorKind;
 
     fn parse(list: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(["verdant-operator"].iter().chain(list))
+        parse_from(["verdant-operator"].iter().chain(list))
     }
 
     #[test]
@@ -325,8 +349,15 @@ mod tests {
             assert!(err.to_string().contains(flag), "{args:?}: {err}");
         }
         assert_eq!(parse(&["--http", "off"]).unwrap().admin, None);
+        // The kubeconfig is for the controllers and the admin commands alike.
+        let cli = parse(&["--kubeconfig", "/k", "assign", "--pool", "p", "--user", "u"]).unwrap();
+        assert_eq!(cli.kubeconfig.as_deref(), Some("/k"));
+        let cli = parse(&["release", "--desktop", "d", "--kubeconfig", "/k"]).unwrap();
+        assert_eq!(cli.kubeconfig.as_deref(), Some("/k"));
         // Run flags belong to the controllers, not to an admin command.
-        assert!(parse(&["--http", "off", "assign", "--pool", "p", "--user", "u"]).is_err());
+        let err = parse(&["--http", "off", "assign", "--pool", "p", "--user", "u"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        assert!(err.to_string().contains("--http"), "{err}");
     }
 
     #[test]

@@ -475,3 +475,32 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    #[test]
+    fn help_is_generated_and_usage_errors_name_the_argument() {
+        Cli::command().debug_assert();
+        let help = Cli::try_parse_from(["verdant-dev", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let text = help.to_string();
+        assert!(
+            text.contains("Usage: verdant-dev") && text.contains("up"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("serve"),
+            "the background command stays hidden: {text}"
+        );
+        let err = Cli::try_parse_from(["verdant-dev", "upp"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSubcommand);
+        assert!(err.to_string().contains("upp"));
+        let cli = Cli::try_parse_from(["verdant-dev", "down", "--state-dir", "/s"]).unwrap();
+        assert_eq!(cli.state_dir, Some(PathBuf::from("/s")));
+        assert!(matches!(cli.command, Cmd::Down));
+    }
+}
