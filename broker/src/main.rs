@@ -10,7 +10,7 @@ use clap::Parser;
 /// Verdant's connection broker and web portal: not built yet. It arrives with a later issue;
 /// until then this binary only says so, and exits with status 2.
 #[derive(Debug, Parser)]
-#[command(name = "verdant-broker", version, about, max_term_width = 100)]
+#[command(name = "verdant-broker", version, max_term_width = 100)]
 struct Cli {}
 
 fn main() -> ExitCode {
@@ -32,7 +32,12 @@ mod tests {
         Cli::command().debug_assert();
         let help = Cli::try_parse_from(["verdant-broker", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
-        assert!(help.to_string().contains("Usage: verdant-broker"));
+        let text = help.to_string();
+        assert!(text.contains("Usage: verdant-broker"), "{text}");
+        assert!(
+            text.contains("not built yet"),
+            "the help says what it is: {text}"
+        );
         let err = Cli::try_parse_from(["verdant-broker", "--listen", "x"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }

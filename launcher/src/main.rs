@@ -11,7 +11,7 @@ use launcher_api::{DisplayConfig, ExitStatus, LauncherConfig, VncConfig};
 
 /// Verdant's VMM: runs one desktop's VM through /dev/kvm.
 #[derive(Debug, Parser)]
-#[command(name = "verdant-launcher", version, about, max_term_width = 100)]
+#[command(name = "verdant-launcher", version, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

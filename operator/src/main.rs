@@ -11,7 +11,7 @@ use operator::{LeaderElection, Options};
 /// Verdant's operator: the Desktop and DesktopPool controllers, run against the cluster of
 /// $KUBECONFIG (or the in-cluster config).
 #[derive(Debug, Parser)]
-#[command(name = "verdant-operator", version, about, max_term_width = 100)]
+#[command(name = "verdant-operator", version, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
     run: RunArgs,

@@ -7,7 +7,7 @@ use clap::Parser;
 
 /// Writes Verdant's CRD manifests (crds/*.yaml) from the Rust types in crds/src.
 #[derive(Debug, Parser)]
-#[command(name = "crdgen", version, about)]
+#[command(name = "crdgen", version)]
 struct Cli {
     /// Write nothing; fail, naming them, when the committed manifests differ from the types.
     #[arg(long)]

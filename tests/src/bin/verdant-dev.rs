@@ -27,7 +27,7 @@ use tests::controlplane::{self, ControlPlane, Options, Versions};
 /// Verdant's local environment on this machine: a real control plane with Verdant's CRDs and
 /// operator, and a demo desktop VM.
 #[derive(Debug, Parser)]
-#[command(name = "verdant-dev", version, about, max_term_width = 100)]
+#[command(name = "verdant-dev", version, max_term_width = 100)]
 struct Cli {
     /// Where the environment keeps its files [default: $XDG_STATE_HOME/verdant/dev, else
     /// ~/.local/state/verdant/dev].
