@@ -277,6 +277,15 @@ impl Env {
         .await
     }
 
+    /// The requests the operator's user made in the test's namespace, from the audit log (the
+    /// environment must have been started with it).
+    pub fn operator_requests(&self) -> Vec<crate::audit::Request> {
+        crate::audit::requests(&self.cp.audit_log())
+            .into_iter()
+            .filter(|r| r.user == OPERATOR_USER && r.namespace == self.ns)
+            .collect()
+    }
+
     /// The events about `object` (a Desktop or a pool) in the test's namespace.
     pub async fn events_for(&self, object: &str) -> Vec<Event> {
         Api::<Event>::namespaced(self.client.clone(), &self.ns)

@@ -2,6 +2,7 @@
 //! garbage collection). The test plays the kubelet with [`tests::kubelet::Kubelet`].
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crds::{Desktop, DesktopPhase};
@@ -11,9 +12,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tests::env::{
-    Env, LIMIT, OPERATOR_USER, changes_within, condition, http_get, live, probe_path,
-};
+use tests::env::{Env, LIMIT, changes_within, condition, http_get, live, probe_path};
 use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -493,8 +492,8 @@ async fn operator_writes_per_desktop_from_creation_to_ready() {
 /// by `resource[/subresource] verb` (a launcher pod, Secret or event counts for its desktop).
 fn writes_by_kind(env: &Env) -> BTreeMap<String, BTreeMap<String, usize>> {
     let mut per_desktop: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for request in tests::audit::requests(&env.cp.audit_log()) {
-        if request.user != OPERATOR_USER || !request.is_write() || request.namespace != env.ns {
+    for request in env.operator_requests() {
+        if !request.is_write() {
             continue;
         }
         let name = request.name.as_str();
@@ -551,53 +550,51 @@ async fn a_desktop_made_again_under_the_same_name_does_not_inherit_the_old_backo
         (gone && env.live_pods("gina-dev").await.is_empty()).then_some(())
     })
     .await;
-    let phases = tokio::spawn(phases_of(env.desktops(), "gina-dev"));
+    let phases = Arc::new(Mutex::new(Vec::new()));
+    let watch = tokio::spawn(phases_of(env.desktops(), "gina-dev", Arc::clone(&phases)));
     let new = env.create_desktop("gina-dev", None).await;
     assert_ne!(new.uid(), old.uid());
     let pod = env.wait_pod("gina-dev", None).await;
     assert_eq!(pod.owner_references()[0].uid, new.uid().unwrap());
     env.wait_phase("gina-dev", DesktopPhase::Starting).await;
-    phases.abort();
-    let seen = phases_seen(&new).await;
+    watch.abort();
+    let seen: Vec<DesktopPhase> = phases
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(uid, _)| Some(uid) == new.uid().as_ref())
+        .map(|(_, phase)| *phase)
+        .collect();
     assert!(
         !seen.contains(&DesktopPhase::Failed),
         "the new desktop went through {seen:?}: it inherited the old one's failures"
     );
 }
 
-/// Phases each Desktop `name` was seen in, by uid, recorded in `PHASES` until aborted.
-async fn phases_of(api: Api<Desktop>, name: &'static str) {
+/// Records in `seen` each phase a Desktop `name` is seen in, with its uid, until aborted.
+async fn phases_of(
+    api: Api<Desktop>,
+    name: &'static str,
+    seen: Arc<Mutex<Vec<(String, DesktopPhase)>>>,
+) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
     while let Some(event) = events.next().await {
         if let Ok(d) = event
             && let Some(phase) = d.status.as_ref().and_then(|s| s.phase)
         {
-            let mut seen = PHASES.lock().unwrap();
-            seen.push((d.uid().unwrap_or_default(), phase));
+            seen.lock()
+                .unwrap()
+                .push((d.uid().unwrap_or_default(), phase));
         }
     }
 }
 
-/// What [`phases_of`] saw of `desktop`.
-async fn phases_seen(desktop: &Desktop) -> Vec<DesktopPhase> {
-    let uid = desktop.uid().unwrap_or_default();
-    let seen = PHASES.lock().unwrap();
-    seen.iter()
-        .filter(|(u, _)| *u == uid)
-        .map(|(_, p)| *p)
-        .collect()
-}
-
-/// Phases seen by [`phases_of`], by Desktop uid.
-static PHASES: std::sync::Mutex<Vec<(String, DesktopPhase)>> = std::sync::Mutex::new(Vec::new());
-
 /// Launcher pod writes (server-side apply) the apiserver refused with `code`, from the audit log.
 fn refused_pod_writes(env: &Env, code: u16) -> usize {
-    tests::audit::requests(&env.cp.audit_log())
+    env.operator_requests()
         .iter()
-        .filter(|r| r.user == OPERATOR_USER && r.resource == "pods" && r.verb == "patch")
-        .filter(|r| r.code == code)
+        .filter(|r| r.resource == "pods" && r.verb == "patch" && r.code == code)
         .count()
 }
 

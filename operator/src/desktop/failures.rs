@@ -161,11 +161,6 @@ impl Failures {
         self.records().retain(|uid, _| live(uid));
     }
 
-    /// How many Desktops have a record.
-    pub fn len(&self) -> usize {
-        self.records().len()
-    }
-
     /// Whether no Desktop has a record.
     pub fn is_empty(&self) -> bool {
         self.records().is_empty()
