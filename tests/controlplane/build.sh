@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) and the
-# chart tools (helm, kubeconform) from the Go module proxy. Nothing prebuilt is downloaded.
+# Builds the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl), the
+# chart tools (helm, kubeconform) and the tests' OpenID provider (verdant-oidc-provider, zitadel's
+# example provider wrapped in ./oidc) from the Go module proxy. Nothing prebuilt is downloaded.
 #
 # Each tool lands in its own versioned folder under the cache directory, so a second run builds
 # nothing, and a build that is interrupted leaves no half-written binary behind:
@@ -18,9 +19,10 @@ k8s_dir="$cache/kubernetes-$KUBERNETES_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kubeconform_dir="$cache/kubeconform-$KUBECONFORM_VERSION"
+oidc_dir="$cache/oidc-provider-$ZITADEL_OIDC_VERSION"
 
 if [ "${1:-}" = "--print-dirs" ]; then
-  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$kubeconform_dir"
+  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$kubeconform_dir" "$oidc_dir"
   exit 0
 fi
 
@@ -78,6 +80,16 @@ build_etcd() {
   (cd "$here/etcd" && go build -v -ldflags "-s -w" -o "$out/etcd" . 2>&1 | progress)
 }
 
+# The tests' OpenID provider: oidc/main.go over zitadel's example provider. Its go.mod must
+# require the zitadel/oidc version that versions.env pins (the cache folder is named after it).
+build_oidc_provider() {
+  grep -q "github.com/zitadel/oidc/v3 $ZITADEL_OIDC_VERSION\$" "$here/oidc/go.mod" || {
+    echo "build.sh: oidc/go.mod does not require github.com/zitadel/oidc/v3 $ZITADEL_OIDC_VERSION (versions.env); run: cd $here/oidc && go get github.com/zitadel/oidc/v3@$ZITADEL_OIDC_VERSION && go mod tidy" >&2
+    return 1
+  }
+  (cd "$here/oidc" && go build -v -ldflags "-s -w" -o "$out/verdant-oidc-provider" . 2>&1 | progress)
+}
+
 # build_tool PACKAGE@VERSION VERSION_VARIABLE: go install, stamping the version the tool reports.
 build_tool() {
   local pkg=$1 version_var=$2
@@ -98,4 +110,6 @@ build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-cont
   "$here/kubernetes/go.mod $here/kubernetes/go.sum" build_kubernetes
 build_into "$helm_dir" "helm $HELM_VERSION" "" build_tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm.sh/helm/v3/internal/version.version
 build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" "" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" main.version
+build_into "$oidc_dir" "verdant-oidc-provider (zitadel/oidc $ZITADEL_OIDC_VERSION)" \
+  "$here/oidc/go.mod $here/oidc/go.sum $here/oidc/main.go" build_oidc_provider
 log "all tools ready under $cache"

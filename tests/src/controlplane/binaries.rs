@@ -21,6 +21,8 @@ pub struct Versions {
     pub helm: String,
     /// `github.com/yannh/kubeconform`.
     pub kubeconform: String,
+    /// `github.com/zitadel/oidc/v3`, which the tests' OpenID provider wraps.
+    pub zitadel_oidc: String,
 }
 
 impl Versions {
@@ -42,6 +44,7 @@ impl Versions {
             etcd: get("ETCD_VERSION"),
             helm: get("HELM_VERSION"),
             kubeconform: get("KUBECONFORM_VERSION"),
+            zitadel_oidc: get("ZITADEL_OIDC_VERSION"),
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct Binaries {
     pub helm: PathBuf,
     /// kubeconform.
     pub kubeconform: PathBuf,
+    /// verdant-oidc-provider, the tests' OpenID provider (see [`super::OidcProvider`]).
+    pub oidc_provider: PathBuf,
 }
 
 impl Binaries {
@@ -92,6 +97,9 @@ impl Binaries {
             kubeconform: dir
                 .join(format!("kubeconform-{}", v.kubeconform))
                 .join("kubeconform"),
+            oidc_provider: dir
+                .join(format!("oidc-provider-{}", v.zitadel_oidc))
+                .join("verdant-oidc-provider"),
         }
     }
 
@@ -121,6 +129,7 @@ impl Binaries {
             &self.kubectl,
             &self.helm,
             &self.kubeconform,
+            &self.oidc_provider,
         ]
         .into_iter()
         .find(|p| !p.is_file())
@@ -159,6 +168,7 @@ mod tests {
         assert!(v.kubernetes.starts_with("v1.36.") || v.kubernetes.starts_with("v1.37."));
         assert!(v.etcd.starts_with("v3.6."), "{v:?}");
         assert!(!v.helm.is_empty() && !v.kubeconform.is_empty(), "{v:?}");
+        assert!(v.zitadel_oidc.starts_with("v3."), "{v:?}");
     }
 
     #[test]

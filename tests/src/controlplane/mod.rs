@@ -8,6 +8,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`Options::oidc`] it also runs the tests' OpenID provider (see [`OidcProvider`]) and the
+//! apiserver accepts the provider's ID tokens.
+//!
 //! Every instance lives on its own free loopback ports and in its own temporary folder, so tests
 //! may run several at once. Dropping it stops every process and removes the folder, also when
 //! the test panics; and each process dies with the thread that started it, so a test that is
@@ -16,6 +19,8 @@
 mod binaries;
 mod crds;
 mod kubeconfig;
+mod oidc;
+mod oidc_login;
 mod pki;
 mod process;
 
@@ -32,6 +37,8 @@ pub use binaries::{Binaries, Versions, cache_dir};
 pub use crds::{committed_crds, install_crds};
 pub use kubeconfig::client_from_kubeconfig;
 use kubeconfig::write_kubeconfig;
+pub use oidc::{OIDC_CLIENT_ID, OidcProvider, OidcUser, PROBE_USER, REDIRECT_GLOBS, token_review};
+pub use oidc_login::{LoginCode, Tokens, jwt_claims};
 pub use pki::{ADMIN_USER, Pki};
 pub use process::{Process, log_tail, process_alive};
 
@@ -109,6 +116,9 @@ pub enum Error {
     /// A CRD was not Established in time.
     #[error("CRD {0} was not Established within 30 s")]
     NotEstablished(String),
+    /// The tests' OpenID provider did not start, or kube-apiserver did not come to trust it.
+    #[error("OpenID provider: {0}")]
+    Oidc(String),
 }
 
 impl Error {
@@ -130,6 +140,9 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// Write an audit log of every write request (see [`ControlPlane::audit_log`]).
     pub audit: bool,
+    /// Run an OpenID provider with these users, started before the apiserver, which accepts its
+    /// ID tokens (see [`ControlPlane::oidc`]).
+    pub oidc: Option<Vec<OidcUser>>,
 }
 
 /// The audit policy: the metadata of every write, nothing of reads.
@@ -148,6 +161,7 @@ pub struct ControlPlane {
     etcd: Process,
     apiserver: Process,
     controller_manager: Option<Process>,
+    oidc: Option<OidcProvider>,
     kubeconfig: PathBuf,
     server: String,
     pki: Pki,
@@ -187,11 +201,16 @@ impl ControlPlane {
         // Until the control plane is up, a failure removes the folder again.
         let mut dir_guard = DirGuard(Some(dir.clone()));
         let pki = Pki::generate(&dir)?;
+        let oidc = match &options.oidc {
+            Some(users) => Some(OidcProvider::start(&binaries, &dir, &pki, users).await?),
+            None => None,
+        };
 
         let mut attempt = 1;
         loop {
-            match Self::launch(&binaries, &dir, &pki, &options).await {
-                Ok(cp) => {
+            match Self::launch(&binaries, &dir, &pki, &options, oidc.as_ref()).await {
+                Ok(mut cp) => {
+                    cp.oidc = oidc;
                     dir_guard.0 = None;
                     return Ok(cp);
                 }
@@ -206,6 +225,7 @@ impl ControlPlane {
         dir: &Path,
         pki: &Pki,
         options: &Options,
+        oidc: Option<&OidcProvider>,
     ) -> Result<Self, Error> {
         let [etcd_client, etcd_peer, apiserver_port] = free_ports()?;
         let etcd_data = dir.join("etcd");
@@ -261,6 +281,9 @@ impl ControlPlane {
                 "--audit-log-mode=blocking".to_owned(),
             ]);
         }
+        if let Some(oidc) = oidc {
+            apiserver_cmd.args(oidc.apiserver_args(dir)?);
+        }
         let mut apiserver = Process::spawn(
             "kube-apiserver",
             apiserver_cmd,
@@ -280,6 +303,9 @@ impl ControlPlane {
         let client = client_from_kubeconfig(&kubeconfig).await?;
 
         wait_ready(&client, &mut etcd, &mut apiserver).await?;
+        if let Some(oidc) = oidc {
+            oidc.wait_trusted(&client, &mut apiserver).await?;
+        }
 
         let controller_manager = if options.controller_manager {
             let mut cmd = Command::new(&binaries.kube_controller_manager);
@@ -315,6 +341,7 @@ impl ControlPlane {
             etcd,
             apiserver,
             controller_manager,
+            oidc: None,
             kubeconfig,
             server,
             pki: pki.clone(),
@@ -394,12 +421,14 @@ impl ControlPlane {
         &self.binaries
     }
 
-    /// Process ids of the running processes (etcd, kube-apiserver, kube-controller-manager).
+    /// Process ids of the running processes (etcd, kube-apiserver, kube-controller-manager,
+    /// the OpenID provider).
     pub fn pids(&self) -> Vec<u32> {
         [
             Some(&self.etcd),
             Some(&self.apiserver),
             self.controller_manager.as_ref(),
+            self.oidc.as_ref().map(OidcProvider::process),
         ]
         .into_iter()
         .flatten()
@@ -420,6 +449,9 @@ impl ControlPlane {
         self.apiserver.check_running()?;
         if let Some(kcm) = self.controller_manager.as_mut() {
             kcm.check_running()?;
+        }
+        if let Some(oidc) = self.oidc.as_mut() {
+            oidc.process_mut().check_running()?;
         }
         Ok(())
     }
@@ -448,6 +480,9 @@ impl Drop for ControlPlane {
             kcm.stop();
         }
         self.apiserver.stop();
+        if let Some(oidc) = self.oidc.as_mut() {
+            oidc.process_mut().stop();
+        }
         self.etcd.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
