@@ -87,8 +87,14 @@ pub fn check(
             format!("{user} was idle for {}", fmt(idle)),
         ));
     }
+    // Disconnected since the broker said so; older writers only left the last activity.
+    let gone_for = age(assignment
+        .disconnected_at
+        .as_ref()
+        .or(assignment.last_activity.as_ref())
+        .or(assignment.since.as_ref()));
     if assignment.session == Some(SessionState::Disconnected)
-        && let (Some(gone), Some(spent)) = (limit(&policy.disconnect_timeout), activity)
+        && let (Some(gone), Some(spent)) = (limit(&policy.disconnect_timeout), gone_for)
     {
         limits.push((
             gone,
@@ -155,6 +161,8 @@ mod tests {
             since: at(3600, now),
             session: Some(SessionState::Connected),
             last_activity: at(60, now),
+            connected_at: at(3600, now),
+            disconnected_at: None,
         };
         assert_eq!(
             check(&policy, &assignment, now),
@@ -167,6 +175,18 @@ mod tests {
             Ok(Some(Duration::from_secs(240)))
         );
         assignment.last_activity = at(600, now);
+        assert_eq!(
+            check(&policy, &assignment, now).unwrap_err().reason,
+            "DisconnectTimeout",
+            "without disconnectedAt, the last activity stands for it"
+        );
+        assignment.disconnected_at = at(120, now);
+        assert_eq!(
+            check(&policy, &assignment, now),
+            Ok(Some(Duration::from_secs(180))),
+            "the disconnect timeout counts from the disconnection, not the last input"
+        );
+        assignment.disconnected_at = at(600, now);
         assert_eq!(
             check(&policy, &assignment, now).unwrap_err(),
             Expired {

@@ -380,6 +380,12 @@ pub struct Assignment {
     /// The last input or connection seen from the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<Time>,
+    /// When the user's current (or last) session through the broker began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<Time>,
+    /// When the user's last session ended (set while `session` is `Disconnected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnected_at: Option<Time>,
 }
 
 /// Whether a user is connected to their desktop.

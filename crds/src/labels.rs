@@ -19,6 +19,15 @@ pub const VM_HASH_LABEL: &str = "vdi.verdant.dev/vm-hash";
 /// The hash of the pool template a Desktop was made from.
 pub const TEMPLATE_HASH_LABEL: &str = "vdi.verdant.dev/template-hash";
 
+/// The key of the display password in a Desktop's display Secret.
+pub const DISPLAY_PASSWORD_KEY: &str = "password";
+
+/// The name of a Desktop's display-password Secret: the operator makes it, the launcher reads
+/// it from a mount, and the broker answers the launcher's VNC authentication with it.
+pub fn display_secret_name(desktop: &str) -> String {
+    format!("{desktop}-display")
+}
+
 /// The reset count of a Desktop or pod: 0 when never reset.
 pub fn reset_count(annotations: &BTreeMap<String, String>) -> u64 {
     annotations

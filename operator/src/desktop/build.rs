@@ -21,8 +21,7 @@ use launcher_api::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
 use crate::hash::vm_hash;
 use crate::labels;
 
-/// The key of the display password in its Secret.
-pub const DISPLAY_PASSWORD_KEY: &str = "password";
+pub use crds::labels::DISPLAY_PASSWORD_KEY;
 /// Where the display password Secret is mounted in the launcher.
 pub const DISPLAY_PASSWORD_DIR: &str = "/verdant/secrets/display";
 /// Length of generated display passwords. VNC authentication uses 8 bytes of it; the broker
@@ -45,10 +44,7 @@ pub struct Invalid {
     pub message: String,
 }
 
-/// The name of a Desktop's display-password Secret.
-pub fn secret_name(desktop: &str) -> String {
-    format!("{desktop}-display")
-}
+pub use crds::labels::display_secret_name as secret_name;
 
 /// The launcher pod's name for a spec: `<desktop>-<vm hash>` (at most 63 characters, since
 /// Desktop names are capped at 52).
