@@ -1,25 +1,92 @@
-//! `verdant-broker`: the connection broker and web portal.
-//!
-//! A placeholder until its issue lands: it says so and exits with status 2, so nothing mistakes
-//! it for a working component. Its command line already answers `--help` and `--version`.
+//! `verdant-broker`: the connection broker and web portal (see the `broker` library).
 
 use std::process::ExitCode;
 
+use broker::context::Broker;
+use broker::options::Options;
 use clap::Parser;
 
-/// Verdant's connection broker and web portal: not built yet. It arrives with a later issue;
-/// until then this binary only says so, and exits with status 2.
+/// Verdant's connection broker and web portal: OpenID login, Kubernetes RBAC for
+/// entitlement, noVNC in the browser, and a WebSocket relay to each desktop's VNC server.
 #[derive(Debug, Parser)]
 #[command(name = "verdant-broker", version, max_term_width = 100)]
-struct Cli {}
+struct Cli {
+    #[command(flatten)]
+    options: Options,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `broker=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
 
 fn main() -> ExitCode {
-    if let Err(e) = Cli::try_parse() {
-        // Help and version print and exit 0; anything else is a usage error (exit 2).
-        e.exit();
-    }
-    eprintln!("verdant-broker is not built yet: the broker arrives with a later issue");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("verdant-broker: --log {:?}: {e}", cli.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("verdant-broker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.options))
+}
+
+async fn run(options: Options) -> ExitCode {
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => match broker::server::tls_acceptor(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("verdant-broker: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let listener = match tokio::net::TcpListener::bind(options.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "verdant-broker: cannot listen on --listen {}: {e}",
+                options.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen = listener.local_addr().map_or(options.listen, |a| a);
+    let url = options.public_url.clone();
+    let broker = match Broker::start(options).await {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("verdant-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(%listen, %url, tls = tls.is_some(), "serving");
+    broker::server::serve(broker, listener, tls, terminated()).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
@@ -33,12 +100,9 @@ mod tests {
         let help = Cli::try_parse_from(["verdant-broker", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         let text = help.to_string();
-        assert!(text.contains("Usage: verdant-broker"), "{text}");
-        assert!(
-            text.contains("not built yet"),
-            "the help says what it is: {text}"
-        );
-        let err = Cli::try_parse_from(["verdant-broker", "--listen", "x"]).unwrap_err();
+        assert!(text.contains("--public-url"), "{text}");
+        assert!(text.contains("VERDANT_OIDC_ISSUER"), "{text}");
+        let err = Cli::try_parse_from(["verdant-broker", "--bogus"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 }

@@ -2,9 +2,11 @@
 //! built from pinned Go modules) and the helpers end-to-end tests share.
 
 pub mod audit;
+pub mod bins;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;
 pub mod layout;
+pub mod localnode;
 
 pub use controlplane::ControlPlane;

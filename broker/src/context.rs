@@ -1,0 +1,349 @@
+//! What every request shares: the clients, caches, keys and metrics of one broker process.
+//! Imports only leaf modules; the routes import it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use assignment::Assigner;
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+use crds::{Desktop, DesktopPool};
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::activity::Activity;
+use crate::identity::access::Access;
+use crate::identity::oidc::{Oidc, http_client};
+use crate::identity::review::Reviewer;
+use crate::identity::session::Cookies;
+use crate::metrics::Metrics;
+use crate::options::Options;
+use crate::token::ConnectTokens;
+
+/// The key in the session Secret.
+pub const SESSION_KEY: &str = "session-key";
+/// Bytes of a generated session key (cookie encryption and signing keys, 32 each).
+const SESSION_KEY_LEN: usize = 64;
+
+/// Why the broker cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No usable Kubernetes configuration.
+    #[error("Kubernetes client: {0}")]
+    Client(String),
+    /// The session Secret is unusable.
+    #[error("session Secret {namespace}/{name}: {message}")]
+    SessionSecret {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The OpenID client secret file cannot be read.
+    #[error("--oidc-client-secret-file {path}: {message}")]
+    ClientSecret {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Setting up the OpenID client failed.
+    #[error("{0}")]
+    Oidc(#[from] crate::identity::oidc::OidcError),
+}
+
+/// One broker process.
+pub struct Broker {
+    /// Its command line.
+    pub options: Options,
+    /// Kubernetes, as the broker's own service account.
+    pub client: Client,
+    /// Encrypts session cookies.
+    pub key: Key,
+    /// Cookie settings.
+    pub cookies: Cookies,
+    /// Connect tokens.
+    pub tokens: ConnectTokens,
+    /// TokenReviews.
+    pub reviewer: Reviewer,
+    /// SubjectAccessReviews.
+    pub access: Access,
+    /// The OpenID provider, once discovered.
+    pub oidc: RwLock<Option<Arc<Oidc>>>,
+    /// Every Desktop, as last seen.
+    pub desktops: Store<Desktop>,
+    /// Every DesktopPool, as last seen.
+    pub pools: Store<DesktopPool>,
+    assigners: Mutex<HashMap<String, Arc<Assigner>>>,
+    /// Session state writer.
+    pub activity: Arc<Activity>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Turns true on shutdown; relays tell their browsers to reconnect.
+    pub shutdown: watch::Sender<bool>,
+    listed: [Arc<AtomicBool>; 2],
+}
+
+/// The router's state: the broker, in a type of this crate so the cookie jar can find its key.
+#[derive(Clone)]
+pub struct App(pub Arc<Broker>);
+
+impl FromRef<App> for Key {
+    fn from_ref(app: &App) -> Self {
+        app.0.key.clone()
+    }
+}
+
+/// A Kubernetes client for `kubeconfig`, else the inferred configuration (in-cluster).
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<Client, StartError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let err = |e: &dyn std::fmt::Display| StartError::Client(e.to_string());
+    let config = match kubeconfig {
+        None => kube::Config::infer().await.map_err(|e| err(&e))?,
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| StartError::Client(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| err(&e))?
+        }
+    };
+    Client::try_from(config).map_err(|e| err(&e))
+}
+
+/// The shared session key from its Secret, creating the Secret with a random key when it is
+/// missing (of replicas racing to create it, one wins and the others read it).
+async fn session_key(client: &Client, namespace: &str, name: &str) -> Result<Vec<u8>, StartError> {
+    let fail = |message: String| StartError::SessionSecret {
+        namespace: namespace.into(),
+        name: name.into(),
+        message,
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..3 {
+        match secrets.get_opt(name).await {
+            Ok(Some(secret)) => {
+                let key = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(SESSION_KEY))
+                    .map(|b| b.0.clone())
+                    .ok_or_else(|| fail(format!("has no `{SESSION_KEY}` key; delete it to have one made, or add {SESSION_LEN_TEXT}")))?;
+                if key.len() < SESSION_KEY_LEN {
+                    return Err(fail(format!(
+                        "`{SESSION_KEY}` has {} bytes; give {SESSION_LEN_TEXT}",
+                        key.len()
+                    )));
+                }
+                return Ok(key);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(fail(format!("cannot read it: {e}"))),
+        }
+        let mut key = vec![0u8; SESSION_KEY_LEN];
+        getrandom::fill(&mut key).map_err(|e| fail(format!("no randomness: {e}")))?;
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(name.into());
+        secret.metadata.labels = Some(
+            [(
+                "app.kubernetes.io/managed-by".to_owned(),
+                "verdant-broker".to_owned(),
+            )]
+            .into(),
+        );
+        secret.data = Some([(SESSION_KEY.to_owned(), ByteString(key.clone()))].into());
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => {
+                tracing::info!(%namespace, %name, "created the session key Secret");
+                return Ok(key);
+            }
+            // Another replica made it first: read theirs.
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(fail(format!("cannot create it: {e}"))),
+        }
+    }
+    Err(fail("it keeps changing; try again".into()))
+}
+
+/// The cookie key (64 bytes: signing and encryption halves), derived from the shared secret
+/// apart from the connect-token key.
+fn cookie_key(secret: &[u8]) -> Key {
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, secret);
+    Key::from(ring::hmac::sign(&derive, b"verdant-broker session-cookie v1").as_ref())
+}
+
+const SESSION_LEN_TEXT: &str = "at least 64 random bytes (e.g. `head -c 64 /dev/urandom`)";
+
+fn watch_all<K>(api: Api<K>, listed: Arc<AtomicBool>, what: &'static str) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        stream
+            .for_each(|event| {
+                match event {
+                    Ok(watcher::Event::InitDone) => listed.store(true, Ordering::Release),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "watch of {what} failed; retrying"),
+                }
+                std::future::ready(())
+            })
+            .await;
+    });
+    store
+}
+
+impl Broker {
+    /// Connects to Kubernetes, reads (or makes) the session key, starts the watches and the
+    /// OpenID discovery (retried until it works; `/readyz` waits for it).
+    pub async fn start(options: Options) -> Result<Arc<Self>, StartError> {
+        let client = kube_client(options.kubeconfig.as_deref()).await?;
+        let (ns, name) = &options.session_secret;
+        let secret = session_key(&client, ns, name).await?;
+        let client_secret = match &options.oidc_client_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|e| StartError::ClientSecret {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
+        let http = http_client(options.oidc_ca_file.as_deref())?;
+        let listed = [
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        ];
+        let desktops = watch_all(Api::all(client.clone()), Arc::clone(&listed[0]), "Desktops");
+        let pools = watch_all(
+            Api::all(client.clone()),
+            Arc::clone(&listed[1]),
+            "DesktopPools",
+        );
+        let activity = Arc::new(Activity::new(client.clone()));
+        tokio::spawn(Arc::clone(&activity).run());
+        let broker = Arc::new(Self {
+            cookies: Cookies {
+                secure: options.secure(),
+                ttl: options.session_ttl,
+            },
+            key: cookie_key(&secret),
+            tokens: ConnectTokens::new(&secret),
+            reviewer: Reviewer::new(client.clone()),
+            access: Access::new(client.clone()),
+            oidc: RwLock::new(None),
+            desktops,
+            pools,
+            assigners: Mutex::new(HashMap::new()),
+            activity,
+            metrics: Metrics::default(),
+            shutdown: watch::channel(false).0,
+            listed,
+            options,
+            client,
+        });
+        let discovering = Arc::clone(&broker);
+        tokio::spawn(async move { discovering.discover(client_secret, http).await });
+        Ok(broker)
+    }
+
+    async fn discover(&self, client_secret: Option<String>, http: reqwest::Client) {
+        let mut last_error = String::new();
+        loop {
+            let found = Oidc::discover(
+                self.options.oidc_issuer.as_str(),
+                &self.options.oidc_client_id,
+                client_secret.clone(),
+                &self.options.redirect_uri(),
+                self.options.oidc_scopes.clone(),
+                http.clone(),
+            )
+            .await;
+            match found {
+                Ok(oidc) => {
+                    tracing::info!(issuer = %self.options.oidc_issuer, "OpenID provider discovered");
+                    *self.oidc.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(oidc));
+                    return;
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    if text != last_error {
+                        tracing::warn!(error = %text, "OpenID discovery failed; retrying every 2 s");
+                        last_error = text;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// The discovered provider.
+    pub fn oidc(&self) -> Option<Arc<Oidc>> {
+        self.oidc.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the broker can serve users: provider discovered, desktops and pools listed.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.oidc().is_none() {
+            return Err("the OpenID provider is not discovered yet");
+        }
+        if !self.listed.iter().all(|l| l.load(Ordering::Acquire)) {
+            return Err("desktops and pools are not listed yet");
+        }
+        Ok(())
+    }
+
+    /// The Desktop `namespace`/`name`, as last seen.
+    pub fn desktop(&self, namespace: &str, name: &str) -> Option<Arc<Desktop>> {
+        self.desktops.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The assigner of `namespace`'s pools (one watch per namespace, made on first use).
+    pub fn assigner(&self, namespace: &str) -> Arc<Assigner> {
+        let mut assigners = self.assigners.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(assigners.entry(namespace.to_owned()).or_insert_with(|| {
+            Arc::new(Assigner::new(Api::namespaced(
+                self.client.clone(),
+                namespace,
+            )))
+        }))
+    }
+
+    /// Reads the display password of desktop `namespace`/`name` from its Secret.
+    pub async fn display_password(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, kube::Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = secrets
+            .get_opt(&crds::labels::display_secret_name(name))
+            .await?;
+        Ok(secret
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove(crds::labels::DISPLAY_PASSWORD_KEY))
+            .map(|b| b.0))
+    }
+}

@@ -1,0 +1,9 @@
+//! Who the user is and what they may do: OpenID Connect login, TokenReview of the ID token or
+//! a bearer token, the session cookie, and SubjectAccessReviews.
+
+pub mod access;
+pub mod oidc;
+pub mod review;
+pub mod session;
+
+pub use review::Identity;

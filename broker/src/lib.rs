@@ -1,0 +1,25 @@
+//! Verdant's connection broker: users log in with OpenID Connect, Kubernetes says who they
+//! are (TokenReview) and what they may use (SubjectAccessReview), the portal lists their
+//! desktops and pools, and noVNC reaches a desktop through a WebSocket the broker relays to
+//! the launcher's VNC server, answering its authentication with the desktop's password.
+//! Desktop traffic never passes through kube-apiserver.
+//!
+//! - [`options`]: the command line;
+//! - [`context`]: what every request shares (clients, caches, keys, metrics);
+//! - [`identity`]: login, token review, the session cookie, access reviews;
+//! - [`routes`]: the HTTP surface; [`portal`]: its pages;
+//! - [`token`]: one-time connect tokens; [`proxy`]: the VNC handshake and relay;
+//! - [`activity`]: session state into `Desktop.status.assignment`;
+//! - [`server`]: serving, TLS, graceful shutdown; [`metrics`], [`names`].
+
+pub mod activity;
+pub mod context;
+pub mod identity;
+pub mod metrics;
+pub mod names;
+pub mod options;
+pub mod portal;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod token;

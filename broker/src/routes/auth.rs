@@ -1,0 +1,191 @@
+//! Login (OpenID code flow with PKCE), its callback, and logout.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::PrivateCookieJar;
+use serde::Deserialize;
+
+use super::{Refusal, caller, check_same_site};
+use crate::context::{App, Broker};
+use crate::identity::session::local_path;
+use crate::portal::pages;
+
+/// `/login` query.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Sends the browser to the provider, remembering where it was going.
+pub async fn login(
+    State(App(broker)): State<App>,
+    jar: PrivateCookieJar,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let Some(oidc) = broker.oidc() else {
+        return Refusal::Unavailable(
+            "The broker cannot reach the login provider yet; try again in a moment.".into(),
+        )
+        .page("/");
+    };
+    let next = query
+        .next
+        .filter(|n| local_path(n))
+        .unwrap_or_else(|| "/".into());
+    let (url, pending) = oidc.start(&next);
+    let jar = broker.cookies.store_login(jar, &pending);
+    (jar, Redirect::to(url.as_str())).into_response()
+}
+
+/// `/auth/callback` query.
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+fn login_failed(broker: &Broker, status: StatusCode, text: &str) -> Response {
+    broker.metrics.refused("login_failed");
+    (
+        status,
+        Html(pages::message(
+            None,
+            "Login failed",
+            text,
+            Some(("/login", "Log in again")),
+        )),
+    )
+        .into_response()
+}
+
+/// Finishes a login: checks state, trades the code (with the PKCE verifier), checks the ID
+/// token, has the apiserver review it, and starts the session.
+pub async fn callback(
+    State(App(broker)): State<App>,
+    jar: PrivateCookieJar,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let (pending, jar) = broker.cookies.take_login(jar);
+    if let Some(error) = query.error {
+        let detail = query.error_description.unwrap_or_default();
+        tracing::info!(%error, %detail, "the provider ended a login with an error");
+        let text = format!("The login provider said: {error} {detail}");
+        return (
+            jar,
+            login_failed(&broker, StatusCode::UNAUTHORIZED, text.trim()),
+        )
+            .into_response();
+    }
+    let Some(pending) = pending else {
+        return (
+            jar,
+            login_failed(
+                &broker,
+                StatusCode::BAD_REQUEST,
+                "This login has expired or was started in another browser; start again.",
+            ),
+        )
+            .into_response();
+    };
+    let (Some(code), Some(state)) = (query.code, query.state) else {
+        return (
+            jar,
+            login_failed(
+                &broker,
+                StatusCode::BAD_REQUEST,
+                "The provider sent no code.",
+            ),
+        )
+            .into_response();
+    };
+    if state != pending.state {
+        return (
+            jar,
+            login_failed(
+                &broker,
+                StatusCode::BAD_REQUEST,
+                "The login's state does not match; start again.",
+            ),
+        )
+            .into_response();
+    }
+    let Some(oidc) = broker.oidc() else {
+        return (
+            jar,
+            Refusal::Unavailable("The login provider is not reachable.".into()).page("/"),
+        )
+            .into_response();
+    };
+    let id_token = match oidc.finish(&code, &pending).await {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::info!(error = %e, "login failed at the code exchange");
+            return (
+                jar,
+                login_failed(&broker, StatusCode::UNAUTHORIZED, &e.to_string()),
+            )
+                .into_response();
+        }
+    };
+    let identity = match broker.reviewer.review(&id_token).await {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::info!(error = %e, "the apiserver did not accept an ID token");
+            let text = format!("Kubernetes does not accept this login: {e}");
+            return (jar, login_failed(&broker, StatusCode::UNAUTHORIZED, &text)).into_response();
+        }
+    };
+    let session = match broker.cookies.new_session(identity) {
+        Ok(session) => session,
+        Err(e) => {
+            return (
+                jar,
+                Refusal::Unavailable(format!("No randomness: {e}")).page("/"),
+            )
+                .into_response();
+        }
+    };
+    tracing::info!(user = %session.identity.user, groups = ?session.identity.groups, "logged in");
+    broker.metrics.logins.inc();
+    let jar = broker.cookies.store_session(jar, &session);
+    (jar, Redirect::to(&pending.next)).into_response()
+}
+
+/// A form's CSRF field.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    pub csrf: Option<String>,
+}
+
+/// Ends the session.
+pub async fn logout(
+    State(App(broker)): State<App>,
+    headers: HeaderMap,
+    jar: PrivateCookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let who = match caller(&broker, &headers, &jar).await {
+        Ok(who) => who,
+        Err(refusal) => return refusal.page("/"),
+    };
+    if let Err(refusal) = check_same_site(&broker, &who, &headers, form.csrf.as_deref()) {
+        return refusal.page("/");
+    }
+    tracing::info!(user = %who.identity.user, "logged out");
+    let jar = broker.cookies.clear_session(jar);
+    (
+        jar,
+        Html(pages::message(
+            None,
+            "You are logged out",
+            "Your desktops keep running until their session limits end them.",
+            Some(("/login", "Log in again")),
+        )),
+    )
+        .into_response()
+}

@@ -1,0 +1,223 @@
+//! Connect tokens and the viewer WebSocket: the desktop page trades its session for a
+//! one-time token, then opens the WebSocket with it; the broker authenticates to the
+//! launcher with the desktop's password and relays.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum_extra::extract::cookie::PrivateCookieJar;
+use crds::{Desktop, DesktopPhase};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::portal::desktop_access;
+use super::{Refusal, caller, check_same_site, urlencode};
+use crate::context::{App, Broker};
+use crate::proxy::framer::MAX_PENDING;
+use crate::proxy::{handshake, relay};
+use crate::token::TOKEN_TTL;
+
+/// How long connecting to a launcher may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Issues a connect token for a Ready desktop the caller may open.
+pub async fn token(
+    State(App(broker)): State<App>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    jar: PrivateCookieJar,
+) -> Response {
+    let who = match caller(&broker, &headers, &jar).await {
+        Ok(who) => who,
+        Err(refusal) => return refusal.json(),
+    };
+    if let Err(refusal) = check_same_site(&broker, &who, &headers, None) {
+        return refusal.json();
+    }
+    let (desktop, view_only) = match desktop_access(&broker, &who, &namespace, &name).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal.json(),
+    };
+    if desktop.status.as_ref().and_then(|s| s.phase) != Some(DesktopPhase::Ready) {
+        return Refusal::Unavailable("The desktop is not ready yet.".into()).json();
+    }
+    match broker.tokens.issue(&who.sid, &namespace, &name, view_only) {
+        Ok(token) => Json(json!({
+            "token": token,
+            "path": format!("/desktops/{namespace}/{name}/vnc?token={}", urlencode(&token)),
+            "viewOnly": view_only,
+            "expiresInSeconds": TOKEN_TTL.as_secs(),
+        }))
+        .into_response(),
+        Err(e) => Refusal::Unavailable(format!("No randomness: {e}")).json(),
+    }
+}
+
+/// The WebSocket's query.
+#[derive(Debug, Deserialize)]
+pub struct VncQuery {
+    token: Option<String>,
+}
+
+/// Where a desktop's launcher serves VNC: its pod's IP and the container port named `vnc`.
+async fn launcher_address(
+    broker: &Broker,
+    desktop: &Desktop,
+    namespace: &str,
+) -> Result<SocketAddr, Refusal> {
+    let not_running = || Refusal::Unavailable("The desktop is not running right now.".into());
+    let pod_name = desktop
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_name.clone())
+        .ok_or_else(not_running)?;
+    let pods: Api<Pod> = Api::namespaced(broker.client.clone(), namespace);
+    let pod = pods
+        .get_opt(&pod_name)
+        .await
+        .map_err(|e| Refusal::Unavailable(format!("Cannot find the desktop's pod: {e}")))?
+        .ok_or_else(not_running)?;
+    let ip: IpAddr = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(not_running)?;
+    let port = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some(launcher_api::endpoints::VNC_PORT_NAME))
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .unwrap_or(launcher_api::endpoints::VNC_PORT);
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The viewer WebSocket. Checks, in order: Origin, identity, the one-time token (bound to
+/// this session and this desktop), then connects to the launcher before upgrading, so a
+/// refusal is a plain HTTP status.
+pub async fn websocket(
+    State(App(broker)): State<App>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<VncQuery>,
+    headers: HeaderMap,
+    jar: PrivateCookieJar,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let started = Instant::now();
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.as_bytes() != broker.options.origin().as_bytes()
+    {
+        broker.metrics.refused("origin");
+        return Refusal::Forbidden(
+            "origin",
+            "WebSockets are accepted from the portal's own pages only.".into(),
+        )
+        .json();
+    }
+    let who = match caller(&broker, &headers, &jar).await {
+        Ok(who) => who,
+        Err(refusal) => return refusal.json(),
+    };
+    let Some((namespace, name)) = crate::names::object(&namespace, &name) else {
+        return Refusal::BadName.json();
+    };
+    let grant = match broker.tokens.redeem(
+        query.token.as_deref().unwrap_or(""),
+        &who.sid,
+        &namespace,
+        &name,
+    ) {
+        Ok(grant) => grant,
+        Err(e) => {
+            broker.metrics.refused(e.reason());
+            tracing::info!(user = %who.identity.user, %namespace, desktop = %name, why = %e, "connect token refused");
+            return Refusal::Forbidden(
+                e.reason(),
+                "The connect token is not valid; reload the page.".into(),
+            )
+            .json();
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(desktop) = broker.desktop(&namespace, &name) else {
+        return Refusal::NotFound.json();
+    };
+    let addr = match launcher_address(&broker, &desktop, &namespace).await {
+        Ok(addr) => addr,
+        Err(refusal) => return refusal.json(),
+    };
+    let password = match broker.display_password(&namespace, &name).await {
+        Ok(password) => password,
+        Err(e) => {
+            return Refusal::Unavailable(format!("Cannot read the desktop's display Secret: {e}"))
+                .json();
+        }
+    };
+    let mut launcher =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Refusal::Unavailable(format!("Cannot reach the desktop: {e}")).json();
+            }
+            Err(_) => {
+                return Refusal::Unavailable("The desktop did not answer in time.".into()).json();
+            }
+        };
+    let _ = launcher.set_nodelay(true);
+    if let Err(e) = handshake::launcher(&mut launcher, password.as_deref()).await {
+        tracing::warn!(%namespace, desktop = %name, error = %e, "launcher handshake failed");
+        return Refusal::Unavailable(format!("The desktop refused the broker: {e}")).json();
+    }
+    broker
+        .metrics
+        .connect_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let user = who.identity.user.clone();
+    // A session of the desktop's own user counts for its session limits; an admin's or a
+    // helpdesk's does not.
+    let counts = !grant.view_only && desktop.spec.user.as_deref() == Some(user.as_str());
+    ws.protocols(["binary"])
+        .max_message_size(MAX_PENDING)
+        .max_frame_size(MAX_PENDING)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * relay::CHUNK)
+        .on_upgrade(move |socket| async move {
+            broker.metrics.sessions.inc();
+            tracing::info!(%user, %namespace, desktop = %name, view_only = grant.view_only, "viewer connected");
+            let last_input = if counts {
+                broker.activity.connected(&desktop, &user).await
+            } else {
+                Arc::default()
+            };
+            let metrics = Arc::clone(&broker);
+            let end = relay::run(
+                socket,
+                launcher,
+                relay::Relay {
+                    view_only: grant.view_only,
+                    last_input,
+                    shutdown: broker.shutdown.subscribe(),
+                    count: Arc::new(move |down, up| metrics.metrics.relayed(down, up)),
+                },
+            )
+            .await;
+            if counts {
+                broker.activity.disconnected(&namespace, &name).await;
+            }
+            broker.metrics.sessions.dec();
+            tracing::info!(%user, %namespace, desktop = %name, end = ?end, "viewer disconnected");
+        })
+}
