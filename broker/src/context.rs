@@ -273,7 +273,7 @@ impl Broker {
         let mut last_error = String::new();
         loop {
             let found = Oidc::discover(
-                self.options.oidc_issuer.as_str(),
+                &self.options.oidc_issuer,
                 &self.options.oidc_client_id,
                 client_secret.clone(),
                 &self.options.redirect_uri(),

@@ -21,9 +21,10 @@ pub struct Options {
     /// TLS private key (PEM).
     #[arg(long, env = "VERDANT_BROKER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The OpenID issuer URL (the one the apiserver's authentication config trusts).
-    #[arg(long, env = "VERDANT_OIDC_ISSUER")]
-    pub oidc_issuer: url::Url,
+    /// The OpenID issuer URL, exactly as the provider and the apiserver's authentication config
+    /// spell it (a trailing slash matters).
+    #[arg(long, env = "VERDANT_OIDC_ISSUER", value_parser = parse_issuer)]
+    pub oidc_issuer: String,
     /// The broker's OpenID client id (also the ID token audience the apiserver expects).
     #[arg(long, env = "VERDANT_OIDC_CLIENT_ID", default_value = "verdant-broker")]
     pub oidc_client_id: String,
@@ -93,6 +94,18 @@ fn parse_public_url(text: &str) -> Result<url::Url, String> {
         "https" | "http" if url.host().is_some() => Ok(url),
         _ => Err("give an http(s) URL with a host, e.g. https://vdi.example.com".into()),
     }
+}
+
+fn parse_issuer(text: &str) -> Result<String, String> {
+    let url =
+        url::Url::parse(text).map_err(|e| format!("{e}; give e.g. https://idp.example.com"))?;
+    if url.scheme() != "https"
+        && url.host_str() != Some("127.0.0.1")
+        && url.host_str() != Some("localhost")
+    {
+        return Err("an issuer must be https (plain http only on localhost)".into());
+    }
+    Ok(text.to_owned())
 }
 
 fn parse_secret_ref(text: &str) -> Result<(String, String), String> {

@@ -92,10 +92,22 @@ impl Env {
 
     /// An environment in namespace `ns`, with the apiserver's audit log when `audit`.
     pub async fn start_with(ns: &str, audit: bool) -> Self {
+        Self::start_with_options(
+            ns,
+            CpOptions {
+                audit,
+                ..CpOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// An environment in namespace `ns` on a control plane started with `options` (always
+    /// with kube-controller-manager).
+    pub async fn start_with_options(ns: &str, options: CpOptions) -> Self {
         let mut cp = ControlPlane::start_with(CpOptions {
             controller_manager: true,
-            audit,
-            ..CpOptions::default()
+            ..options
         })
         .await
         .expect("control plane");

@@ -3,10 +3,12 @@
 
 pub mod audit;
 pub mod bins;
+pub mod broker;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;
 pub mod layout;
 pub mod localnode;
+pub mod wsrfb;
 
 pub use controlplane::ControlPlane;

@@ -113,6 +113,40 @@ impl OidcProvider {
             .append_pair("code_challenge", challenge.as_str())
             .append_pair("code_challenge_method", "S256");
 
+        let url = self
+            .authorize_as(&http, authorize, user, password, &callback)
+            .await?;
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let code = param("code").ok_or_else(|| callback_error(&url, "after the login"))?;
+        if param("state").as_deref() != Some(state.as_str()) {
+            return Err(format!("{url}: the state is not the one sent"));
+        }
+        Ok(LoginCode {
+            code,
+            code_verifier: verifier.secret().clone(),
+            state,
+            nonce,
+            redirect_uri: redirect_uri.to_owned(),
+        })
+    }
+
+    /// Follows `authorize` (an authorization request, e.g. where a broker's `/login` sends a
+    /// browser) to the login form, posts `user` and `password` as a browser would, and returns
+    /// the URL the provider then redirects to under `callback` (read, not followed).
+    pub async fn authorize_as(
+        &self,
+        http: &reqwest::Client,
+        authorize: Url,
+        user: &str,
+        password: &str,
+        callback: &Url,
+    ) -> Result<Url, String> {
+        let http = http.clone();
+        let callback = callback.clone();
         // The authorization request leads to the login form.
         let response = send(http.get(authorize.clone())).await?;
         let (form_url, form) = match follow(&http, response, &callback).await? {
@@ -144,22 +178,7 @@ impl OidcProvider {
                 ));
             }
         };
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        let code = param("code").ok_or_else(|| callback_error(&url, "after the login"))?;
-        if param("state").as_deref() != Some(state.as_str()) {
-            return Err(format!("{url}: the state is not the one sent"));
-        }
-        Ok(LoginCode {
-            code,
-            code_verifier: verifier.secret().clone(),
-            state,
-            nonce,
-            redirect_uri: redirect_uri.to_owned(),
-        })
+        Ok(url)
     }
 
     /// Redeems `code` at the token endpoint, authenticating the client with HTTP basic auth and
