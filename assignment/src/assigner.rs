@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crds::{Desktop, DesktopPhase, DesktopPool};
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crds::labels::{POOL_LABEL, stable_hash};
 
+use crate::claim::Claim;
 use crate::error::{AssignError, is_conflict, is_not_found};
 use crate::release::release;
 
@@ -178,6 +179,59 @@ impl Assigner {
             local.users.remove(user);
         }
         result
+    }
+
+    /// Like [`Self::assign`], but safe against the same user asking through several
+    /// processes at once (broker replicas): a new desktop is taken only under the user's
+    /// claim ([`crate::claim`]), after a fresh list from the apiserver shows they have none.
+    /// `holder` names this process in the claim.
+    pub async fn assign_claimed(
+        &self,
+        pool: &str,
+        user: &str,
+        holder: &str,
+    ) -> Result<String, AssignError> {
+        if !crds::desktop::is_user_name(user) {
+            return Err(AssignError::InvalidUser(user.to_owned()));
+        }
+        if let Some(name) = self.cached_theirs(pool, user) {
+            return Ok(name);
+        }
+        let namespace = self
+            .api
+            .namespace()
+            .ok_or(AssignError::NoNamespace)?
+            .to_owned();
+        let leases = Api::namespaced(self.api.clone().into_client(), &namespace);
+        let claim = Claim::take(leases, pool, user, holder).await?;
+        let result = async {
+            let fresh = self
+                .api
+                .list(&ListParams::default().labels(&format!("{POOL_LABEL}={pool}")))
+                .await?;
+            if let Some(theirs) = fresh.items.iter().find(|d| {
+                d.spec.user.as_deref() == Some(user) && d.metadata.deletion_timestamp.is_none()
+            }) {
+                return Ok(theirs.name_any());
+            }
+            self.assign(pool, user).await
+        }
+        .await;
+        claim.release().await;
+        result
+    }
+
+    /// The user's desktop in `pool`, as the cache shows it.
+    fn cached_theirs(&self, pool: &str, user: &str) -> Option<String> {
+        self.cache
+            .state()
+            .iter()
+            .find(|d| {
+                d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool)
+                    && d.spec.user.as_deref() == Some(user)
+                    && d.metadata.deletion_timestamp.is_none()
+            })
+            .map(|d| d.name_any())
     }
 
     async fn assign_locked(&self, pool: &str, user: &str) -> Result<String, AssignError> {

@@ -30,6 +30,12 @@ pub enum AssignError {
     /// The pool desktops could not be listed (no permission, or no apiserver).
     #[error("cannot list the pool's desktops: {0}")]
     NoList(String),
+    /// Another process kept the user's claim too long.
+    #[error("another request of user {0:?} is still being served; try again")]
+    Busy(String),
+    /// The assigner watches every namespace, so it cannot tell where a claim goes.
+    #[error("an assigner over every namespace cannot claim; use one per namespace")]
+    NoNamespace,
     /// The API server failed.
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),

@@ -4,12 +4,14 @@
 //!
 //! - [`assigner`]: the [`Assigner`], a watch cache of a namespace's pool desktops that gives
 //!   each user one desktop with one conditional write, never the same desktop to two users;
+//! - [`claim`]: the per-user Lease that keeps one user to one desktop across processes;
 //! - [`release`](mod@release): taking a desktop back (and marking a Floating one for a reset);
 //! - [`session`]: the session-limit rules of `spec.session` (pure).
 //!
 //! Depends on the API types and kube only: the broker links no controller.
 
 pub mod assigner;
+pub mod claim;
 pub mod error;
 pub mod release;
 pub mod session;

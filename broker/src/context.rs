@@ -90,6 +90,8 @@ pub struct Broker {
     pub activity: Arc<Activity>,
     /// Metrics.
     pub metrics: Metrics,
+    /// This process, in assignment claims (the pod name, else host and pid).
+    pub holder: String,
     /// Turns true on shutdown; relays tell their browsers to reconnect.
     pub shutdown: watch::Sender<bool>,
     listed: [Arc<AtomicBool>; 2],
@@ -260,6 +262,9 @@ impl Broker {
             activity,
             metrics: Metrics::default(),
             shutdown: watch::channel(false).0,
+            holder: std::env::var("HOSTNAME")
+                .map(|h| format!("{h}-{}", std::process::id()))
+                .unwrap_or_else(|_| format!("verdant-broker-{}", std::process::id())),
             listed,
             options,
             client,

@@ -19,8 +19,10 @@ use crate::context::Broker;
 
 /// Largest request head (request line and headers) accepted; a larger one gets 431.
 pub const MAX_HEAD: usize = 32 * 1024;
-/// How long a client may take to send its request head, or its TLS handshake.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request head, or its TLS handshake; also how long
+/// an idle keep-alive connection stays open (hyper starts the timer when it waits for a
+/// head), so it matches what browsers and proxies expect of an idle connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A TLS acceptor for the certificate chain and key in PEM files.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {

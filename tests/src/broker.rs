@@ -187,6 +187,9 @@ impl BrokerProcess {
         let http = reqwest::Client::builder()
             .cookie_provider(Arc::clone(&jar))
             .redirect(reqwest::redirect::Policy::none())
+            // Under the broker's idle limit, so a reused connection is never one the broker
+            // is closing at that instant (as browsers do).
+            .pool_idle_timeout(Duration::from_secs(10))
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"))
             .build()
             .expect("HTTP client");

@@ -171,6 +171,13 @@ impl Kubelet {
 /// Stops a background reaper when dropped.
 pub struct Reaper(tokio::task::JoinHandle<()>);
 
+impl Reaper {
+    /// Runs `task` in the background until the returned handle drops.
+    pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Self(tokio::spawn(task))
+    }
+}
+
 impl Drop for Reaper {
     fn drop(&mut self) {
         self.0.abort();

@@ -59,7 +59,7 @@ fn layout(title: &str, viewer: Option<&Viewer>, extra_head: &str, body: &str) ->
         page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{} · Verdant</title><link rel=\"stylesheet\" href=\"/static/portal.css\">{extra_head}</head><body>\
+<title>{} · Verdant</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/portal.css\">{extra_head}</head><body>\
 <a class=\"skip\" href=\"#main\">Skip to content</a><header><a class=\"brand\" href=\"/\">Verdant</a>",
         esc(title)
     );

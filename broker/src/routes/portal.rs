@@ -182,17 +182,21 @@ async fn connect(
             ))));
         }
     }
-    match broker
+    let assigned = broker
         .assigner(&namespace)
-        .assign(&pool, &who.identity.user)
-        .await
-    {
+        .assign_claimed(&pool, &who.identity.user, &broker.holder)
+        .await;
+    match assigned {
         Ok(name) => {
             tracing::info!(user = %who.identity.user, %namespace, %pool, desktop = %name, "assigned");
             Ok(name)
         }
         Err(AssignError::NoPool { .. }) => Err(ConnectError::NoPool),
         Err(AssignError::NoDesktopAvailable { .. }) => Err(ConnectError::NoneFree(pool)),
+        Err(AssignError::InvalidUser(_)) => Err(ConnectError::Refused(Refusal::Forbidden(
+            "invalid_user",
+            "Your user name cannot be given a desktop (it is not a valid spec.user).".into(),
+        ))),
         Err(e) => Err(ConnectError::Refused(Refusal::Unavailable(format!(
             "No desktop could be given: {e}"
         )))),

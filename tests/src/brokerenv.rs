@@ -1,0 +1,367 @@
+//! A whole Verdant for broker tests: a control plane whose apiserver trusts the OpenID
+//! provider, the operator, a node of launcher processes running the demo guest
+//! ([`crate::localnode`]), RBAC grants as an administrator would write them, and brokers as
+//! processes with their own RBAC rules.
+
+use std::time::Duration;
+
+use crds::DesktopPhase;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::json;
+
+use crate::broker::{BROKER_USER, BrokerProcess, Session, free_port, grant, location};
+use crate::controlplane::{OidcUser, Options as CpOptions};
+use crate::env::Env;
+use crate::kubelet::eventually;
+use crate::localnode::LocalNode;
+use crate::wsrfb::{RfbClient, websocket};
+
+/// How long a broker test waits for the system to react.
+pub const LIMIT: Duration = Duration::from_secs(90);
+
+/// What runs the launcher pods.
+pub enum Node {
+    /// Launcher processes with the demo guest.
+    Launchers(LocalNode),
+    /// A stand-in kubelet that reports every pod Ready (stops on drop).
+    StandIn(crate::kubelet::Reaper),
+}
+
+impl Node {
+    /// The launcher log of `pod` (empty for the stand-in).
+    pub fn log(&self, pod: &str) -> String {
+        match self {
+            Self::Launchers(node) => node.log(pod),
+            Self::StandIn(_) => String::new(),
+        }
+    }
+
+    /// The loopback address `pod`'s launcher listens on (none for the stand-in).
+    pub fn pod_ip(&self, pod: &str) -> Option<std::net::Ipv4Addr> {
+        match self {
+            Self::Launchers(node) => node.pod_ip(pod),
+            Self::StandIn(_) => None,
+        }
+    }
+
+    /// The process id of `pod`'s launcher (none for the stand-in).
+    pub fn pid(&self, pod: &str) -> Option<u32> {
+        match self {
+            Self::Launchers(node) => node.pid(pod),
+            Self::StandIn(_) => None,
+        }
+    }
+}
+
+/// Starts, as Ready, every pod of `pods` not bound yet, and reaps deleted ones, until dropped.
+fn stand_in(
+    kubelet: crate::kubelet::Kubelet,
+    pods: Api<k8s_openapi::api::core::v1::Pod>,
+) -> crate::kubelet::Reaper {
+    crate::kubelet::Reaper::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for pod in list {
+                    let name = kube::ResourceExt::name_any(&pod);
+                    let bound = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_ref())
+                        .is_some();
+                    if pod.metadata.deletion_timestamp.is_none() && !bound {
+                        let _ = kubelet.schedule(&name).await;
+                        let _ = kubelet.run(&name, true).await;
+                    }
+                }
+            }
+            let _ = kubelet.reap().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// Everything a broker test runs.
+pub struct BrokerEnv {
+    /// The control plane, operator and test namespace.
+    pub env: Env,
+    /// The node running launcher pods.
+    pub node: Node,
+    /// The first broker.
+    pub broker: BrokerProcess,
+    /// The broker user's kubeconfig, for more brokers.
+    pub broker_kubeconfig: std::path::PathBuf,
+    _guest: tempfile::TempDir,
+}
+
+/// The test users: alice and bob (engineering), carol (helpdesk), eve (no group); the
+/// password of each is `<name>-pw`.
+pub fn users() -> Vec<OidcUser> {
+    vec![
+        OidcUser::new("alice", "alice-pw", &["engineering"]),
+        OidcUser::new("bob", "bob-pw", &["engineering"]),
+        OidcUser::new("carol", "carol-pw", &["helpdesk"]),
+        OidcUser::new("eve", "eve-pw", &[]),
+    ]
+}
+
+/// The pool template's spec: the demo guest from a hostPath.
+pub fn demo_spec(kernel: &std::path::Path) -> serde_json::Value {
+    json!({
+        "resources": {"cpus": 1, "memory": "128Mi"},
+        "boot": {"kernel": {"hostPath": kernel}},
+        "display": {"width": 1280, "height": 800},
+    })
+}
+
+/// What [`setup_with`] makes.
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    /// Desktops in pool `eng`.
+    pub replicas: u32,
+    /// The provider's users.
+    pub users: Vec<OidcUser>,
+    /// Run the launcher pods as real launcher processes with the demo guest; else a stand-in
+    /// kubelet reports them Ready at once (for tests of assignment, not of desktops).
+    pub launchers: bool,
+    /// Pool `eng`'s assignment policy.
+    pub assignment: &'static str,
+}
+
+/// A control plane with the provider, the operator, a node of launcher processes, pool `eng`
+/// (Floating, `replicas` desktops) granted to group `engineering`, `shadow` on desktops for
+/// group `helpdesk`, pool `secret` granted to nobody, and a broker.
+pub async fn setup(ns: &str, replicas: u32) -> Option<BrokerEnv> {
+    setup_with(
+        ns,
+        SetupOptions {
+            replicas,
+            users: users(),
+            launchers: true,
+            assignment: "Floating",
+        },
+    )
+    .await
+}
+
+/// [`setup`], as `options` say.
+pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
+    let SetupOptions {
+        replicas,
+        users,
+        launchers,
+        assignment,
+    } = options;
+    let guest = tempfile::tempdir().unwrap();
+    let kernel = guest.path().join("demo.elf");
+    if launchers {
+        if let Err(why) = testkit::kvm_usable() {
+            testkit::skip(testkit::KVM, &why);
+            return None;
+        }
+        if launcher::demo::DEMO_GUEST.is_empty() {
+            testkit::skip(
+                testkit::KVM,
+                "the launcher was built without its demo guest (no gcc/ld)",
+            );
+            return None;
+        }
+        std::fs::write(&kernel, launcher::demo::DEMO_GUEST).unwrap();
+    }
+    let env = Env::start_with_options(
+        ns,
+        CpOptions {
+            oidc: Some(users),
+            ..CpOptions::default()
+        },
+    )
+    .await;
+    let node = if launchers {
+        Node::Launchers(
+            LocalNode::start(env.client.clone(), ns, "node-1")
+                .await
+                .expect("local node"),
+        )
+    } else {
+        Node::StandIn(stand_in(env.kubelet.clone(), env.pods()))
+    };
+    env.create_pool(
+        "eng",
+        json!({"replicas": replicas, "assignment": assignment, "session": {"disconnectTimeout": "5m"}, "template": {"spec": demo_spec(&kernel)}}),
+    )
+    .await;
+    env.create_pool(
+        "secret",
+        json!({"replicas": 0, "template": {"spec": demo_spec(&kernel)}}),
+    )
+    .await;
+    let role = |name: &str, rules: serde_json::Value| -> Role {
+        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap()
+    };
+    let binding = |name: &str, group: &str| -> RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"kind": "Role", "name": name, "apiGroup": "rbac.authorization.k8s.io"},
+            "subjects": [{"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}],
+        }))
+        .unwrap()
+    };
+    let roles: Api<Role> = Api::namespaced(env.client.clone(), ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client.clone(), ns);
+    let pp = PostParams::default();
+    roles
+        .create(&pp, &role("use-eng", json!([{"apiGroups": ["vdi.verdant.dev"], "resources": ["desktoppools"], "resourceNames": ["eng"], "verbs": ["use"]}])))
+        .await
+        .unwrap();
+    bindings
+        .create(&pp, &binding("use-eng", "engineering"))
+        .await
+        .unwrap();
+    roles
+        .create(&pp, &role("shadow-desktops", json!([{"apiGroups": ["vdi.verdant.dev"], "resources": ["desktops"], "verbs": ["shadow"]}])))
+        .await
+        .unwrap();
+    bindings
+        .create(&pp, &binding("shadow-desktops", "helpdesk"))
+        .await
+        .unwrap();
+    let (_, kubeconfig) = env.cp.client_for(BROKER_USER, None).await.unwrap();
+    grant(&env.client, BROKER_USER, ns).await;
+    let broker = BrokerProcess::start(&env.cp, &kubeconfig, ns, free_port(), "broker-1").await;
+    let desktops = env.desktops();
+    eventually("the pool's desktops to be Ready", LIMIT, || async {
+        let list = desktops
+            .list(&ListParams::default().labels("vdi.verdant.dev/pool=eng"))
+            .await
+            .ok()?;
+        let ready = list
+            .iter()
+            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DesktopPhase::Ready))
+            .count();
+        (ready == replicas as usize).then_some(())
+    })
+    .await;
+    Some(BrokerEnv {
+        env,
+        node,
+        broker,
+        broker_kubeconfig: kubeconfig,
+        _guest: guest,
+    })
+}
+
+impl BrokerEnv {
+    /// Another broker process sharing the first one's session key.
+    pub async fn start_broker(&self, name: &str) -> BrokerProcess {
+        BrokerProcess::start(
+            &self.env.cp,
+            &self.broker_kubeconfig,
+            &self.env.ns,
+            free_port(),
+            name,
+        )
+        .await
+    }
+
+    /// Logs `user` in at the first broker (password `<user>-pw`).
+    pub async fn login(&self, user: &str) -> Session {
+        let session = self.broker.session();
+        self.broker
+            .login(&self.env.cp, &session, user, &format!("{user}-pw"))
+            .await
+            .unwrap_or_else(|e| panic!("login of {user}: {e}"));
+        session
+    }
+
+    /// The first broker's origin.
+    pub fn origin(&self) -> String {
+        self.broker.url.origin().ascii_serialization()
+    }
+
+    /// Connect to pool `pool` from the portal's form; the desktop's name.
+    pub async fn connect(&self, session: &Session, pool: &str) -> String {
+        let csrf = self.broker.csrf(session).await.unwrap();
+        let response = session
+            .http
+            .post(
+                self.broker
+                    .at(&format!("/pools/{}/{pool}/connect", self.env.ns)),
+            )
+            .header("origin", self.origin())
+            .form(&[("csrf", csrf)])
+            .send()
+            .await
+            .unwrap();
+        let to =
+            location(&response).unwrap_or_else(|| panic!("Connect answered {}", response.status()));
+        let prefix = format!("/desktops/{}/", self.env.ns);
+        to.path()
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("Connect sent the browser to {to}"))
+            .to_owned()
+    }
+
+    /// A connect token's WebSocket path for `desktop`.
+    pub async fn token(&self, session: &Session, desktop: &str) -> reqwest::Response {
+        let csrf = self.broker.csrf(session).await.unwrap();
+        session
+            .http
+            .post(
+                self.broker
+                    .at(&format!("/api/desktops/{}/{desktop}/token", self.env.ns)),
+            )
+            .header("origin", self.origin())
+            .header("x-csrf-token", csrf)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An RFB client on `desktop` through the first broker's WebSocket.
+    pub async fn viewer(
+        &self,
+        session: &Session,
+        desktop: &str,
+    ) -> RfbClient<tokio::io::DuplexStream> {
+        let grant: serde_json::Value = self.token(session, desktop).await.json().await.unwrap();
+        let path = grant["path"].as_str().expect("a path in the grant");
+        let mut url = self.broker.at(path);
+        url.set_scheme("wss").unwrap();
+        let cookie = session.cookie(&self.broker.url);
+        let stream = websocket(
+            &url,
+            &self.broker.ca,
+            &[("cookie", &cookie), ("origin", &self.origin())],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("WebSocket: {e}"));
+        RfbClient::handshake(stream, None)
+            .await
+            .expect("RFB through the broker")
+    }
+}
+
+/// Reads updates until the pixel at (x, y) is `colour`.
+pub async fn wait_pixel(
+    viewer: &mut RfbClient<tokio::io::DuplexStream>,
+    x: u16,
+    y: u16,
+    colour: u32,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (w, h) = (viewer.width, viewer.height);
+    viewer.request(false, 0, 0, w, h).await.unwrap();
+    loop {
+        viewer.read_update().await.unwrap();
+        if viewer.pixel(x, y) == colour {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pixel ({x}, {y}) is {:06x}, not {colour:06x}",
+            viewer.pixel(x, y)
+        );
+        viewer.request(true, 0, 0, w, h).await.unwrap();
+    }
+}

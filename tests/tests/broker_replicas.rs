@@ -1,0 +1,162 @@
+//! Several broker replicas: the same user arriving at two replicas at the same instant gets
+//! one desktop, never two, and no desktop goes to two users. Replicas share only the
+//! apiserver (the per-user claim Lease of `assignment::claim`) and the session key Secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crds::DesktopPhase;
+use futures::future::join_all;
+use kube::ResourceExt;
+use kube::api::ListParams;
+use tests::broker::{BrokerProcess, Session};
+use tests::brokerenv::{LIMIT, SetupOptions, setup_with};
+use tests::controlplane::OidcUser;
+use tests::kubelet::eventually;
+
+const USERS: usize = 50;
+const ROUNDS: usize = 20;
+const DESKTOPS: u32 = 60;
+
+/// Connect through `broker`'s JSON API; the desktop's name, or the refusal.
+async fn connect(
+    broker: &BrokerProcess,
+    session: &Session,
+    csrf: &str,
+    ns: &str,
+) -> Result<String, String> {
+    let response = session
+        .http
+        .post(broker.at(&format!("/api/pools/{ns}/eng/connect")))
+        .header("origin", broker.url.origin().ascii_serialization())
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    match body["name"].as_str() {
+        Some(name) if status.is_success() => Ok(name.to_owned()),
+        _ => Err(format!("{status}: {body}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_user_at_two_replicas_at_once_gets_one_desktop() {
+    let users: Vec<OidcUser> = (0..USERS)
+        .map(|i| {
+            OidcUser::new(
+                &format!("user-{i:02}"),
+                &format!("user-{i:02}-pw"),
+                &["engineering"],
+            )
+        })
+        .collect();
+    let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+    let env = setup_with(
+        "broker-replicas",
+        SetupOptions {
+            replicas: DESKTOPS,
+            users,
+            launchers: false,
+            assignment: "Dedicated",
+        },
+    )
+    .await
+    .expect("no KVM needed");
+    let ns = env.env.ns.clone();
+    let b2 = env.start_broker("broker-2").await;
+    let b3 = env.start_broker("broker-3").await;
+    let brokers = [&env.broker, &b2, &b3];
+
+    // One login each, at broker-1: the session cookie works at every replica.
+    let sessions: Vec<(Session, String)> = join_all(names.iter().map(|user| async {
+        let session = env.login(user).await;
+        let csrf = env.broker.csrf(&session).await.unwrap();
+        (session, csrf)
+    }))
+    .await;
+
+    let desktops = env.env.desktops();
+    let mut doubles = 0;
+    let mut shared = 0;
+    let mut refused = 0;
+    let started = std::time::Instant::now();
+    for round in 0..ROUNDS {
+        // Every user at two different replicas at the same instant.
+        let answers = join_all(names.iter().zip(&sessions).enumerate().map(
+            |(i, (user, (session, csrf)))| {
+                let a = brokers[(i + round) % 3];
+                let b = brokers[(i + round + 1) % 3];
+                let ns = &ns;
+                async move {
+                    let (x, y) =
+                        tokio::join!(connect(a, session, csrf, ns), connect(b, session, csrf, ns));
+                    (user.clone(), x, y)
+                }
+            },
+        ))
+        .await;
+        let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (user, x, y) in &answers {
+            match (x, y) {
+                (Ok(x), Ok(y)) => {
+                    if x != y {
+                        doubles += 1;
+                        eprintln!("round {round}: {user} got {x} and {y}");
+                    }
+                    owners.entry(x.clone()).or_default().insert(user.clone());
+                    owners.entry(y.clone()).or_default().insert(user.clone());
+                }
+                (x, y) => {
+                    refused += 1;
+                    eprintln!("round {round}: {user}: {x:?} / {y:?}");
+                }
+            }
+        }
+        shared += owners.values().filter(|users| users.len() > 1).count();
+        // What the cluster says: each user on at most one desktop.
+        let list = desktops
+            .list(&ListParams::default().labels("vdi.verdant.dev/pool=eng"))
+            .await
+            .unwrap();
+        let mut per_user: BTreeMap<String, usize> = BTreeMap::new();
+        for d in &list {
+            if let Some(user) = &d.spec.user {
+                *per_user.entry(user.clone()).or_default() += 1;
+            }
+        }
+        let cluster_doubles = per_user.values().filter(|n| **n > 1).count();
+        assert_eq!(
+            cluster_doubles, 0,
+            "round {round}: users with two desktops: {per_user:?}"
+        );
+        // Give everything back and wait until every desktop can be had again.
+        join_all(list.iter().filter(|d| d.spec.user.is_some()).map(|d| {
+            let desktops = desktops.clone();
+            async move { assignment::release(&desktops, &d.name_any()).await.unwrap() }
+        }))
+        .await;
+        eventually("every desktop to be free again", LIMIT, || async {
+            let list = desktops
+                .list(&ListParams::default().labels("vdi.verdant.dev/pool=eng"))
+                .await
+                .ok()?;
+            let free = list
+                .iter()
+                .filter(|d| {
+                    assignment::available(d)
+                        && d.status.as_ref().and_then(|s| s.phase) == Some(DesktopPhase::Ready)
+                })
+                .count();
+            (free == DESKTOPS as usize).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "{ROUNDS} rounds x {USERS} users at 2 of 3 replicas at once: {doubles} users with two desktops, {shared} desktops with two users, {refused} refused; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(doubles, 0, "users given two desktops");
+    assert_eq!(shared, 0, "desktops given to two users");
+    assert_eq!(refused, 0, "connects refused (60 desktops for 50 users)");
+}
