@@ -314,10 +314,18 @@ impl Broker {
         if self.oidc().is_none() {
             return Err("the OpenID provider is not discovered yet");
         }
-        if !self.listed.iter().all(|l| l.load(Ordering::Acquire)) {
-            return Err("desktops and pools are not listed yet");
+        self.listed()
+            .map_err(|_| "desktops and pools are not listed yet")
+    }
+
+    /// Whether the desktop and pool caches have their first list (before that, a desktop
+    /// missing from them may just not be listed yet).
+    pub fn listed(&self) -> Result<(), String> {
+        if self.listed.iter().all(|l| l.load(Ordering::Acquire)) {
+            Ok(())
+        } else {
+            Err("The broker is starting; try again in a moment.".into())
         }
-        Ok(())
     }
 
     /// The Desktop `namespace`/`name`, as last seen.

@@ -52,6 +52,7 @@ async function connect() {
   rfb.focusOnClick = true;
   rfb.addEventListener("connect", () => {
     attempts = 0;
+    window.verdantConnects = (window.verdantConnects || 0) + 1;
     setState("connected", viewOnly ? "Connected (view only)" : "Connected");
     rfb.focus();
   });

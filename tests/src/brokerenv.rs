@@ -252,6 +252,19 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
 }
 
 impl BrokerEnv {
+    /// Another broker process on `port` (e.g. the first one's, after it died), sharing the
+    /// first one's session key.
+    pub async fn start_broker_on(&self, port: u16, name: &str) -> BrokerProcess {
+        BrokerProcess::start(
+            &self.env.cp,
+            &self.broker_kubeconfig,
+            &self.env.ns,
+            port,
+            name,
+        )
+        .await
+    }
+
     /// Another broker process sharing the first one's session key.
     pub async fn start_broker(&self, name: &str) -> BrokerProcess {
         BrokerProcess::start(

@@ -3,6 +3,7 @@
 //! apiserver (the per-user claim Lease of `assignment::claim`) and the session key Secret.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 
 use crds::DesktopPhase;
 use futures::future::join_all;
@@ -152,7 +153,9 @@ async fn one_user_at_two_replicas_at_once_gets_one_desktop() {
         })
         .await;
     }
-    eprintln!(
+    // Straight to stderr, so the figures are in the log of a passing run too.
+    let _ = writeln!(
+        std::io::stderr(),
         "{ROUNDS} rounds x {USERS} users at 2 of 3 replicas at once: {doubles} users with two desktops, {shared} desktops with two users, {refused} refused; {:.1} s",
         started.elapsed().as_secs_f64()
     );

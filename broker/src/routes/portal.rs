@@ -45,6 +45,9 @@ pub async fn index(
         Ok(who) => who,
         Err(refusal) => return refusal.page("/"),
     };
+    if let Err(why) = broker.listed() {
+        return Refusal::Unavailable(why).page("/");
+    }
     let user = &who.identity.user;
     let all = broker.desktops.state();
     let mut desktops: Vec<DesktopRow> = all
@@ -259,6 +262,7 @@ pub async fn desktop_access(
     name: &str,
 ) -> Result<(Arc<Desktop>, bool), Refusal> {
     let (namespace, name) = names::object(namespace, name).ok_or(Refusal::BadName)?;
+    broker.listed().map_err(Refusal::Unavailable)?;
     let desktop = broker.desktop(&namespace, &name);
     if let Some(d) = &desktop
         && d.spec.user.as_deref() == Some(who.identity.user.as_str())

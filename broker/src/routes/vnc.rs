@@ -152,6 +152,9 @@ pub async fn websocket(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Err(why) = broker.listed() {
+        return Refusal::Unavailable(why).json();
+    }
     let Some(desktop) = broker.desktop(&namespace, &name) else {
         return Refusal::NotFound.json();
     };
