@@ -65,7 +65,7 @@ try {
   await page.getByLabel("Password:").fill(password);
   await page.getByRole("button", { name: "Login" }).click();
   await page.getByText(`Signed in as ${user}`).waitFor({ timeout: 30000 });
-  await page.screenshot({ path: `${shots}/portal.png` });
+  await page.screenshot({ path: `${shots}/portal-first.png` });
   step("portal", new URL(page.url()).pathname);
 
   // Connect, and the desktop in noVNC: the demo's top panel, then a typed "a" (make code
@@ -77,6 +77,7 @@ try {
   await page.locator("#screen canvas").click({ position: { x: 640, y: 400 } });
   await page.keyboard.press("a");
   await waitPixel(108, 128, "1c3854");
+  if (await page.getByRole("button", { name: "Reconnect" }).isVisible()) throw new Error("Reconnect shows while connected");
   await page.screenshot({ path: `${shots}/desktop.png` });
   step("typed");
 
@@ -107,6 +108,7 @@ try {
 
   // Release it (Floating: it is reset), then Connect gives a fresh one.
   await page.goto(base);
+  await page.screenshot({ path: `${shots}/portal.png` });
   await page.getByRole("button", { name: `Release ${again}` }).click();
   await page.waitForURL(`${base.replace(/\/$/, "")}/`, { timeout: 30000 });
   step("released");

@@ -92,4 +92,34 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         s.node.log(&pod).contains("demo desktop drawn"),
         "the launcher ran the demo guest"
     );
+
+    // The NetworkPolicy that keeps launcher VNC ports to the broker: the apiserver takes it,
+    // and it selects the launcher pods (no CNI here enforces it; the chart will ship it).
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../broker/deploy/networkpolicy.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
+    policies
+        .create(&Default::default(), &policy)
+        .await
+        .expect("the apiserver takes the NetworkPolicy");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
+    let selected = pods
+        .list(&kube::api::ListParams::default().labels("vdi.verdant.dev/desktop"))
+        .await
+        .unwrap();
+    assert!(
+        selected
+            .items
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(pod.as_str())),
+        "the policy's selector picks the launcher pod"
+    );
 }
