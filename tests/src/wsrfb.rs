@@ -38,13 +38,12 @@ impl std::fmt::Display for WsError {
     }
 }
 
-/// Opens a WebSocket to `url` (wss, trusting `ca`) with `headers` (cookie, origin), and
-/// returns it as a byte stream: binary messages in, binary messages out.
-pub async fn websocket(
-    url: &Url,
-    ca: &Path,
-    headers: &[(&str, &str)],
-) -> Result<DuplexStream, WsError> {
+/// A WebSocket over TLS, as [`connect`] opens it.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `url` (wss, trusting `ca`) with `headers` (cookie, origin).
+pub async fn connect(url: &Url, ca: &Path, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
     let other = |e: &dyn std::fmt::Display| WsError::Other(e.to_string());
     let host = url.host_str().ok_or_else(|| other(&"no host"))?.to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
@@ -85,6 +84,17 @@ pub async fn websocket(
         }
         Err(e) => return Err(other(&e)),
     };
+    Ok(ws)
+}
+
+/// Opens a WebSocket to `url` (wss, trusting `ca`) with `headers` (cookie, origin), and
+/// returns it as a byte stream: binary messages in, binary messages out.
+pub async fn websocket(
+    url: &Url,
+    ca: &Path,
+    headers: &[(&str, &str)],
+) -> Result<DuplexStream, WsError> {
+    let ws = connect(url, ca, headers).await?;
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();

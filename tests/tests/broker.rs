@@ -9,7 +9,7 @@ use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
-    let Some(s) = setup("broker-e2e", 2).await else {
+    let Some(mut s) = setup("broker-e2e", 2).await else {
         return;
     };
     let alice = s.login("alice").await;
@@ -121,5 +121,76 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
             .iter()
             .any(|p| p.metadata.name.as_deref() == Some(pod.as_str())),
         "the policy's selector picks the launcher pod"
+    );
+
+    // Graceful shutdown: SIGTERM closes every viewer with WebSocket code 1012 ("restart":
+    // reconnect), and the broker exits 0 within its drain time.
+    let grant: serde_json::Value = s.token(&alice, &desktop).await.json().await.unwrap();
+    let mut url = s.broker.at(grant["path"].as_str().unwrap());
+    url.set_scheme("wss").unwrap();
+    let cookie = alice.cookie(&s.broker.url);
+    let mut ws = tests::wsrfb::connect(
+        &url,
+        &s.broker.ca,
+        &[("cookie", &cookie), ("origin", &s.origin())],
+    )
+    .await
+    .unwrap();
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // The browser's half of the handshake, by hand: version, security None, ClientInit.
+    let mut expect = Vec::new();
+    for (wanted, answer) in [
+        (&b"RFB 003.008\n"[..], &b"RFB 003.008\n"[..]),
+        (&[1u8, 1][..], &[1u8][..]),
+        (&[0u8; 4][..], &[1u8][..]),
+    ] {
+        while expect.len() < wanted.len() {
+            match ws.next().await {
+                Some(Ok(Message::Binary(bytes))) => expect.extend_from_slice(&bytes),
+                other => panic!("handshake: {other:?}"),
+            }
+        }
+        assert_eq!(expect.drain(..wanted.len()).as_slice(), wanted);
+        ws.send(Message::Binary(answer.to_vec().into()))
+            .await
+            .unwrap();
+    }
+    let pid = s.broker.process.pid().unwrap();
+    // SAFETY: kill(2) on the broker's pid, which this test started; no memory is involved.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("the viewer saw {other:?} before a close frame"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame within 10 s of SIGTERM");
+    let frame = close.expect("a close frame with a code");
+    assert_eq!(
+        u16::from(frame.code),
+        1012,
+        "close code 1012 (restart): {frame:?}"
+    );
+    let deadline = std::time::Instant::now() + LIMIT;
+    let exited = loop {
+        if let Err(tests::controlplane::Error::Exited { status, .. }) =
+            s.broker.process.check_running()
+        {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker still runs {LIMIT:?} after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        exited.contains("exit status: 0"),
+        "the broker exited with {exited}"
     );
 }
