@@ -80,6 +80,35 @@ pub fn novnc_dir() -> PathBuf {
     dir
 }
 
+/// The portal's browser-test scripts (`tests/browser`), with playwright-core installed there
+/// (`npm ci` when missing) and Chromium present; `None` after a loud skip when either cannot be
+/// had.
+pub fn browser_scripts() -> Option<&'static Path> {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        testkit::skip(
+            testkit::VIEWERS,
+            format!("no Chromium at {chromium} (Debian package chromium)"),
+        );
+        return None;
+    }
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            testkit::skip(
+                testkit::VIEWERS,
+                "npm ci in tests/browser failed (Node.js and npm needed)",
+            );
+            return None;
+        }
+    }
+    Some(dir)
+}
+
 /// A free loopback port (free a moment ago).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -4,7 +4,6 @@
 //! clipboard both ways (checked with a second, direct viewer), disconnect, reconnect within
 //! the disconnect timeout (same desktop), release and connect again (a fresh one), log out.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,42 +18,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// How long one browser step may take.
 const STEP: Duration = Duration::from_secs(180);
 
-fn browser_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"))
-}
-
-/// playwright-core from tests/browser (npm ci when missing), and Chromium; `None` after a loud
-/// skip when either cannot be had.
-fn browser_ready() -> Option<()> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        testkit::skip(
-            testkit::VIEWERS,
-            format!("no Chromium at {chromium} (Debian package chromium)"),
-        );
-        return None;
-    }
-    if !browser_dir().join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(browser_dir())
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            testkit::skip(
-                testkit::VIEWERS,
-                "npm ci in tests/browser failed (Node.js and npm needed)",
-            );
-            return None;
-        }
-    }
-    Some(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
-    if browser_ready().is_none() {
+    let Some(browser) = tests::broker::browser_scripts() else {
         return;
-    }
+    };
     let Some(s) = setup("broker-browser", 2).await else {
         return;
     };
@@ -67,7 +35,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut script = tokio::process::Command::new("node")
-        .arg(browser_dir().join("portal.mjs"))
+        .arg(browser.join("portal.mjs"))
         .env("BROKER_URL", s.broker.url.as_str())
         .env("USER", "alice")
         .env("PASSWORD", "alice-pw")

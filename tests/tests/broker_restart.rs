@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -25,24 +24,9 @@ const STEP: Duration = Duration::from_secs(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
-    let browser = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    if !Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
-        .exists()
-    {
-        testkit::skip(testkit::VIEWERS, "no Chromium (Debian package chromium)");
+    let Some(browser) = tests::broker::browser_scripts() else {
         return;
-    }
-    if !browser.join("node_modules/playwright-core").exists() {
-        let ok = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(browser)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            testkit::skip(testkit::VIEWERS, "npm ci in tests/browser failed");
-            return;
-        }
-    }
+    };
     let users: Vec<OidcUser> = (0..USERS)
         .map(|i| {
             OidcUser::new(
