@@ -120,8 +120,12 @@ pub async fn run(socket: WebSocket, launcher: TcpStream, relay: Relay) -> End {
             .await
             .map_err(|e| End::Error(format!("launcher: {e}")))
     };
-    if let Err(end) = browser.await {
-        return end;
+    // A viewer that opens the WebSocket and never finishes its handshake does not hold the
+    // launcher connection for long.
+    match tokio::time::timeout(handshake::STEP_TIMEOUT, browser).await {
+        Ok(Ok(())) => {}
+        Ok(Err(end)) => return end,
+        Err(_) => return End::Error("the viewer did not finish its RFB handshake in time".into()),
     }
 
     let mut shutdown = relay.shutdown.clone();
