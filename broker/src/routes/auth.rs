@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::PrivateCookieJar;
 use serde::Deserialize;
 
-use super::{Refusal, caller, check_same_site};
+use super::{Refusal, changing_caller};
 use crate::context::{App, Broker};
 use crate::identity::session::local_path;
 use crate::portal::pages;
@@ -169,13 +169,10 @@ pub async fn logout(
     jar: PrivateCookieJar,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let who = match caller(&broker, &headers, &jar).await {
+    let who = match changing_caller(&broker, &headers, &jar, form.csrf.as_deref()).await {
         Ok(who) => who,
         Err(refusal) => return refusal.page("/"),
     };
-    if let Err(refusal) = check_same_site(&broker, &who, &headers, form.csrf.as_deref()) {
-        return refusal.page("/");
-    }
     tracing::info!(user = %who.identity.user, "logged out");
     let jar = broker.cookies.clear_session(jar);
     (

@@ -263,6 +263,18 @@ pub async fn caller(
     }
 }
 
+/// The caller of a state-changing request: [`caller`], then [`check_same_site`].
+pub async fn changing_caller(
+    broker: &Broker,
+    headers: &HeaderMap,
+    jar: &PrivateCookieJar,
+    form_token: Option<&str>,
+) -> Result<Caller, Refusal> {
+    let who = caller(broker, headers, jar).await?;
+    check_same_site(broker, &who, headers, form_token)?;
+    Ok(who)
+}
+
 /// Refuses a cross-site state-changing request: the Origin (when sent) must be the broker's,
 /// and a session caller must send its CSRF token (form field or `X-CSRF-Token`).
 pub fn check_same_site(

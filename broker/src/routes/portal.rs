@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::auth::CsrfForm;
-use super::{Caller, Refusal, caller, check_same_site};
+use super::{Caller, Refusal, caller, changing_caller};
 use crate::context::{App, Broker};
 use crate::identity::access::{DESKTOPS, POOLS, SHADOW, USE};
 use crate::names;
@@ -214,13 +214,10 @@ pub async fn connect_form(
     jar: PrivateCookieJar,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let who = match caller(&broker, &headers, &jar).await {
+    let who = match changing_caller(&broker, &headers, &jar, form.csrf.as_deref()).await {
         Ok(who) => who,
         Err(refusal) => return refusal.page("/"),
     };
-    if let Err(refusal) = check_same_site(&broker, &who, &headers, form.csrf.as_deref()) {
-        return refusal.page("/");
-    }
     match connect(&broker, &who, &namespace, &pool).await {
         Ok(name) => Redirect::to(&format!("/desktops/{namespace}/{name}")).into_response(),
         Err(e) => e.respond(true),
@@ -234,13 +231,10 @@ pub async fn connect_api(
     headers: HeaderMap,
     jar: PrivateCookieJar,
 ) -> Response {
-    let who = match caller(&broker, &headers, &jar).await {
+    let who = match changing_caller(&broker, &headers, &jar, None).await {
         Ok(who) => who,
         Err(refusal) => return refusal.json(),
     };
-    if let Err(refusal) = check_same_site(&broker, &who, &headers, None) {
-        return refusal.json();
-    }
     match connect(&broker, &who, &namespace, &pool).await {
         Ok(name) => Json(json!({
             "namespace": namespace,
@@ -375,13 +369,10 @@ pub async fn release_form(
     jar: PrivateCookieJar,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let who = match caller(&broker, &headers, &jar).await {
+    let who = match changing_caller(&broker, &headers, &jar, form.csrf.as_deref()).await {
         Ok(who) => who,
         Err(refusal) => return refusal.page("/"),
     };
-    if let Err(refusal) = check_same_site(&broker, &who, &headers, form.csrf.as_deref()) {
-        return refusal.page("/");
-    }
     // Only the assigned user gives a desktop back.
     let Some((namespace, name)) = names::object(&namespace, &name) else {
         return Refusal::BadName.page("/");

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::portal::desktop_access;
-use super::{Refusal, caller, check_same_site, urlencode};
+use super::{Refusal, caller, changing_caller, urlencode};
 use crate::context::{App, Broker};
 use crate::proxy::framer::MAX_PENDING;
 use crate::proxy::{handshake, relay};
@@ -35,13 +35,10 @@ pub async fn token(
     headers: HeaderMap,
     jar: PrivateCookieJar,
 ) -> Response {
-    let who = match caller(&broker, &headers, &jar).await {
+    let who = match changing_caller(&broker, &headers, &jar, None).await {
         Ok(who) => who,
         Err(refusal) => return refusal.json(),
     };
-    if let Err(refusal) = check_same_site(&broker, &who, &headers, None) {
-        return refusal.json();
-    }
     let (desktop, view_only) = match desktop_access(&broker, &who, &namespace, &name).await {
         Ok(found) => found,
         Err(refusal) => return refusal.json(),
