@@ -106,6 +106,16 @@ pub fn users() -> Vec<OidcUser> {
     ]
 }
 
+/// `n` users `user-00`, `user-01`, ... (password `<name>-pw`), all in group `engineering`.
+pub fn numbered_users(n: usize) -> Vec<OidcUser> {
+    (0..n)
+        .map(|i| {
+            let name = format!("user-{i:02}");
+            OidcUser::new(&name, &format!("{name}-pw"), &["engineering"])
+        })
+        .collect()
+}
+
 /// The pool template's spec: the demo guest from a hostPath.
 pub fn demo_spec(kernel: &std::path::Path) -> serde_json::Value {
     json!({

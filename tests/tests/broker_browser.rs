@@ -76,7 +76,6 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
         };
         let (step, detail) = rest.split_once(' ').unwrap_or((rest, ""));
         seen.push(step.to_owned());
-        let reply = |word: &'static str| word;
         let answer: Option<&str> = match step {
             "desktop" => {
                 first = detail.to_owned();
@@ -86,7 +85,10 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                 // A second viewer, straight to the launcher with the desktop's password.
                 let d = desktops.get(&first).await.unwrap();
                 first_pod = d.status.unwrap().pod_name.unwrap();
-                let ip = s.env_node_ip(&first_pod);
+                let ip = s
+                    .node
+                    .pod_ip(&first_pod)
+                    .expect("the pod runs on the local node");
                 let secret = secrets
                     .get(&crds::labels::display_secret_name(&first))
                     .await
@@ -111,7 +113,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                     text, b"from the browser",
                     "the desktop's clipboard has what the browser pasted"
                 );
-                Some(reply("checked"))
+                Some("checked")
             }
             "expect-clipboard" => {
                 direct
@@ -137,7 +139,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                 .await;
                 assert_eq!(a.user, "alice");
                 assert!(a.disconnected_at.is_some(), "{a:?}");
-                Some(reply("checked"))
+                Some("checked")
             }
             "reconnected" => {
                 assert_eq!(
@@ -154,7 +156,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                     },
                 )
                 .await;
-                Some(reply("checked"))
+                Some("checked")
             }
             "released" => {
                 eventually(
@@ -167,7 +169,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                     },
                 )
                 .await;
-                Some(reply("ready"))
+                Some("ready")
             }
             "fresh" => {
                 let d = desktops.get(detail).await.unwrap();
@@ -177,7 +179,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                     pod, first_pod,
                     "after release a fresh desktop (a new launcher), not the old VM"
                 );
-                Some(reply("checked"))
+                Some("checked")
             }
             "problems" => panic!("the browser reported errors: {detail}"),
             _ => None,
@@ -213,16 +215,4 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
         );
     }
     eprintln!("screenshots in {}", shots.display());
-}
-
-trait NodeIp {
-    fn env_node_ip(&self, pod: &str) -> std::net::Ipv4Addr;
-}
-
-impl NodeIp for tests::brokerenv::BrokerEnv {
-    fn env_node_ip(&self, pod: &str) -> std::net::Ipv4Addr {
-        self.node
-            .pod_ip(pod)
-            .expect("the pod runs on the local node")
-    }
 }

@@ -10,8 +10,7 @@ use futures::future::join_all;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use tests::broker::{BrokerProcess, Session};
-use tests::brokerenv::{LIMIT, SetupOptions, setup_with};
-use tests::controlplane::OidcUser;
+use tests::brokerenv::{LIMIT, SetupOptions, numbered_users, setup_with};
 use tests::kubelet::eventually;
 
 const USERS: usize = 50;
@@ -43,15 +42,7 @@ async fn connect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_user_at_two_replicas_at_once_gets_one_desktop() {
-    let users: Vec<OidcUser> = (0..USERS)
-        .map(|i| {
-            OidcUser::new(
-                &format!("user-{i:02}"),
-                &format!("user-{i:02}-pw"),
-                &["engineering"],
-            )
-        })
-        .collect();
+    let users = numbered_users(USERS);
     let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
     let env = setup_with(
         "broker-replicas",

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::ListParams;
 use tests::broker::BrokerProcess;
-use tests::brokerenv::{SetupOptions, setup_with};
-use tests::controlplane::OidcUser;
+use tests::brokerenv::{SetupOptions, numbered_users, setup_with};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const USERS: usize = 5;
@@ -27,15 +26,7 @@ async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
     let Some(browser) = tests::broker::browser_scripts() else {
         return;
     };
-    let users: Vec<OidcUser> = (0..USERS)
-        .map(|i| {
-            OidcUser::new(
-                &format!("user-{i:02}"),
-                &format!("user-{i:02}-pw"),
-                &["engineering"],
-            )
-        })
-        .collect();
+    let users = numbered_users(USERS);
     let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
     let pages: Vec<String> = (0..SESSIONS_EACH).flat_map(|_| names.clone()).collect();
     let Some(mut env) = setup_with(

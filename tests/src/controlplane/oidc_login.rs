@@ -145,11 +145,9 @@ impl OidcProvider {
         password: &str,
         callback: &Url,
     ) -> Result<Url, String> {
-        let http = http.clone();
-        let callback = callback.clone();
         // The authorization request leads to the login form.
-        let response = send(http.get(authorize.clone())).await?;
-        let (form_url, form) = match follow(&http, response, &callback).await? {
+        let response = send(http.get(authorize)).await?;
+        let (form_url, form) = match follow(http, response, callback).await? {
             Reached::Page(url, html) => (url, html),
             Reached::Callback(url) => return Err(callback_error(&url, "before the login form")),
         };
@@ -168,7 +166,7 @@ impl OidcProvider {
             ("password", password),
         ];
         let response = send(http.post(action).form(&fields)).await?;
-        let url = match follow(&http, response, &callback).await? {
+        let url = match follow(http, response, callback).await? {
             Reached::Callback(url) => url,
             Reached::Page(url, html) => {
                 let said = form_error(&html).unwrap_or_else(|| "(no message)".to_owned());
