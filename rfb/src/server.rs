@@ -14,7 +14,8 @@ use crate::clipboard::{self, Clipboard, Extended};
 use crate::encoding::{self, Encoder, Negotiated};
 use crate::frame::{FrameSource, InputSink};
 use crate::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
-use crate::tracker::{FrameTracker, Look};
+use crate::tiles::{self, Rect};
+use crate::tracker::{Ask, FrameTracker, Look};
 
 /// Most viewers at once; more are turned away politely.
 pub const MAX_VIEWERS: usize = 16;
@@ -319,8 +320,11 @@ struct Viewer {
     /// Pseudo-rectangles owed to the viewer: (encoding, x, y), e.g. the QEMU key event
     /// acknowledgement or an ExtendedDesktopSize answer (x = reason, y = status).
     owed: Vec<(i32, u16, u16)>,
-    /// An update is wanted: `Some(incremental)`.
-    pending: Option<bool>,
+    /// An update is wanted: whether incremental, and the region (the union of those asked
+    /// for since the last update).
+    pending: Option<(bool, Rect)>,
+    /// Per tile: changed while outside the regions asked for (see [`Ask::owed`]).
+    owed_tiles: Vec<bool>,
     /// The frame generation this viewer has (0: it needs a whole frame).
     generation: u64,
     /// When the viewer last looked for changes (whether or not it found some).
@@ -349,6 +353,7 @@ fn update_loop(
         encoder: Encoder::new(encoding::RAW, encoding::DEFAULT_COMPRESS_LEVEL),
         owed: Vec::new(),
         pending: None,
+        owed_tiles: Vec::new(),
         generation: 0,
         last_look: None,
         frame_changed: true,
@@ -378,9 +383,22 @@ fn update_loop(
                     viewer.format = format;
                     viewer.generation = 0; // the next update must be whole
                 }
-                ClientMessage::UpdateRequest { incremental, .. } => {
-                    // A full request wins over an incremental one already waiting.
-                    viewer.pending = Some(viewer.pending.unwrap_or(true) && incremental);
+                ClientMessage::UpdateRequest {
+                    incremental,
+                    x,
+                    y,
+                    width,
+                    height,
+                } => {
+                    let region = (x.into(), y.into(), width.into(), height.into());
+                    // A full request wins over an incremental one already waiting; the
+                    // regions join.
+                    viewer.pending = Some(match viewer.pending {
+                        None => (incremental, region),
+                        Some((waiting, before)) => {
+                            (waiting && incremental, tiles::enclose(before, region))
+                        }
+                    });
                 }
                 ClientMessage::SetEncodings(list) => {
                     let before = viewer.negotiated;
@@ -487,15 +505,18 @@ fn update_loop(
         let since_look = viewer.last_look.map(|at| at.elapsed());
         let due = since_look
             .is_none_or(|ago| ago >= frame_interval && (viewer.frame_changed || ago >= IDLE_WAKE));
-        if let (Some(incremental), true) = (viewer.pending, due) {
-            let since = if incremental { viewer.generation } else { 0 };
+        if let (Some((incremental, region)), true) = (viewer.pending, due) {
+            let ask = Ask {
+                since: viewer.generation,
+                incremental,
+                region,
+                copy_rect: viewer.negotiated.copy_rect,
+                owed: &mut viewer.owed_tiles,
+            };
             // The watcher keeps the copy fresh; read the frame here only if it lags.
-            let look = shared.frames.look(
-                &*shared.framebuffer,
-                frame_interval * 2,
-                since,
-                viewer.negotiated.copy_rect,
-            );
+            let look = shared
+                .frames
+                .look(&*shared.framebuffer, frame_interval * 2, ask);
             viewer.last_look = Some(Instant::now());
             viewer.frame_changed = false;
             if !look.changed.is_empty() || !look.copies.is_empty() {

@@ -44,6 +44,20 @@ impl Bounds {
     }
 }
 
+/// The smallest rectangle holding both `a` and `b`; an empty one adds nothing.
+pub fn enclose(a: Rect, b: Rect) -> Rect {
+    let empty = |r: Rect| r.2 == 0 || r.3 == 0;
+    match (empty(a), empty(b)) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => {
+            let (x0, y0) = (a.0.min(b.0), a.1.min(b.1));
+            let (x1, y1) = ((a.0 + a.2).max(b.0 + b.2), (a.1 + a.3).max(b.1 + b.3));
+            (x0, y0, x1 - x0, y1 - y0)
+        }
+    }
+}
+
 /// Grows, per tile column, the bounds in `changed` by the pixels where row `y` now differs
 /// from `old`.
 pub fn mark_changes(old: &[u32], now: &[u32], y: u32, changed: &mut [Bounds]) {
@@ -155,6 +169,13 @@ pub fn changed_rects(before: &[u32], now: &[u32], width: u32, height: u32) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enclose_holds_both_and_ignores_empty_rectangles() {
+        assert_eq!(enclose((0, 0, 64, 64), (100, 10, 5, 5)), (0, 0, 105, 64));
+        assert_eq!(enclose((10, 10, 0, 5), (3, 4, 5, 6)), (3, 4, 5, 6));
+        assert_eq!(enclose((3, 4, 5, 6), (0, 0, 7, 0)), (3, 4, 5, 6));
+    }
 
     #[test]
     fn changed_tiles_join_into_few_rectangles() {

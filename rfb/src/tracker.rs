@@ -24,6 +24,22 @@ pub struct Look {
     pub changed: Vec<Rect>,
 }
 
+/// One viewer's question to [`FrameTracker::look`].
+pub struct Ask<'a> {
+    /// The generation the viewer has (0: none).
+    pub since: u64,
+    /// Whether the viewer has the region as of `since` and wants what changed (an
+    /// incremental FramebufferUpdateRequest), or wants all of it.
+    pub incremental: bool,
+    /// The region asked for, answered to whole tiles (RFB allows more than was asked).
+    pub region: Rect,
+    /// Whether the viewer takes CopyRect.
+    pub copy_rect: bool,
+    /// Per tile, the viewer's own: it changed while outside the regions asked for, so the
+    /// viewer is owed all of it when next it asks. Sized by the first look.
+    pub owed: &'a mut Vec<bool>,
+}
+
 struct State {
     frame: Arc<Vec<u32>>,
     /// The frame of the generation before, for finding what moved; kept current row by row.
@@ -71,36 +87,61 @@ impl FrameTracker {
         }
     }
 
-    /// The frame, re-read from `fb` if the copy is older than `max_age`, and what changed
-    /// since generation `since` (everything for 0). With `copy_rect`, parts that moved since
-    /// the generation just before this one come as copies.
-    pub fn look(
-        &self,
-        fb: &dyn FrameSource,
-        max_age: Duration,
-        since: u64,
-        copy_rect: bool,
-    ) -> Look {
+    /// The frame, re-read from `fb` if the copy is older than `max_age`, and what `ask` is
+    /// owed of it: within the region asked for (to whole tiles), what changed since the
+    /// generation the viewer has (everything for 0, or for a request that is not
+    /// incremental), and any tile it is owed from before. Tiles outside the region that
+    /// changed become owed, for when the viewer next asks for them. Parts that moved since the
+    /// generation just before this one come as copies, to a viewer that takes them, asks for
+    /// the whole frame and is owed nothing.
+    pub fn look(&self, fb: &dyn FrameSource, max_age: Duration, ask: Ask<'_>) -> Look {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.read_at.is_none_or(|at| at.elapsed() >= max_age) {
             self.read(&mut state, fb);
         }
+        let tiles = state.tile_generations.len();
         let tiles_x = self.width.div_ceil(TILE);
+        let tiles_y = self.height.div_ceil(TILE);
+        ask.owed.resize(tiles, false);
+        let (x, y, w, h) = ask.region;
+        // The tiles the region touches: columns cx0..cx1, rows cy0..cy1.
+        let (cx0, cx1) = (x / TILE, x.saturating_add(w).div_ceil(TILE).min(tiles_x));
+        let (cy0, cy1) = (y / TILE, y.saturating_add(h).div_ceil(TILE).min(tiles_y));
+        let whole_frame = w > 0 && h > 0 && (cx0, cy0, cx1, cy1) == (0, 0, tiles_x, tiles_y);
+        let owed_before = ask.owed.contains(&true);
+        let since = ask.since;
         // A tile that changed once since `since` sends what that change touched; one that
         // changed more often, all of itself.
-        let mut changed: Vec<Bounds> = (0..state.tile_generations.len())
+        let mut changed: Vec<Bounds> = (0..tiles)
             .map(|t| {
-                if since != 0 && state.tile_generations[t] <= since {
+                let changes = if since != 0 && state.tile_generations[t] <= since {
                     Bounds::EMPTY
                 } else if since != 0 && state.tile_previous[t] <= since {
                     state.tile_boxes[t]
                 } else {
                     self.whole_tile(t)
+                };
+                let (tx, ty) = (t as u32 % tiles_x, t as u32 / tiles_x);
+                let asked = (cx0..cx1).contains(&tx) && (cy0..cy1).contains(&ty);
+                if !asked {
+                    ask.owed[t] |= !changes.is_empty();
+                    Bounds::EMPTY
+                } else if !ask.incremental || std::mem::take(&mut ask.owed[t]) {
+                    self.whole_tile(t)
+                } else {
+                    changes
                 }
             })
             .collect();
-        // Moves copy from the previous generation: only a viewer that has it can take them.
-        let copies = if copy_rect && since != 0 && since + 1 == state.generation {
+        // Moves copy from the previous generation: only a viewer that has all of it can take
+        // them.
+        let copies = if ask.copy_rect
+            && ask.incremental
+            && whole_frame
+            && !owed_before
+            && since != 0
+            && since + 1 == state.generation
+        {
             state.moves.clone()
         } else {
             Vec::new()
@@ -230,19 +271,25 @@ mod tests {
         let (w, h) = (130u32, 70u32);
         let fb = MemoryFrame::new(w, h);
         let tracker = FrameTracker::new(w, h);
-        let first = tracker.look(&fb, Duration::ZERO, 0, false);
+        let first = look_all(&tracker, &fb, Duration::ZERO, 0, false);
         assert_eq!(
             first.changed,
             vec![(0, 0, w, h)],
             "a first look gets everything"
         );
-        let nothing = tracker.look(&fb, Duration::ZERO, first.generation, false);
+        let nothing = look_all(&tracker, &fb, Duration::ZERO, first.generation, false);
         assert!(nothing.changed.is_empty());
         // The guest draws one pixel, with junk in the reserved byte.
         fb.set(129, 65, 0xff12_3456);
-        let cached = tracker.look(&fb, Duration::from_secs(3600), nothing.generation, false);
+        let cached = look_all(
+            &tracker,
+            &fb,
+            Duration::from_secs(3600),
+            nothing.generation,
+            false,
+        );
         assert!(cached.changed.is_empty(), "a fresh copy is not read again");
-        let after = tracker.look(&fb, Duration::ZERO, nothing.generation, false);
+        let after = look_all(&tracker, &fb, Duration::ZERO, nothing.generation, false);
         assert_eq!(after.changed, vec![(129, 65, 1, 1)], "just the pixel");
         assert_eq!(after.frame[(65 * w + 129) as usize], 0x12_3456);
         // The old frame stays as it was for whoever still holds it.
@@ -250,9 +297,9 @@ mod tests {
         // A second change to the same tile: a viewer that missed both gets the whole tile
         // (cut at the frame's edge); one that saw the first, only the second.
         fb.set(128, 64, 0x00ab_cdef);
-        let again = tracker.look(&fb, Duration::ZERO, after.generation, false);
+        let again = look_all(&tracker, &fb, Duration::ZERO, after.generation, false);
         assert_eq!(again.changed, vec![(128, 64, 1, 1)]);
-        let slow = tracker.look(&fb, Duration::ZERO, nothing.generation, false);
+        let slow = look_all(&tracker, &fb, Duration::ZERO, nothing.generation, false);
         assert_eq!(slow.changed, vec![(128, 64, 2, 6)]);
     }
 
@@ -279,13 +326,13 @@ mod tests {
         };
         let tracker = FrameTracker::new(w, h);
         draw(100);
-        let before = tracker.look(&fb, Duration::ZERO, 0, true);
+        let before = look_all(&tracker, &fb, Duration::ZERO, 0, true);
         assert!(
             before.copies.is_empty(),
             "a whole frame has nothing to copy from"
         );
         draw(164); // the window moves right by one tile
-        let moved = tracker.look(&fb, Duration::ZERO, before.generation, true);
+        let moved = look_all(&tracker, &fb, Duration::ZERO, before.generation, true);
         assert!(!moved.copies.is_empty());
         for m in &moved.copies {
             assert_eq!((m.source.0 + 64, m.source.1), (m.dest.0, m.dest.1), "{m:?}");
@@ -299,11 +346,83 @@ mod tests {
             );
         }
         // A viewer without CopyRect, or one further behind, gets pixels only.
-        let plain = tracker.look(&fb, Duration::ZERO, before.generation, false);
+        let plain = look_all(&tracker, &fb, Duration::ZERO, before.generation, false);
         assert!(plain.copies.is_empty());
         draw(100);
-        let behind = tracker.look(&fb, Duration::ZERO, before.generation, true);
+        let behind = look_all(&tracker, &fb, Duration::ZERO, before.generation, true);
         assert!(behind.copies.is_empty(), "its frame is two generations old");
+    }
+
+    /// An incremental look at the whole frame, owing nothing before.
+    fn look_all(
+        tracker: &FrameTracker,
+        fb: &MemoryFrame,
+        max_age: Duration,
+        since: u64,
+        copy_rect: bool,
+    ) -> Look {
+        let ask = Ask {
+            since,
+            incremental: true,
+            region: (0, 0, u32::MAX, u32::MAX),
+            copy_rect,
+            owed: &mut Vec::new(),
+        };
+        tracker.look(fb, max_age, ask)
+    }
+
+    #[test]
+    fn a_region_request_is_answered_to_whole_tiles_and_the_rest_is_owed() {
+        let (w, h) = (200u32, 130u32); // 4 x 3 tiles, the last column and row cut short
+        let fb = MemoryFrame::new(w, h);
+        let tracker = FrameTracker::new(w, h);
+        let mut owed = Vec::new();
+        let ask = |since, incremental, region, owed: &mut Vec<bool>| {
+            let ask = Ask {
+                since,
+                incremental,
+                region,
+                copy_rect: true,
+                owed,
+            };
+            tracker.look(&fb, Duration::ZERO, ask)
+        };
+        // A first, non-incremental request for 10x10 at (70, 5): all of tile (1, 0).
+        let first = ask(0, false, (70, 5, 10, 10), &mut owed);
+        assert_eq!(first.changed, vec![(64, 0, 64, 64)]);
+        assert_eq!(
+            owed.iter().filter(|&&o| o).count(),
+            11,
+            "every other tile is owed"
+        );
+        // The same request again, non-incremental: the same tile, nothing more.
+        let again = ask(first.generation, false, (70, 5, 10, 10), &mut owed);
+        assert_eq!(again.changed, vec![(64, 0, 64, 64)]);
+        // Incremental for that region: nothing changed in it, so nothing.
+        let quiet = ask(first.generation, true, (70, 5, 10, 10), &mut owed);
+        assert!(quiet.changed.is_empty() && quiet.copies.is_empty());
+        // The guest draws in tile (3, 2) and in the asked tile: an incremental request for the
+        // region gets only its own change; the other becomes owed.
+        fb.set(199, 129, 0x00ff_0000);
+        fb.set(100, 10, 0x0000_ff00);
+        let mine = ask(first.generation, true, (70, 5, 10, 10), &mut owed);
+        assert_eq!(mine.changed, vec![(100, 10, 1, 1)]);
+        // An incremental request for the whole frame: every owed tile, whole, and no copies
+        // (the viewer lacks what they would copy from).
+        let rest = ask(mine.generation, true, (0, 0, w, h), &mut owed);
+        assert!(rest.copies.is_empty());
+        let area: u32 = rest.changed.iter().map(|r| r.2 * r.3).sum();
+        assert_eq!(area, w * h - 64 * 64, "all but the tile already sent");
+        assert!(!owed.contains(&true), "nothing is owed after that");
+        let none = ask(rest.generation, true, (0, 0, w, h), &mut owed);
+        assert!(none.changed.is_empty());
+        // A region outside the frame, or an empty one, asks for nothing.
+        assert!(
+            ask(0, false, (500, 500, 10, 10), &mut owed)
+                .changed
+                .is_empty()
+        );
+        assert!(ask(0, false, (0, 0, 0, 10), &mut owed).changed.is_empty());
     }
 
     fn overlap(a: Rect, b: Rect) -> bool {
