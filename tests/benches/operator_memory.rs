@@ -14,7 +14,6 @@
 //!
 //! Run with `cargo bench -p tests --bench operator_memory`; `VERDANT_MEMORY_BENCH_SIZE` sets N.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,33 +38,6 @@ fn size() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
-}
-
-/// The operator binary next to this bench's own folder (`target/release`), built first so it
-/// is current.
-fn operator_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-q",
-            "-p",
-            "operator",
-            "--bin",
-            "verdant-operator",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building verdant-operator failed");
-    let exe = std::env::current_exe().expect("own path");
-    // target/release/deps/operator_memory-HASH -> target/release/verdant-operator
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target folder");
-    dir.join("verdant-operator")
 }
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
@@ -109,7 +81,7 @@ async fn pool_ready(pools: &Api<DesktopPool>, ready: usize, operator: &mut Opera
 #[tokio::main]
 async fn main() {
     let n = size();
-    let binary = operator_binary();
+    let binary = tests::bins::binary("verdant-operator");
     let mut cp = ControlPlane::start().await.expect("control plane");
     let client = cp.client();
     install_crds(&client).await.expect("CRDs");

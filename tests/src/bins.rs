@@ -1,20 +1,24 @@
-//! The workspace's binaries, for tests that run them as processes: built on first use with
-//! the same profile as the running test (a no-op when fresh), then found in the target folder.
+//! The workspace's binaries, for tests and benchmarks that run them as processes: built on
+//! first use with the same profile as the running test (a no-op when fresh), then found in
+//! the target folder.
+//!
+//! All of the workspace's binaries are built at once, with `--workspace`: Cargo turns on a
+//! dependency's features by the packages a command selects, so `-p broker` alone resolves
+//! hyper, ring and the kube stack differently from a `--workspace` test or benchmark build
+//! and compiles them all again (minutes in release on two cores). With `--workspace`, the
+//! build reuses what `cargo test --workspace` or `cargo bench --workspace` compiled.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+/// Whether this process has built the binaries yet.
+static BUILT: Mutex<bool> = Mutex::new(false);
 
-/// The path of binary `name` of package `package`, built if needed. Panics, with cargo's
-/// words, when it cannot be built.
-pub fn binary(package: &str, name: &str) -> PathBuf {
+/// The path of the workspace's binary `name` (`verdant-broker`, say), built if needed.
+/// Panics, with cargo's words, when it cannot be built or is not one of the workspace's.
+pub fn binary(name: &str) -> PathBuf {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.get_or_insert_with(HashMap::new).get(name) {
-        return path.clone();
-    }
     // target/<profile>/deps/<test binary>
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
@@ -22,27 +26,27 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("the test binary lives in target/<profile>/deps")
         .to_owned();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
-    if release {
-        cmd.arg("--release");
+    if !*built {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--locked", "--workspace", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let output = cmd.output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "cargo build --workspace --bins failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        *built = true;
     }
-    let output = cmd.output().expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "cargo build -p {package} --bin {name} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing after the build",
+        "{} is missing after `cargo build --workspace --bins`: not one of the workspace's binaries",
         path.display()
     );
-    built
-        .get_or_insert_with(HashMap::new)
-        .insert(name.to_owned(), path.clone());
     path
 }

@@ -149,7 +149,7 @@ impl BrokerProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let url = Url::parse(&format!("https://{addr}")).expect("URL");
         let log = cp.dir().join(format!("{name}.log"));
-        let mut cmd = Command::new(crate::bins::binary("broker", "verdant-broker"));
+        let mut cmd = Command::new(crate::bins::binary("verdant-broker"));
         cmd.args([
             format!("--listen={addr}"),
             format!("--public-url={url}"),

@@ -90,7 +90,7 @@ impl LocalNode {
         let secrets: Api<Secret> = Api::namespaced(client, namespace);
         let state = Arc::clone(&running);
         let root = dir.path().to_owned();
-        let launcher = crate::bins::binary("launcher", "verdant-launcher");
+        let launcher = crate::bins::binary("verdant-launcher");
         let task = tokio::spawn(async move {
             loop {
                 if let Ok(list) = pods.list(&ListParams::default()).await {
