@@ -7,6 +7,12 @@
 //! hyper, ring and the kube stack differently from a `--workspace` test or benchmark build
 //! and compiles them all again (minutes in release on two cores). With `--workspace`, the
 //! build reuses what `cargo test --workspace` or `cargo bench --workspace` compiled.
+//!
+//! The build also runs without the variables Cargo sets for the running test
+//! (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...): build scripts such as ring's declare
+//! `rerun-if-env-changed` on those names, and Cargo compares them with its own environment,
+//! so inheriting them would make it run those scripts, and compile all that depends on them,
+//! again.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,6 +37,11 @@ pub fn binary(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "--locked", "--workspace", "--bins"]);
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(set_for_the_running_target) {
+                cmd.env_remove(key);
+            }
+        }
         if release {
             cmd.arg("--release");
         }
@@ -49,4 +60,49 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Whether Cargo sets variable `name` for the target it runs (rather than the user setting it
+/// to configure Cargo, such as `CARGO_HOME` or `CARGO_TARGET_DIR`).
+fn set_for_the_running_target(name: &str) -> bool {
+    const CONFIGURATION: [&str; 9] = [
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_INCREMENTAL",
+        "CARGO_BUILD_",
+        "CARGO_PROFILE_",
+        "CARGO_NET_",
+        "CARGO_REGISTRIES_",
+        "CARGO_HTTP_",
+        "CARGO_TERM_",
+    ];
+    name == "OUT_DIR"
+        || (name.starts_with("CARGO_") && !CONFIGURATION.iter().any(|c| name.starts_with(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_cargo_sets_for_a_test_is_dropped() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_BIN_EXE_verdant-dev",
+            "OUT_DIR",
+        ] {
+            assert!(set_for_the_running_target(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "CARGO_PROFILE_DEV_DEBUG",
+            "PATH",
+        ] {
+            assert!(!set_for_the_running_target(name), "{name}");
+        }
+    }
 }
