@@ -318,7 +318,8 @@ pub struct DesktopStatus {
     /// Where the desktop is in its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<DesktopPhase>,
-    /// Detailed state: `PodScheduled`, `VMRunning`, `DisplayReady`, `Assigned`, ...
+    /// Detailed state: `Ready` (as the spec asks: running with the display live, or stopped),
+    /// `PodScheduled`, `VMRunning`, `DisplayReady`, `Assigned`, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

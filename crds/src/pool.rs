@@ -171,7 +171,8 @@ pub struct DesktopPoolStatus {
     /// The selector of the pool's desktops, as a string (for `/scale` and HPA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<String>,
-    /// Detailed state of the pool.
+    /// Detailed state of the pool: `Ready` (it has the desktops it wants, all Ready),
+    /// `ReplicaFailure`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -714,3 +714,43 @@ async fn a_desktop_with_disks_or_a_network_the_launcher_cannot_provide_says_so_i
         crds::ConditionStatus::True
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_wait_for_ready_returns_once_the_desktop_is_ready() {
+    let env = Env::start("wait-ready").await;
+    env.create_desktop("bob-dev", None).await;
+    let pod = env.wait_pod("bob-dev", None).await;
+    env.wait_phase("bob-dev", DesktopPhase::Starting).await;
+    // The real kubectl, waiting from before the desktop is Ready.
+    let mut wait = env
+        .cp
+        .kubectl()
+        .args(["wait", "--for=condition=Ready", "desktop/bob-dev"])
+        .args(["--namespace", &env.ns, "--timeout=120s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        wait.try_wait().unwrap().is_none(),
+        "kubectl wait returned before the desktop was Ready"
+    );
+    env.kubelet.schedule(&pod.name_any()).await.unwrap();
+    env.kubelet.run(&pod.name_any(), true).await.unwrap();
+    let output = tokio::task::spawn_blocking(move || wait.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kubectl wait failed: {said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("condition met"), "{said}");
+    let desktop = env.wait_phase("bob-dev", DesktopPhase::Ready).await;
+    let ready = condition(&desktop, "Ready").expect("a Ready condition");
+    assert_eq!(ready.status, crds::ConditionStatus::True);
+    assert_eq!(ready.observed_generation, desktop.metadata.generation);
+}

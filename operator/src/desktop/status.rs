@@ -23,8 +23,12 @@ pub const RESTART_REQUIRED: &str = "RestartRequired";
 pub const ASSIGNED: &str = "Assigned";
 /// The launcher provides everything the spec asks for; false names what it cannot yet.
 pub const SUPPORTED: &str = "Supported";
+/// The desktop is as its spec asks (kstatus `Ready`, for `kubectl wait` and GitOps health):
+/// running with its display live, or stopped when `running` is false.
+pub const READY: &str = "Ready";
 /// Every condition type this controller writes.
-pub const OWNED_CONDITIONS: [&str; 6] = [
+pub const OWNED_CONDITIONS: [&str; 7] = [
+    READY,
     POD_SCHEDULED,
     VM_RUNNING,
     DISPLAY_READY,
@@ -231,6 +235,17 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
         let messages: Vec<&str> = missing.iter().map(|u| u.message.as_str()).collect();
         set(SUPPORTED, false, "NotSupportedYet", messages.join("; "));
     }
+    let (is_ready, reason, message) = readiness(&conditions, phase);
+    let ready_now = condition(
+        &current.conditions,
+        READY,
+        is_ready,
+        &reason,
+        message,
+        generation,
+        now,
+    );
+    conditions.insert(0, ready_now);
 
     let live_pod = pod.filter(|_| desktop.spec.running);
     let started_at = live_pod
@@ -257,6 +272,28 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
         // Assignment and connection belong to other writers (pools, the broker).
         assignment: None,
         connection: None,
+    }
+}
+
+/// The desktop's `Ready` condition (status, reason, message) from its `phase`; while it is not
+/// ready, the display's condition among `conditions` says why.
+fn readiness(conditions: &[Condition], phase: DesktopPhase) -> (bool, String, String) {
+    match phase {
+        DesktopPhase::Ready => (
+            true,
+            "DisplayLive".into(),
+            "the VM runs and its display is live".into(),
+        ),
+        DesktopPhase::Stopped => (
+            true,
+            "Stopped".into(),
+            "the VM is stopped, as spec.running asks".into(),
+        ),
+        _ => conditions
+            .iter()
+            .find(|c| c.type_ == DISPLAY_READY)
+            .map(|c| (false, c.reason.clone(), c.message.clone()))
+            .unwrap_or_else(|| (false, "NotReady".into(), "the desktop is not ready".into())),
     }
 }
 
@@ -392,6 +429,11 @@ mod tests {
             (Some(DesktopPhase::Ready), ConditionStatus::True)
         );
         assert_eq!(s.ready_at, Some(t(50)));
+        let r = cond(&s, READY);
+        assert_eq!(
+            (r.status, r.reason.as_str(), r.observed_generation),
+            (ConditionStatus::True, "DisplayLive", Some(3))
+        );
         assert_eq!(
             (s.pod_name.as_deref(), s.node_name.as_deref()),
             (Some("d-0123456789"), Some("node-1"))
@@ -425,8 +467,50 @@ mod tests {
             &t(1),
         );
         assert_eq!(s.phase, Some(DesktopPhase::Stopping));
+        assert_eq!(cond(&s, READY).status, ConditionStatus::False);
         let s = desired(&d, &Observed::default(), &t(1));
         assert_eq!(s.phase, Some(DesktopPhase::Stopped));
+        let r = cond(&s, READY);
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (ConditionStatus::True, "Stopped"),
+            "stopped is what the spec asks for"
+        );
+    }
+
+    #[test]
+    fn ready_is_false_with_the_displays_reason_until_the_display_is_live() {
+        let d = desktop(true);
+        let running = pod("Running", Some("node-1"), false);
+        let s = desired(
+            &d,
+            &Observed {
+                pod: Some(&running),
+                ..Default::default()
+            },
+            &t(7),
+        );
+        let (r, display) = (cond(&s, READY), cond(&s, DISPLAY_READY));
+        assert_eq!(r.status, ConditionStatus::False);
+        assert_eq!((&r.reason, &r.message), (&display.reason, &display.message));
+        assert_eq!(
+            s.conditions.iter().filter(|c| c.type_ == READY).count(),
+            1,
+            "one Ready condition"
+        );
+        // Its transition time stays while it stays false.
+        let mut again = d.clone();
+        again.status = Some(s.clone());
+        let later = desired(
+            &again,
+            &Observed {
+                pod: Some(&running),
+                ..Default::default()
+            },
+            &t(60),
+        );
+        assert_eq!(cond(&later, READY).last_transition_time, t(7));
+        assert!(!needs_write(Some(&s), &later));
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::labels::{POOL_LABEL, TEMPLATE_HASH_LABEL};
 /// The pool condition that says its desktops cannot be made (as a ReplicaSet's does).
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 
+/// The pool is as its spec asks (kstatus `Ready`, for `kubectl wait` and GitOps health): it
+/// has the desktops it wants, all Ready, and none failed to be made.
+pub const READY: &str = "Ready";
+
 /// Why the pool's desktops cannot be made: for its `ReplicaFailure` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaFailure {
@@ -108,30 +112,48 @@ pub fn status(
 ) -> DesktopPoolStatus {
     let live: Vec<&Member> = members.iter().filter(|m| !m.terminating).collect();
     let count = |f: fn(&Member) -> bool| live.iter().filter(|m| f(m)).count() as i32;
+    let current = pool.status.as_ref().map_or(&[][..], |s| &s.conditions);
+    let generation = pool.metadata.generation;
+    let (replicas, ready) = (live.len() as i32, count(|m| m.ready));
+    let (is_ready, reason, message) = match failure {
+        Some(f) => (false, f.reason.clone(), f.message.clone()),
+        None if replicas == plan.desired && ready == plan.desired => (
+            true,
+            "AllReady".to_owned(),
+            format!("{ready} of {} desktops Ready", plan.desired),
+        ),
+        None => (
+            false,
+            "Scaling".to_owned(),
+            format!(
+                "{ready} of {} desktops Ready, {replicas} exist",
+                plan.desired
+            ),
+        ),
+    };
+    let mut conditions = vec![condition(
+        current, READY, is_ready, &reason, message, generation, now,
+    )];
+    if let Some(f) = failure {
+        let message = f.message.clone();
+        conditions.push(condition(
+            current,
+            REPLICA_FAILURE,
+            true,
+            &f.reason,
+            message,
+            generation,
+            now,
+        ));
+    }
     DesktopPoolStatus {
-        replicas: live.len() as i32,
-        ready: count(|m| m.ready),
+        replicas,
+        ready,
         available: count(|m| m.ready && !m.assigned),
         assigned: count(|m| m.assigned),
         desired_replicas: plan.desired,
         label_selector: Some(format!("{POOL_LABEL}={}", pool.name_any())),
-        conditions: failure
-            .map(|f| {
-                let current = pool.status.as_ref().map_or(&[][..], |s| &s.conditions);
-                let generation = pool.metadata.generation;
-                let message = f.message.clone();
-                condition(
-                    current,
-                    REPLICA_FAILURE,
-                    true,
-                    &f.reason,
-                    message,
-                    generation,
-                    now,
-                )
-            })
-            .into_iter()
-            .collect(),
+        conditions,
         observed_generation: pool.metadata.generation,
     }
 }
@@ -242,7 +264,23 @@ mod tests {
             Some("vdi.verdant.dev/pool=office")
         );
         assert_eq!(counted.observed_generation, Some(3));
-        assert!(counted.conditions.is_empty(), "no ReplicaFailure");
+        let types: Vec<&str> = counted
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, [READY], "no ReplicaFailure");
+        let ready = &counted.conditions[0];
+        assert_eq!(
+            (
+                ready.status,
+                ready.reason.as_str(),
+                ready.observed_generation
+            ),
+            (crds::ConditionStatus::False, "Scaling", Some(3)),
+            "3 desktops for 2 wanted: {}",
+            ready.message
+        );
 
         // Desktops that cannot be made: a ReplicaFailure condition, whose transition time
         // stays while it holds (so an unchanged failure costs no write).
@@ -251,7 +289,15 @@ mod tests {
             message: "creating desktop office-1: refused".into(),
         };
         let failed = status(&pool, &members, &plan, Some(&failure), &now);
-        let c = &failed.conditions[0];
+        assert_eq!(
+            (
+                failed.conditions[0].status,
+                failed.conditions[0].reason.as_str()
+            ),
+            (crds::ConditionStatus::False, "FailedCreateInvalid"),
+            "not Ready while desktops cannot be made"
+        );
+        let c = &failed.conditions[1];
         assert_eq!(
             (c.type_.as_str(), c.reason.as_str(), c.status),
             (
@@ -266,6 +312,37 @@ mod tests {
         assert_eq!(
             status(&pool, &members, &plan, Some(&failure), &later),
             failed
+        );
+    }
+
+    #[test]
+    fn a_pool_is_ready_when_it_has_the_desktops_it_wants_all_ready() {
+        let pool = pool();
+        let member = |name: &str, ready| Member {
+            name: name.into(),
+            current: true,
+            assigned: false,
+            ready,
+            connected: false,
+            terminating: false,
+            created: 0,
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let ready_of = |members: &[Member]| {
+            let plan = super::super::plan::plan(sizing(&pool), members);
+            let s = status(&pool, members, &plan, None, &now);
+            let c = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
+            (c.status, c.reason.clone())
+        };
+        let no = crds::ConditionStatus::False;
+        assert_eq!(
+            ready_of(&[member("a", true), member("b", false)]),
+            (no, "Scaling".into())
+        );
+        assert_eq!(ready_of(&[member("a", true)]), (no, "Scaling".into()));
+        assert_eq!(
+            ready_of(&[member("a", true), member("b", true)]),
+            (crds::ConditionStatus::True, "AllReady".into())
         );
     }
 }
