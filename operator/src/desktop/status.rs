@@ -245,7 +245,7 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
         generation,
         now,
     );
-    conditions.insert(0, ready_now);
+    conditions.push(ready_now);
 
     let live_pod = pod.filter(|_| desktop.spec.running);
     let started_at = live_pod
