@@ -36,7 +36,11 @@ try {
     await page.getByRole("button", { name: "Login" }).click();
     await page.getByRole("button", { name: `Connect to ${pool}` }).click();
     await page.waitForURL(new RegExp(`/desktops/${namespace}/`), { timeout: 60000 });
-    await page.waitForFunction(() => window.verdantState === "connected", null, { timeout: 120000 });
+    await page.waitForFunction(() => window.verdantState === "connected", null, { timeout: 120000 })
+      .catch(async (e) => {
+        const said = await page.evaluate(() => `${window.verdantState}: ${document.body.innerText.slice(0, 300)}`);
+        throw new Error(`session ${index} (${user}) at ${page.url()} never connected: ${said}: ${e}`);
+      });
     const desktop = new URL(page.url()).pathname.split("/")[3];
     sessions.push({ index, user, page, desktop, logins });
     console.log(`connected ${index} ${user} ${desktop}`);
