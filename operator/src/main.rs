@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use operator::{LeaderElection, Options};
+use operator::{LauncherPod, LeaderElection, Options};
 
 /// jemalloc, not glibc's malloc: the operator's memory is tens of thousands of cached objects
 /// that watch events replace one by one, from several threads. glibc keeps much of what is
@@ -36,6 +36,11 @@ struct RunArgs {
     /// The launcher container image [default: ghcr.io/verdant-vdi/verdant-launcher:<version>].
     #[arg(long, value_name = "IMAGE", env = "VERDANT_LAUNCHER_IMAGE")]
     launcher_image: Option<String>,
+    /// A YAML file with where launcher pods run and how their image is pulled:
+    /// imagePullPolicy, nodeSelector, tolerations, runtimeClassName (the chart's `launcher`
+    /// values) [default: none of them set].
+    #[arg(long, value_name = "FILE", env = "VERDANT_LAUNCHER_SETTINGS", value_parser = launcher_settings)]
+    launcher_settings: Option<LauncherPod>,
     /// Watch only this namespace (repeat it for several) [default: all].
     #[arg(long = "namespace", value_name = "NS")]
     namespaces: Vec<String>,
@@ -138,6 +143,12 @@ where
     Cli::from_arg_matches(&matches)
 }
 
+/// `--launcher-settings`: the file, read and checked now, so that a mistake stops the start.
+fn launcher_settings(path: &str) -> Result<LauncherPod, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    LauncherPod::parse(&text).map_err(|e| format!("{path}: {e}"))
+}
+
 fn non_empty(text: &str) -> Result<String, String> {
     if text.is_empty() {
         return Err("must not be empty".into());
@@ -154,6 +165,7 @@ impl RunArgs {
                     env!("CARGO_PKG_VERSION")
                 )
             }),
+            launcher_pod: self.launcher_settings.unwrap_or_default(),
             namespaces: self.namespaces,
             http: self.http.0,
             leader_election: self.leader_elect.then(|| LeaderElection {
@@ -418,5 +430,32 @@ mod tests {
         assert!(err.to_string().contains("--namespace"), "{err}");
         let err = parse(&["--frobnicate", "x"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn launcher_settings_are_read_at_start_and_a_bad_file_names_the_flag_and_field() {
+        let dir = std::env::temp_dir().join(format!("verdant-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.yaml");
+        std::fs::write(&good, "nodeSelector: {verdant.dev/kvm: \"true\"}\n").unwrap();
+        let options = parse(&["--launcher-settings", good.to_str().unwrap()])
+            .unwrap()
+            .run
+            .options();
+        assert_eq!(
+            options.launcher_pod.node_selector["verdant.dev/kvm"],
+            "true"
+        );
+        let bad = dir.join("bad.yaml");
+        std::fs::write(&bad, "imagePullPolicy: Sometimes\n").unwrap();
+        let err = parse(&["--launcher-settings", bad.to_str().unwrap()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--launcher-settings") && text.contains("imagePullPolicy"),
+            "{text}"
+        );
+        let missing = parse(&["--launcher-settings", "/nonexistent/launcher.yaml"]).unwrap_err();
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

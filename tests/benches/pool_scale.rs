@@ -234,6 +234,7 @@ async fn main() {
         .expect("operator credentials");
     let options = operator::Options {
         launcher_image: "registry.example/verdant/launcher:bench".into(),
+        launcher_pod: Default::default(),
         namespaces: vec!["pool".into()],
         http: None,
         leader_election: None,

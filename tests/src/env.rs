@@ -138,6 +138,7 @@ impl Env {
     pub fn options(&self, identity: &str) -> operator::Options {
         operator::Options {
             launcher_image: "registry.example/verdant/launcher:test".into(),
+            launcher_pod: Default::default(),
             namespaces: vec![self.ns.clone()],
             http: None,
             leader_election: None,

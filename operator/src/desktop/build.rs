@@ -20,6 +20,7 @@ use launcher_api::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
 
 use crate::hash::vm_hash;
 use crate::labels;
+use crate::options::LauncherPod;
 
 pub use crds::labels::DISPLAY_PASSWORD_KEY;
 /// Where the display password Secret is mounted in the launcher.
@@ -33,6 +34,8 @@ pub const DISPLAY_PASSWORD_LEN: usize = 24;
 pub struct BuildContext<'a> {
     /// The launcher container image.
     pub launcher_image: &'a str,
+    /// Where launcher pods run and how their image is pulled.
+    pub launcher_pod: &'a LauncherPod,
 }
 
 /// Why a Desktop cannot be built, for its status.
@@ -241,6 +244,7 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
     let container = Container {
         name: "launcher".into(),
         image: Some(ctx.launcher_image.into()),
+        image_pull_policy: ctx.launcher_pod.image_pull_policy.clone(),
         args: Some(args),
         ports: Some(vec![
             ContainerPort {
@@ -304,6 +308,11 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
             .ok(),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            node_selector: (!ctx.launcher_pod.node_selector.is_empty())
+                .then(|| ctx.launcher_pod.node_selector.clone()),
+            tolerations: (!ctx.launcher_pod.tolerations.is_empty())
+                .then(|| ctx.launcher_pod.tolerations.clone()),
+            runtime_class_name: ctx.launcher_pod.runtime_class_name.clone(),
             ..PodSpec::default()
         }),
         ..Pod::default()
@@ -375,8 +384,19 @@ spec:
     }
 
     fn ctx() -> BuildContext<'static> {
+        static POD: std::sync::LazyLock<LauncherPod> = std::sync::LazyLock::new(|| LauncherPod {
+            image_pull_policy: Some("IfNotPresent".into()),
+            node_selector: BTreeMap::from([("verdant.dev/kvm".into(), "true".into())]),
+            tolerations: vec![k8s_openapi::api::core::v1::Toleration {
+                key: Some("kvm".into()),
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }],
+            runtime_class_name: Some("kvm".into()),
+        });
         BuildContext {
             launcher_image: "registry.example/verdant/launcher:0.1.0",
+            launcher_pod: &POD,
         }
     }
 
@@ -405,6 +425,17 @@ spec:
             Some("registry.example/verdant/launcher:0.1.0")
         );
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+        // The chart's launcher settings: image pull, KVM nodes, runtime class.
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(
+            spec.node_selector.as_ref().unwrap()["verdant.dev/kvm"],
+            "true"
+        );
+        assert_eq!(
+            spec.tolerations.as_ref().unwrap()[0].key.as_deref(),
+            Some("kvm")
+        );
+        assert_eq!(spec.runtime_class_name.as_deref(), Some("kvm"));
         let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
         assert_eq!(requests["cpu"].0, "2100m");
         assert_eq!(

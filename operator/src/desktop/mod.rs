@@ -183,6 +183,7 @@ async fn update_status(
 fn build_context(ctx: &Context) -> BuildContext<'_> {
     BuildContext {
         launcher_image: &ctx.options.launcher_image,
+        launcher_pod: &ctx.options.launcher_pod,
     }
 }
 

@@ -399,6 +399,7 @@ fn operator_options() -> operator::Options {
     operator::Options {
         launcher_image: std::env::var("VERDANT_LAUNCHER_IMAGE")
             .unwrap_or_else(|_| "localhost/verdant-launcher:dev".into()),
+        launcher_pod: Default::default(),
         namespaces: Vec::new(),
         http: None,
         leader_election: None,
