@@ -87,6 +87,7 @@ fn every_desktop_at_the_crds_bounds_runs_on_the_launcher() {
                         &desktop,
                         &BuildContext {
                             launcher_image: "l:1",
+                            launcher_pod: &Default::default(),
                         },
                     )
                     .unwrap_or_else(|e| panic!("{what}: {}", e.message));

@@ -1,6 +1,6 @@
 //! `verdant-broker` for tests: a real broker process against a control plane that trusts the
 //! tests' OpenID provider, running as its own user with exactly the RBAC rules of
-//! `broker/rbac/`, and browserless users that log in through it.
+//! `charts/verdant/rbac/`, and browserless users that log in through it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -20,14 +20,25 @@ use crate::controlplane::{ControlPlane, Process};
 /// The broker's own Kubernetes user in tests.
 pub const BROKER_USER: &str = "verdant-broker";
 
-/// Binds the broker's documented ClusterRole (cluster-wide) and session Role (in `session_ns`)
-/// to `user`. Idempotent, so several brokers may share one user.
+/// Binds the broker's ClusterRole (cluster-wide) and session Role (in `session_ns`), with the
+/// chart's rules (`charts/verdant/rbac/`), to `user`. Idempotent, so several brokers may share
+/// one user.
 pub async fn grant(client: &Client, user: &str, session_ns: &str) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../broker/rbac");
-    let read =
-        |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).expect("broker RBAC file");
-    let role: ClusterRole = serde_saphyr::from_str(&read("clusterrole.yaml")).expect("ClusterRole");
-    let session: Role = serde_saphyr::from_str(&read("session-role.yaml")).expect("Role");
+    let role = ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some("verdant-broker".into()),
+            ..Default::default()
+        },
+        rules: Some(crate::chart::rules("broker")),
+        ..Default::default()
+    };
+    let session = Role {
+        metadata: kube::api::ObjectMeta {
+            name: Some("verdant-broker-session".into()),
+            ..Default::default()
+        },
+        rules: Some(crate::chart::rules("broker-session")),
+    };
     let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "verdant-broker"},

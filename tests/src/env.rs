@@ -39,19 +39,25 @@ pub struct Env {
     pub operator: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Binds the operator's documented ClusterRole (cluster-wide) and leader-election Role (in
-/// `lease_ns`) to `user`.
+/// Binds the operator's ClusterRole (cluster-wide) and leader-election Role (in `lease_ns`),
+/// with the chart's rules (`charts/verdant/rbac/`), to `user`.
 pub async fn grant(client: &Client, user: &str, lease_ns: &str) {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../operator/rbac");
-    let role: ClusterRole = serde_saphyr::from_str(
-        &std::fs::read_to_string(format!("{dir}/clusterrole.yaml")).unwrap(),
-    )
-    .unwrap();
-    let lease_role: Role = serde_saphyr::from_str(
-        &std::fs::read_to_string(format!("{dir}/leader-election-role.yaml")).unwrap(),
-    )
-    .unwrap();
+    let role = ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some("verdant-operator".into()),
+            ..Default::default()
+        },
+        rules: Some(crate::chart::rules("operator")),
+        ..Default::default()
+    };
+    let lease_role = Role {
+        metadata: kube::api::ObjectMeta {
+            name: Some("verdant-operator-leader-election".into()),
+            ..Default::default()
+        },
+        rules: Some(crate::chart::rules("operator-leader-election")),
+    };
     let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "verdant-operator"},

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bins;
 pub mod broker;
 pub mod brokerenv;
+pub mod chart;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;

@@ -93,16 +93,15 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         "the launcher ran the demo guest"
     );
 
-    // The NetworkPolicy that keeps launcher VNC ports to the broker: the apiserver takes it,
-    // and it selects the launcher pods (no CNI here enforces it; the chart will ship it).
-    let policy: k8s_openapi::api::networking::v1::NetworkPolicy = serde_saphyr::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../broker/deploy/networkpolicy.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    // The chart's NetworkPolicy that keeps launcher VNC ports to the broker: the apiserver
+    // takes it, and it selects the launcher pods (no CNI here enforces it).
+    let rendered = tests::chart::render(&[&format!("networkPolicy.namespaces={{{}}}", s.env.ns)]);
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy =
+        tests::chart::documents(&rendered)
+            .into_iter()
+            .find(|d| d["kind"] == "NetworkPolicy")
+            .map(|d| serde_json::from_value(d).expect("a NetworkPolicy"))
+            .expect("the chart renders the NetworkPolicy");
     let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
         kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
     policies

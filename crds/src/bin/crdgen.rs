@@ -1,11 +1,13 @@
-//! Writes the CRD manifests under `crds/` from the types, or checks them with `--check`.
+//! Writes the CRD manifests under `crds/` and the chart's `charts/verdant/crds/` from the
+//! types, or checks them with `--check`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Writes Verdant's CRD manifests (crds/*.yaml) from the Rust types in crds/src.
+/// Writes Verdant's CRD manifests (crds/*.yaml and the chart's charts/verdant/crds/*.yaml)
+/// from the Rust types in crds/src.
 #[derive(Debug, Parser)]
 #[command(name = "crdgen", version)]
 struct Cli {
@@ -20,10 +22,14 @@ fn main() -> ExitCode {
         // Help and version exit 0; usage errors name the argument and exit 2.
         Err(e) => e.exit(),
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = &PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut stale = Vec::new();
-    for manifest in crds::generate::crds() {
-        let path = dir.join(manifest.file_name);
+    let targets = crds::generate::crds().into_iter().flat_map(|manifest| {
+        crds::generate::FOLDERS
+            .iter()
+            .map(move |folder| (dir.join(folder).join(manifest.file_name), manifest.clone()))
+    });
+    for (path, manifest) in targets {
         let yaml = match crds::generate::to_yaml(&manifest.crd) {
             Ok(yaml) => yaml,
             Err(e) => {

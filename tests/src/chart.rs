@@ -1,0 +1,126 @@
+//! The Helm chart `charts/verdant`, as the chart tests and the install tests use it: helm of
+//! the pinned version, renders, and the chart's own files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::controlplane::Binaries;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// The chart's folder.
+pub fn dir() -> PathBuf {
+    root().join("charts/verdant")
+}
+
+/// helm of the pinned version (built by tests/controlplane/build.sh on first use), run from
+/// the workspace root.
+pub fn helm() -> Command {
+    let bins = Binaries::locate().expect("the pinned tools build (tests/controlplane/build.sh)");
+    let mut cmd = Command::new(bins.helm);
+    cmd.current_dir(root());
+    // No user's helm settings or repositories leak in.
+    let home = std::env::temp_dir().join("verdant-helm-home");
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    cmd
+}
+
+/// Runs `cmd`, panicking with its stderr when it fails; its stdout.
+pub fn output(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// `helm template` of release `verdant` in `verdant-system` with `--set` values `sets`.
+pub fn render(sets: &[&str]) -> String {
+    let mut cmd = helm();
+    cmd.args([
+        "template",
+        "verdant",
+        "charts/verdant",
+        "--namespace",
+        "verdant-system",
+    ]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    output(&mut cmd)
+}
+
+/// The documents of a multi-document YAML stream, as JSON values (empty ones dropped).
+pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    yaml.split("\n---")
+        .filter_map(|doc| {
+            let value: serde_json::Value =
+                serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}:\n{doc}"));
+            (!value.is_null()).then_some(value)
+        })
+        .collect()
+}
+
+/// The dotted path of every value in a values file: each leaf, and each map or list that is
+/// empty by default (users fill those in).
+pub fn value_paths(values: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() && !is_resources(prefix) => {
+                for (key, v) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    // A container's resources are documented as one value.
+    fn is_resources(path: &str) -> bool {
+        path.ends_with(".resources")
+    }
+    let mut out = Vec::new();
+    walk("", values, &mut out);
+    out
+}
+
+/// The rules of one of the chart's RBAC files (`rbac/<name>.yaml`), which its ClusterRoles and
+/// Roles take and the tests grant.
+pub fn rules(name: &str) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+    let path = dir().join("rbac").join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_paths_are_the_leaves_and_the_empty_containers() {
+        let values = serde_json::json!({
+            "a": {"b": 1, "c": {}, "d": [], "resources": {"requests": {"cpu": "1"}}},
+            "e": "x",
+        });
+        assert_eq!(
+            value_paths(&values),
+            ["a.b", "a.c", "a.d", "a.resources", "e"]
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The Helm chart, without a cluster: it lints, renders the same twice, documents every value,
+//! and `deploy/verdant.yaml` is what it renders. (Installing it is `chart_install.rs`.)
+
+use tests::chart::{documents, helm, output, render, root, value_paths};
+
+/// Values that turn on every optional part of the chart.
+const EVERYTHING: &[&str] = &[
+    "broker.enabled=true",
+    "broker.publicUrl=https://desktops.example.com",
+    "broker.oidc.issuer=https://login.example.com",
+    "broker.oidc.clientSecretName=oidc",
+    "broker.oidc.caConfigMapName=oidc-ca",
+    "broker.tlsSecretName=broker-tls",
+    "broker.ingress.enabled=true",
+    "broker.ingress.tlsSecretName=desktops-tls",
+    "networkPolicy.namespaces={team-a,team-b}",
+    "launcher.nodeSelector.verdant\\.dev/kvm=enabled",
+    "launcher.runtimeClassName=kvm",
+    "launcher.image.pullPolicy=Always",
+];
+
+#[test]
+fn helm_lint_strict_passes_with_default_and_full_values() {
+    output(helm().args(["lint", "--strict", "charts/verdant"]));
+    let mut full = helm();
+    full.args(["lint", "--strict", "charts/verdant"]);
+    for set in EVERYTHING {
+        full.args(["--set", set]);
+    }
+    output(&mut full);
+}
+
+#[test]
+fn helm_template_renders_the_same_twice() {
+    for sets in [&[][..], EVERYTHING] {
+        let first = render(sets);
+        let second = render(sets);
+        assert!(
+            first == second,
+            "helm template differs between two runs with {sets:?}: Argo CD would show drift"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_value() {
+    let refused = |sets: &[&str], field: &str| {
+        let mut cmd = helm();
+        cmd.args(["template", "verdant", "charts/verdant"]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        let out = cmd.output().expect("helm runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sets:?} was accepted");
+        assert!(
+            err.contains(field),
+            "{sets:?}: the error does not name {field}: {err}"
+        );
+    };
+    refused(&["broker.enabled=true"], "/broker/publicUrl");
+    refused(&["operator.replicass=3"], "replicass");
+    refused(&["operator.replicas=0"], "/operator/replicas");
+    refused(
+        &["launcher.image.pullPolicy=Sometimes"],
+        "/launcher/image/pullPolicy",
+    );
+    refused(
+        &[
+            "broker.enabled=true",
+            "broker.publicUrl=desktops",
+            "broker.oidc.issuer=https://i",
+        ],
+        "/broker/publicUrl",
+    );
+}
+
+#[test]
+fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator() {
+    let docs = documents(&render(EVERYTHING));
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "Deployment/verdant-operator",
+        "Deployment/verdant-broker",
+        "Service/verdant-broker",
+        "Ingress/verdant-broker",
+        "PodDisruptionBudget/verdant-operator",
+        "ClusterRole/verdant-operator",
+        "ClusterRole/verdant-broker",
+        "Role/verdant-operator-leader-election",
+        "Role/verdant-broker-session",
+        "ConfigMap/verdant-launcher",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "{expected} is missing: {kinds:?}"
+        );
+    }
+    let policies = docs.iter().filter(|d| d["kind"] == "NetworkPolicy").count();
+    assert_eq!(policies, 2, "one NetworkPolicy per desktop namespace");
+    // No ServiceMonitor without the Prometheus Operator's API.
+    assert!(!kinds.iter().any(|k| k.starts_with("ServiceMonitor/")));
+
+    let operator = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "verdant-operator")
+        .unwrap();
+    let pod = &operator["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(operator["spec"]["replicas"], 2);
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--leader-elect"), "{args:?}");
+    assert!(
+        args.contains(&"--launcher-image=ghcr.io/verdant-vdi/verdant-launcher:0.1.0"),
+        "{args:?}"
+    );
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+
+    // The launcher values become the operator's --launcher-settings file, which it parses.
+    let settings = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .map(|d| d["data"]["settings.yaml"].as_str().unwrap().to_owned())
+        .unwrap();
+    let parsed =
+        operator::LauncherPod::parse(&settings).expect("the operator reads the chart's settings");
+    assert_eq!(parsed.node_selector["verdant.dev/kvm"], "enabled");
+    assert_eq!(parsed.runtime_class_name.as_deref(), Some("kvm"));
+    assert_eq!(parsed.image_pull_policy.as_deref(), Some("Always"));
+}
+
+#[test]
+fn the_chart_readme_documents_every_value() {
+    let values: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("charts/verdant/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(root().join("charts/verdant/README.md")).unwrap();
+    let missing: Vec<String> = value_paths(&values)
+        .into_iter()
+        .filter(|path| !readme.contains(&format!("| `{path}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "charts/verdant/README.md's values table lacks {missing:?}"
+    );
+}
+
+#[test]
+fn the_chart_version_is_the_workspace_version() {
+    let chart: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("charts/verdant/Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(chart["version"], version, "Chart.yaml version");
+    assert_eq!(chart["appVersion"], version, "Chart.yaml appVersion");
+}
+
+#[test]
+fn deploy_verdant_yaml_is_the_chart_rendered_with_default_values() {
+    let bins = tests::controlplane::Binaries::locate().expect("the pinned tools build");
+    let rendered = output(
+        std::process::Command::new("bash")
+            .arg("deploy/render.sh")
+            .env("HELM", &bins.helm)
+            .current_dir(root()),
+    );
+    let committed = std::fs::read_to_string(root().join("deploy/verdant.yaml")).unwrap();
+    assert!(
+        rendered == committed,
+        "deploy/verdant.yaml differs from the chart; run `HELM={} bash deploy/render.sh > deploy/verdant.yaml` and commit it",
+        bins.helm.display()
+    );
+}
