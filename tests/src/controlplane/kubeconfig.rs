@@ -59,3 +59,55 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, Error> {
         .map_err(|e| kube_err(e.to_string()))?;
     Client::try_from(config).map_err(Error::Kube)
 }
+
+/// A client that authenticates as ServiceAccount `ns/name`, with a token from the
+/// apiserver's TokenRequest API (as a pod's projected token is made), valid for an hour:
+/// what a component installed by the chart runs as.
+pub async fn service_account_client(
+    cp: &super::ControlPlane,
+    ns: &str,
+    name: &str,
+) -> Result<Client, Error> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(cp.client(), ns);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let granted = accounts
+        .create_token_request(name, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(Error::Kube)?;
+    let token = granted.status.map(|s| s.token).unwrap_or_default();
+    let ca = std::fs::read(&cp.pki().ca_cert).map_err(|e| Error::io(&cp.pki().ca_cert, e))?;
+    let path = cp.dir().join(format!("kubeconfig-sa-{ns}-{name}"));
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: verdant
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {ns}-{name}
+  user:
+    token: {token}
+contexts:
+- name: verdant
+  context:
+    cluster: verdant
+    user: {ns}-{name}
+current-context: verdant
+",
+        server = cp.server(),
+        ca = base64::engine::general_purpose::STANDARD.encode(ca),
+    );
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    client_from_kubeconfig(&path).await
+}

@@ -35,8 +35,8 @@ use kube::{Api, Client};
 
 pub use binaries::{Binaries, Versions, cache_dir};
 pub use crds::{committed_crds, install_crds};
-pub use kubeconfig::client_from_kubeconfig;
 use kubeconfig::write_kubeconfig;
+pub use kubeconfig::{client_from_kubeconfig, service_account_client};
 pub use oidc::{OIDC_CLIENT_ID, OidcProvider, OidcUser, PROBE_USER, REDIRECT_GLOBS, token_review};
 pub use oidc_login::{LoginCode, Tokens, jwt_claims};
 pub use pki::{ADMIN_USER, Pki};
