@@ -9,6 +9,7 @@ pub mod chart;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;
+pub mod kubeschema;
 pub mod layout;
 pub mod localnode;
 pub mod wsrfb;

@@ -224,3 +224,101 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
     let kept = desktops.get("alice-dev").await.expect("the Desktop stays");
     assert_eq!(kept.name_any(), "alice-dev");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() {
+    let cp = ControlPlane::start().await.expect("control plane starts");
+    // The built-in kinds' schemas from this apiserver; ours from the CRDs the chart installs.
+    let request = http::Request::get("/openapi/v2")
+        .header("Accept", "application/json")
+        .body(Vec::new())
+        .unwrap();
+    let openapi: serde_json::Value = serde_json::from_str(
+        &cp.client()
+            .request_text(request)
+            .await
+            .expect("/openapi/v2"),
+    )
+    .unwrap();
+    let root = tests::chart::root();
+    let crds: Vec<serde_json::Value> = ["desktop.yaml", "desktoppool.yaml"]
+        .iter()
+        .map(|f| {
+            serde_saphyr::from_str(
+                &std::fs::read_to_string(root.join("charts/verdant/crds").join(f)).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let schemas = work.path().join("schemas");
+    let written = tests::kubeschema::write(&schemas, &openapi, &crds).unwrap();
+    println!("{written} schemas written");
+
+    // Every optional part of the chart on, with the CRDs; the committed plain manifests; the
+    // examples users apply.
+    let mut full = helm();
+    full.args([
+        "template",
+        "verdant",
+        "charts/verdant",
+        "--namespace",
+        "verdant-system",
+        "--include-crds",
+    ]);
+    for set in [
+        "broker.enabled=true",
+        "broker.publicUrl=https://desktops.example.com",
+        "broker.oidc.issuer=https://login.example.com",
+        "broker.oidc.clientSecretName=oidc",
+        "broker.oidc.caConfigMapName=oidc-ca",
+        "broker.tlsSecretName=broker-tls",
+        "broker.ingress.enabled=true",
+        "broker.ingress.tlsSecretName=desktops-tls",
+        "networkPolicy.namespaces={team-a}",
+        "launcher.runtimeClassName=kvm",
+    ] {
+        full.args(["--set", set]);
+    }
+    let rendered = work.path().join("full.yaml");
+    std::fs::write(&rendered, output(&mut full)).unwrap();
+    let kubeconform = |files: &[&std::path::Path]| {
+        let bins = tests::controlplane::Binaries::locate().expect("the pinned tools build");
+        Command::new(bins.kubeconform)
+            .args(["-strict", "-summary", "-output", "text", "-schema-location"])
+            .arg(tests::kubeschema::location(&schemas))
+            .args(files)
+            .output()
+            .expect("kubeconform runs")
+    };
+    let examples = root.join("crds/examples");
+    let checked = kubeconform(&[
+        &rendered,
+        &root.join("deploy/verdant.yaml"),
+        &examples.join("desktop.yaml"),
+        &examples.join("pool-floating.yaml"),
+        &examples.join("pool-dedicated.yaml"),
+    ]);
+    let said = String::from_utf8_lossy(&checked.stdout);
+    println!("{said}{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "kubeconform -strict refused: {said}"
+    );
+    assert!(said.contains("Invalid: 0, Errors: 0, Skipped: 0"), "{said}");
+
+    // The schemas are strict: a misspelt field in a Deployment and in a Desktop is refused.
+    let bad = work.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicass: 2\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n---\napiVersion: vdi.verdant.dev/v1alpha1\nkind: Desktop\nmetadata: {name: y}\nspec:\n  resources: {cpus: 1, memory: 1Gi, gpus: 1}\n  boot: {kernel: {hostPath: /k}}\n",
+    )
+    .unwrap();
+    let refused = kubeconform(&[&bad]);
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "misspelt fields passed: {said}");
+    assert!(
+        said.contains("replicass") && said.contains("gpus"),
+        "{said}"
+    );
+}
