@@ -194,3 +194,42 @@ fn deploy_verdant_yaml_is_the_chart_rendered_with_default_values() {
         bins.helm.display()
     );
 }
+
+#[test]
+fn service_monitors_render_only_where_the_prometheus_operator_api_exists() {
+    let count = |extra: &[&str]| {
+        let mut cmd = helm();
+        cmd.args([
+            "template",
+            "verdant",
+            "charts/verdant",
+            "--namespace",
+            "verdant-system",
+        ]);
+        cmd.args(extra);
+        documents(&output(&mut cmd))
+            .iter()
+            .filter(|d| d["kind"] == "ServiceMonitor")
+            .count()
+    };
+    assert_eq!(count(&[]), 0, "no ServiceMonitor without the API");
+    let api = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"];
+    assert_eq!(count(&api), 1, "the operator's");
+    let with_broker = [
+        &api[..],
+        &[
+            "--set",
+            "broker.enabled=true",
+            "--set",
+            "broker.publicUrl=https://d.example.com",
+            "--set",
+            "broker.oidc.issuer=https://i.example.com",
+        ],
+    ]
+    .concat();
+    assert_eq!(count(&with_broker), 2, "the operator's and the broker's");
+    assert_eq!(
+        count(&[&api[..], &["--set", "serviceMonitor.enabled=false"]].concat()),
+        0
+    );
+}
