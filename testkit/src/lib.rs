@@ -17,6 +17,8 @@ pub const KVM: &str = "kvm";
 /// Viewers and tools we did not write: vncsnapshot, vncdotool, noVNC in Chromium, websockify,
 /// TigerVNC's Xvnc, QEMU.
 pub const VIEWERS: &str = "viewers";
+/// The container image tools (buildah, skopeo, umoci; Debian packages), run as root.
+pub const IMAGES: &str = "images";
 
 /// Whether parts of `kind` are required, as the environment says.
 pub fn required(kind: &str) -> bool {

@@ -37,11 +37,7 @@ pub fn binary(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "--locked", "--workspace", "--bins"]);
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(set_for_the_running_target) {
-                cmd.env_remove(key);
-            }
-        }
+        without_test_environment(&mut cmd);
         if release {
             cmd.arg("--release");
         }
@@ -60,6 +56,17 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Removes from `cmd`'s environment the variables Cargo set for the running test, so that a
+/// Cargo build `cmd` runs (itself or through a script) reuses what a shell's build compiled.
+pub fn without_test_environment(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_for_the_running_target) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 /// Whether Cargo sets variable `name` for the target it runs (rather than the user setting it

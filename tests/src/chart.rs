@@ -48,6 +48,12 @@ pub fn output(cmd: &mut Command) -> String {
 
 /// `helm template` of release `verdant` in `verdant-system` with `--set` values `sets`.
 pub fn render(sets: &[&str]) -> String {
+    let args: Vec<&str> = sets.iter().flat_map(|set| ["--set", set]).collect();
+    render_with(&args)
+}
+
+/// `helm template` of release `verdant` in `verdant-system` with more arguments `args`.
+pub fn render_with(args: &[&str]) -> String {
     let mut cmd = helm();
     cmd.args([
         "template",
@@ -56,9 +62,7 @@ pub fn render(sets: &[&str]) -> String {
         "--namespace",
         "verdant-system",
     ]);
-    for set in sets {
-        cmd.args(["--set", set]);
-    }
+    cmd.args(args);
     output(&mut cmd)
 }
 

@@ -198,16 +198,7 @@ fn deploy_verdant_yaml_is_the_chart_rendered_with_default_values() {
 #[test]
 fn service_monitors_render_only_where_the_prometheus_operator_api_exists() {
     let count = |extra: &[&str]| {
-        let mut cmd = helm();
-        cmd.args([
-            "template",
-            "verdant",
-            "charts/verdant",
-            "--namespace",
-            "verdant-system",
-        ]);
-        cmd.args(extra);
-        documents(&output(&mut cmd))
+        documents(&tests::chart::render_with(extra))
             .iter()
             .filter(|d| d["kind"] == "ServiceMonitor")
             .count()
