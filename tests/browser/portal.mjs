@@ -41,9 +41,16 @@ page.on("console", (m) => {
 });
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
 
+// Waits for the desktop page's viewer to connect; a failure says which page the browser is
+// on and what it shows (a starting page names the desktop's phase), with a screenshot.
 const connected = async () => {
   await page.waitForFunction(() => window.verdantState === "connected", null, { timeout: 60000 })
-    .catch(async (e) => { throw new Error(`not connected (${await page.evaluate(() => window.verdantState)}): ${e}`); });
+    .catch(async (e) => {
+      const state = await page.evaluate(() => window.verdantState);
+      const shown = (await page.evaluate(() => document.body.innerText)).slice(0, 400);
+      await page.screenshot({ path: `${shots}/not-connected.png` }).catch(() => {});
+      throw new Error(`not connected (state ${state}) at ${page.url()}, showing: ${JSON.stringify(shown)}: ${e}`);
+    });
 };
 const pixel = (x, y) => page.evaluate(([x, y]) => window.verdantPixel(x, y), [x, y]);
 const waitPixel = async (x, y, colour) => {
