@@ -24,21 +24,8 @@ pub const BROKER_USER: &str = "verdant-broker";
 /// chart's rules (`charts/verdant/rbac/`), to `user`. Idempotent, so several brokers may share
 /// one user.
 pub async fn grant(client: &Client, user: &str, session_ns: &str) {
-    let role = ClusterRole {
-        metadata: kube::api::ObjectMeta {
-            name: Some("verdant-broker".into()),
-            ..Default::default()
-        },
-        rules: Some(crate::chart::rules("broker")),
-        ..Default::default()
-    };
-    let session = Role {
-        metadata: kube::api::ObjectMeta {
-            name: Some("verdant-broker-session".into()),
-            ..Default::default()
-        },
-        rules: Some(crate::chart::rules("broker-session")),
-    };
+    let role = crate::chart::cluster_role("verdant-broker", "broker");
+    let session = crate::chart::role("verdant-broker-session", "broker-session");
     let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "verdant-broker"},

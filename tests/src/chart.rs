@@ -46,10 +46,30 @@ pub fn output(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
+/// Values that turn on every optional part of the chart.
+pub const EVERY_OPTION: &[&str] = &[
+    "broker.enabled=true",
+    "broker.publicUrl=https://desktops.example.com",
+    "broker.oidc.issuer=https://login.example.com",
+    "broker.oidc.clientSecretName=oidc",
+    "broker.oidc.caConfigMapName=oidc-ca",
+    "broker.tlsSecretName=broker-tls",
+    "broker.ingress.enabled=true",
+    "broker.ingress.tlsSecretName=desktops-tls",
+    "networkPolicy.namespaces={team-a,team-b}",
+    "launcher.nodeSelector.verdant\\.dev/kvm=enabled",
+    "launcher.runtimeClassName=kvm",
+    "launcher.image.pullPolicy=Always",
+];
+
+/// `--set` arguments for values `sets`.
+pub fn set_args<'a>(sets: &[&'a str]) -> Vec<&'a str> {
+    sets.iter().flat_map(|set| ["--set", set]).collect()
+}
+
 /// `helm template` of release `verdant` in `verdant-system` with `--set` values `sets`.
 pub fn render(sets: &[&str]) -> String {
-    let args: Vec<&str> = sets.iter().flat_map(|set| ["--set", set]).collect();
-    render_with(&args)
+    render_with(&set_args(sets))
 }
 
 /// `helm template` of release `verdant` in `verdant-system` with more arguments `args`.
@@ -102,6 +122,40 @@ pub fn value_paths(values: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
     walk("", values, &mut out);
     out
+}
+
+/// Waits until the API serves Verdant's CRDs (kubectl wait for Established).
+pub fn wait_for_crds(cp: &crate::ControlPlane) {
+    output(cp.kubectl().args([
+        "wait",
+        "--for=condition=Established",
+        "crd/desktops.vdi.verdant.dev",
+        "crd/desktoppools.vdi.verdant.dev",
+        "--timeout=60s",
+    ]));
+}
+
+/// A ClusterRole `name` with the rules of the chart's `rbac/<file>.yaml`.
+pub fn cluster_role(name: &str, file: &str) -> k8s_openapi::api::rbac::v1::ClusterRole {
+    k8s_openapi::api::rbac::v1::ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        rules: Some(rules(file)),
+        ..Default::default()
+    }
+}
+
+/// A Role `name` with the rules of the chart's `rbac/<file>.yaml`.
+pub fn role(name: &str, file: &str) -> k8s_openapi::api::rbac::v1::Role {
+    k8s_openapi::api::rbac::v1::Role {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        rules: Some(rules(file)),
+    }
 }
 
 /// The rules of one of the chart's RBAC files (`rbac/<name>.yaml`), which its ClusterRoles and

@@ -43,21 +43,11 @@ pub struct Env {
 /// with the chart's rules (`charts/verdant/rbac/`), to `user`.
 pub async fn grant(client: &Client, user: &str, lease_ns: &str) {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-    let role = ClusterRole {
-        metadata: kube::api::ObjectMeta {
-            name: Some("verdant-operator".into()),
-            ..Default::default()
-        },
-        rules: Some(crate::chart::rules("operator")),
-        ..Default::default()
-    };
-    let lease_role = Role {
-        metadata: kube::api::ObjectMeta {
-            name: Some("verdant-operator-leader-election".into()),
-            ..Default::default()
-        },
-        rules: Some(crate::chart::rules("operator-leader-election")),
-    };
+    let role = crate::chart::cluster_role("verdant-operator", "operator");
+    let lease_role = crate::chart::role(
+        "verdant-operator-leader-election",
+        "operator-leader-election",
+    );
     let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "verdant-operator"},

@@ -1,38 +1,21 @@
 //! The Helm chart, without a cluster: it lints, renders the same twice, documents every value,
 //! and `deploy/verdant.yaml` is what it renders. (Installing it is `chart_install.rs`.)
 
-use tests::chart::{documents, helm, output, render, root, value_paths};
-
-/// Values that turn on every optional part of the chart.
-const EVERYTHING: &[&str] = &[
-    "broker.enabled=true",
-    "broker.publicUrl=https://desktops.example.com",
-    "broker.oidc.issuer=https://login.example.com",
-    "broker.oidc.clientSecretName=oidc",
-    "broker.oidc.caConfigMapName=oidc-ca",
-    "broker.tlsSecretName=broker-tls",
-    "broker.ingress.enabled=true",
-    "broker.ingress.tlsSecretName=desktops-tls",
-    "networkPolicy.namespaces={team-a,team-b}",
-    "launcher.nodeSelector.verdant\\.dev/kvm=enabled",
-    "launcher.runtimeClassName=kvm",
-    "launcher.image.pullPolicy=Always",
-];
+use tests::chart::{EVERY_OPTION, documents, helm, output, render, root, value_paths};
 
 #[test]
 fn helm_lint_strict_passes_with_default_and_full_values() {
     output(helm().args(["lint", "--strict", "charts/verdant"]));
-    let mut full = helm();
-    full.args(["lint", "--strict", "charts/verdant"]);
-    for set in EVERYTHING {
-        full.args(["--set", set]);
-    }
-    output(&mut full);
+    output(
+        helm()
+            .args(["lint", "--strict", "charts/verdant"])
+            .args(tests::chart::set_args(EVERY_OPTION)),
+    );
 }
 
 #[test]
 fn helm_template_renders_the_same_twice() {
-    for sets in [&[][..], EVERYTHING] {
+    for sets in [&[][..], EVERY_OPTION] {
         let first = render(sets);
         let second = render(sets);
         assert!(
@@ -77,7 +60,7 @@ fn bad_values_are_refused_naming_the_value() {
 
 #[test]
 fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator() {
-    let docs = documents(&render(EVERYTHING));
+    let docs = documents(&render(EVERY_OPTION));
     let kinds: Vec<String> = docs
         .iter()
         .map(|d| {

@@ -125,13 +125,7 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
         crds.contains("desktops.vdi.verdant.dev") && crds.contains("desktoppools.vdi.verdant.dev"),
         "{crds}"
     );
-    output(cp.kubectl().args([
-        "wait",
-        "--for=condition=Established",
-        "crd/desktops.vdi.verdant.dev",
-        "crd/desktoppools.vdi.verdant.dev",
-        "--timeout=60s",
-    ]));
+    tests::chart::wait_for_crds(&cp);
 
     // A user's Desktop, which must outlive the release.
     let gvk = GroupVersionKind::gvk(crds::GROUP, crds::VERSION, "Desktop");
@@ -257,31 +251,15 @@ async fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() {
 
     // Every optional part of the chart on, with the CRDs; the committed plain manifests; the
     // examples users apply.
-    let mut full = helm();
-    full.args([
-        "template",
-        "verdant",
-        "charts/verdant",
-        "--namespace",
-        "verdant-system",
-        "--include-crds",
-    ]);
-    for set in [
-        "broker.enabled=true",
-        "broker.publicUrl=https://desktops.example.com",
-        "broker.oidc.issuer=https://login.example.com",
-        "broker.oidc.clientSecretName=oidc",
-        "broker.oidc.caConfigMapName=oidc-ca",
-        "broker.tlsSecretName=broker-tls",
-        "broker.ingress.enabled=true",
-        "broker.ingress.tlsSecretName=desktops-tls",
-        "networkPolicy.namespaces={team-a}",
-        "launcher.runtimeClassName=kvm",
-    ] {
-        full.args(["--set", set]);
-    }
+    let full = tests::chart::render_with(
+        &[
+            &["--include-crds"][..],
+            &tests::chart::set_args(tests::chart::EVERY_OPTION),
+        ]
+        .concat(),
+    );
     let rendered = work.path().join("full.yaml");
-    std::fs::write(&rendered, output(&mut full)).unwrap();
+    std::fs::write(&rendered, full).unwrap();
     let kubeconform = |files: &[&std::path::Path]| {
         let bins = tests::controlplane::Binaries::locate().expect("the pinned tools build");
         Command::new(bins.kubeconform)

@@ -481,13 +481,7 @@ async fn the_operator_reconciles_with_the_charts_service_account_and_needs_every
         "verdant-system",
         "--create-namespace",
     ]));
-    output(cp.kubectl().args([
-        "wait",
-        "--for=condition=Established",
-        "crd/desktops.vdi.verdant.dev",
-        "crd/desktoppools.vdi.verdant.dev",
-        "--timeout=60s",
-    ]));
+    tests::chart::wait_for_crds(&cp);
 
     // 1. The chart's own ServiceAccount, all namespaces, as the chart runs the operator.
     let client = service_account_client(&cp, "verdant-system", "verdant-operator")

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use tests::chart::{output, root};
+
 /// The most an image's unpacked files may weigh: the launcher's is pulled onto every node
 /// that runs desktops, the operator's wherever it fails over to.
 const LIMITS: [(&str, u64); 2] = [("launcher", 10 << 20), ("operator", 30 << 20)];
@@ -21,14 +23,6 @@ struct Image {
     digest: String,
     /// The archive's size in bytes.
     archive_bytes: u64,
-}
-
-/// The workspace root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
 }
 
 /// What this machine lacks to build and unpack the images, if anything.
@@ -49,19 +43,6 @@ fn missing() -> Option<String> {
         return Some("noVNC is not installed: run `npm ci` in broker/web".into());
     }
     None
-}
-
-/// Runs `cmd` and panics, with its output, unless it succeeds; returns its standard output.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("the command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `images/build.sh` into `out` and reads the digests it wrote there.
@@ -107,14 +88,18 @@ fn build(out: &Path) -> Vec<Image> {
 fn unpack(archive: &Path, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("the folder to unpack into");
     let layout = format!("{}:image", dir.join("layout").display());
-    run(Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci-archive:{}", archive.display()))
-        .arg(format!("oci:{layout}")));
+    output(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(format!("oci:{layout}")),
+    );
     let bundle = dir.join("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--image", &layout])
-        .arg(&bundle));
+    output(
+        Command::new("umoci")
+            .args(["unpack", "--image", &layout])
+            .arg(&bundle),
+    );
     bundle.join("rootfs")
 }
 
@@ -263,9 +248,11 @@ fn the_images_are_reproducible_static_and_small() {
         );
 
         // The configuration: entrypoint, user and the OCI labels.
-        let config: serde_json::Value = serde_json::from_str(&run(Command::new("skopeo")
-            .args(["inspect", "--config"])
-            .arg(format!("oci-archive:{}", archive.display()))))
+        let config: serde_json::Value = serde_json::from_str(&output(
+            Command::new("skopeo")
+                .args(["inspect", "--config"])
+                .arg(format!("oci-archive:{}", archive.display())),
+        ))
         .expect("skopeo prints the image's configuration as JSON");
         let config = &config["config"];
         assert_eq!(config["Entrypoint"], serde_json::json!([binary]), "{name}");
@@ -298,9 +285,11 @@ fn the_images_are_reproducible_static_and_small() {
             "{binary} in {} is dynamically linked",
             image.archive
         );
-        let printed = run(Command::new("chroot")
-            .arg(&rootfs)
-            .args([&binary, "--version"]));
+        let printed = output(
+            Command::new("chroot")
+                .arg(&rootfs)
+                .args([&binary, "--version"]),
+        );
         assert_eq!(printed, format!("verdant-{name} {version}\n"));
         if name == "broker" {
             let rfb = rootfs.join("usr/share/verdant/novnc/core/rfb.js");

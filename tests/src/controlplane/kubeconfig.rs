@@ -20,6 +20,24 @@ pub(super) fn write_kubeconfig(
         let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
     };
+    let credentials = format!(
+        "client-certificate-data: {}\n    client-key-data: {}",
+        b64(cert)?,
+        b64(key)?
+    );
+    write_config(path, server, ca, user, &credentials)
+}
+
+/// Writes a kubeconfig for `server` (trusting the CA at `ca`) whose one user, `user`,
+/// authenticates with `credentials`: the fields of its `user:` entry.
+fn write_config(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    user: &str,
+    credentials: &str,
+) -> Result<(), Error> {
+    let ca = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
     let text = format!(
         "apiVersion: v1
 kind: Config
@@ -31,8 +49,7 @@ clusters:
 users:
 - name: {user}
   user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
+    {credentials}
 contexts:
 - name: verdant
   context:
@@ -40,9 +57,7 @@ contexts:
     user: {user}
 current-context: verdant
 ",
-        ca = b64(ca)?,
-        cert = b64(cert)?,
-        key = b64(key)?,
+        ca = base64::engine::general_purpose::STANDARD.encode(ca),
     );
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
@@ -84,30 +99,13 @@ pub async fn service_account_client(
         .await
         .map_err(Error::Kube)?;
     let token = granted.status.map(|s| s.token).unwrap_or_default();
-    let ca = std::fs::read(&cp.pki().ca_cert).map_err(|e| Error::io(&cp.pki().ca_cert, e))?;
     let path = cp.dir().join(format!("kubeconfig-sa-{ns}-{name}"));
-    let text = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: verdant
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: {ns}-{name}
-  user:
-    token: {token}
-contexts:
-- name: verdant
-  context:
-    cluster: verdant
-    user: {ns}-{name}
-current-context: verdant
-",
-        server = cp.server(),
-        ca = base64::engine::general_purpose::STANDARD.encode(ca),
-    );
-    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    write_config(
+        &path,
+        cp.server(),
+        &cp.pki().ca_cert,
+        &format!("{ns}-{name}"),
+        &format!("token: {token}"),
+    )?;
     client_from_kubeconfig(&path).await
 }
