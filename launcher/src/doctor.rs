@@ -2,6 +2,8 @@
 //!
 //! Checks `/dev/kvm` (present, openable, API version, the capabilities we use), summarises the
 //! CPUID the host's KVM offers, and times a tiny guest to estimate guest instructions per second.
+//! Also says which seccomp profile `run` would apply, whether the kernel can apply it, and how
+//! confined this process is now ([`crate::sandbox`]).
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use crate::arch::regs::BootProtocol;
 use crate::boot::BootEntry;
 use crate::devices::Devices;
 use crate::devices::serial::{ConsoleBuffer, ConsoleSink, new_com1};
+use crate::sandbox::{SeccompMode, Status};
 use crate::vstate::memory;
 use crate::vstate::vcpu::{Outcome, Vcpu};
 use crate::vstate::vm::{REQUIRED_CAPS, Vm};
@@ -86,6 +89,8 @@ pub struct Report {
     pub cpu: Option<CpuSummary>,
     /// The guest speed, when a guest could run.
     pub speed: Option<Speed>,
+    /// Confinement: the profile `run` would apply, the kernel's support, this process's state.
+    pub sandbox: Status,
     /// Whether Verdant can run VMs here.
     pub can_run: bool,
     /// One line a person reads first.
@@ -218,6 +223,9 @@ pub fn diagnose() -> Report {
         }
     }
 
+    let sandbox = Status::current();
+    confinement_checks(&mut checks, &sandbox);
+
     let can_run = checks.iter().all(|c| c.ok || !c.required);
     let verdict = match (&speed, can_run) {
         (_, false) => "Verdant cannot run VMs here: see the failed checks.".to_owned(),
@@ -235,9 +243,67 @@ pub fn diagnose() -> Report {
         checks,
         cpu,
         speed,
+        sandbox,
         can_run,
         verdict,
     }
+}
+
+/// What `run`'s confinement needs (a profile that compiles, a kernel that applies it in the
+/// chosen mode) and what this process has.
+fn confinement_checks(checks: &mut Vec<Check>, status: &Status) {
+    let env = SeccompMode::ENV;
+    match status.mode {
+        None => {
+            let why = status.mode_error.clone().unwrap_or_default();
+            check(checks, "seccomp profile of run", false, why, true);
+        }
+        Some(SeccompMode::Off) => {
+            let detail = format!("off ({env}=off): run installs no filter");
+            check(checks, "seccomp profile of run", false, detail, false);
+        }
+        Some(mode) => {
+            let detail = status.compile_error.clone().unwrap_or_else(|| {
+                format!(
+                    "{} {mode}: {} syscalls allowed, forbidden -> {} ({env} or --seccomp)",
+                    status.profile,
+                    status.syscalls_allowed,
+                    mode.forbidden()
+                )
+            });
+            let ok = status.compile_error.is_none();
+            check(checks, "seccomp profile of run", ok, detail, true);
+        }
+    }
+    let mode = status.mode.unwrap_or_default();
+    let wanted = if mode == SeccompMode::Off {
+        SeccompMode::Enforce
+    } else {
+        mode
+    };
+    let ok = status.kernel_supports(wanted);
+    let detail = if ok {
+        format!("actions: {}", status.kernel_actions.join(" "))
+    } else {
+        format!(
+            "no seccomp filters with the {} action (Linux 4.14+, CONFIG_SECCOMP_FILTER): run with --seccomp off",
+            if wanted == SeccompMode::Log {
+                "log"
+            } else {
+                "kill_process"
+            }
+        )
+    };
+    let required = mode != SeccompMode::Off;
+    check(
+        checks,
+        "seccomp filters in the kernel",
+        ok,
+        detail,
+        required,
+    );
+    let now = status.process.describe();
+    check(checks, "confinement of this process", true, now, false);
 }
 
 fn check(checks: &mut Vec<Check>, name: &str, ok: bool, detail: String, required: bool) {

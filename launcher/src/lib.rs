@@ -5,7 +5,8 @@
 //! [`machine::Machine`] is the one place that assembles a VM; KVM state lives in [`vstate`],
 //! x86 specifics in [`arch`], boot structures in [`boot`], and each device in [`devices`].
 //! [`Launcher`] wires a machine to its HTTP endpoints ([`http`]) and to the VNC server (the
-//! `rfb` crate), as `verdant-launcher run` runs it.
+//! `rfb` crate), as `verdant-launcher run` runs it; [`sandbox`] then drops its capabilities
+//! and confines it with seccomp.
 
 pub mod arch;
 pub mod boot;
@@ -15,6 +16,7 @@ pub mod display;
 pub mod doctor;
 pub mod http;
 pub mod machine;
+pub mod sandbox;
 pub mod start;
 pub mod vstate;
 
@@ -101,6 +103,9 @@ pub enum Error {
     /// An OS call failed.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
+    /// The launcher cannot drop its capabilities or install its seccomp filter.
+    #[error("Cannot confine the launcher: {0}")]
+    Confine(String),
 }
 
 impl Error {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use launcher::machine::VmExit;
+use launcher::sandbox::SeccompMode;
 use launcher::{LaunchOptions, Launcher};
 use launcher_api::{DisplayConfig, ExitStatus, LauncherConfig, VncConfig};
 
@@ -88,6 +89,16 @@ struct RunArgs {
     /// Frames a second each VNC viewer gets at most, 1 to 60 [default: 30].
     #[arg(long, value_name = "N")]
     vnc_fps: Option<u32>,
+    /// What a system call outside the launcher's seccomp profile does once setup is done.
+    /// Capabilities are dropped in every mode.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        env = SeccompMode::ENV,
+        default_value_t = SeccompMode::Enforce
+    )]
+    seccomp: SeccompMode,
 }
 
 fn parse_config_json(text: &str) -> Result<LauncherConfig, String> {
@@ -196,6 +207,7 @@ fn doctor(json: bool) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    let seccomp = args.seccomp;
     let config = match args.config() {
         Ok(config) => config,
         Err(message) => {
@@ -211,7 +223,7 @@ fn run(args: RunArgs) -> ExitCode {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
     }
-    let launcher = match Launcher::start(&vm, LaunchOptions::default()) {
+    let launcher = match Launcher::start_confined(&vm, LaunchOptions::default(), seccomp) {
         Ok(launcher) => launcher,
         Err(e) => return failed(&e),
     };
@@ -324,6 +336,25 @@ mod tests {
         assert!(err.to_string().contains("--vnc-fps"), "{err}");
         let no_auth = config(&["--kernel", "/k", "--vnc-no-auth"]);
         assert!(no_auth.vnc.unwrap().insecure_no_auth);
+    }
+
+    #[test]
+    fn seccomp_is_enforced_unless_the_flag_says_otherwise() {
+        let mode = |list: &[&str]| run_args(list).map(|a| a.seccomp);
+        if std::env::var_os(SeccompMode::ENV).is_none() {
+            assert_eq!(mode(&["--kernel", "/k"]).unwrap(), SeccompMode::Enforce);
+        }
+        assert_eq!(
+            mode(&["--kernel", "/k", "--seccomp", "log"]).unwrap(),
+            SeccompMode::Log
+        );
+        assert_eq!(
+            mode(&["--kernel", "/k", "--seccomp", "off"]).unwrap(),
+            SeccompMode::Off
+        );
+        let err = mode(&["--kernel", "/k", "--seccomp", "lax"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert!(err.to_string().contains("--seccomp"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`Launcher`]: one desktop's VM with everything around it wired up, the HTTP endpoints and
-//! the VNC server, as `verdant-launcher run` and `verdant-dev` both run it.
+//! the VNC server, as `verdant-launcher run` and `verdant-dev` both run it; `run` also confines
+//! itself ([`Launcher::start_confined`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +15,7 @@ use crate::Error;
 use crate::display::Framebuffer;
 use crate::http::{self, Health};
 use crate::machine::{ConsoleOptions, Machine, VmExit};
+use crate::sandbox::{self, Sandbox, SeccompMode};
 
 /// How a [`Launcher`] presents itself, besides its config.
 #[derive(Debug, Clone)]
@@ -48,6 +50,28 @@ impl Launcher {
     /// display so that `/readyz` turns ready once the guest has drawn something. The VM does
     /// not run until [`Launcher::run`].
     pub fn start(config: &VmConfig, options: LaunchOptions) -> Result<Self, Error> {
+        Self::start_with(config, options, None)
+    }
+
+    /// As [`Launcher::start`], and confines the process on the way ([`crate::sandbox`]): every
+    /// capability is dropped once the VM is built and before the first server thread starts,
+    /// and the seccomp profile goes on every thread once the servers run, so the vCPUs (started
+    /// by [`Launcher::run`]) never enter the guest unconfined. Prints what it applied on one
+    /// line. For a process that only runs this VM, as `verdant-launcher run`; a test or
+    /// `verdant-dev`, which do more, use [`Launcher::start`].
+    pub fn start_confined(
+        config: &VmConfig,
+        options: LaunchOptions,
+        seccomp: SeccompMode,
+    ) -> Result<Self, Error> {
+        Self::start_with(config, options, Some(seccomp))
+    }
+
+    fn start_with(
+        config: &VmConfig,
+        options: LaunchOptions,
+        seccomp: Option<SeccompMode>,
+    ) -> Result<Self, Error> {
         let machine = Machine::build(config, options.console);
         if crate::demo::is_demo_file(&config.kernel) {
             // The loader has read it; the temporary copy of the demo guest is no longer needed.
@@ -61,6 +85,25 @@ impl Launcher {
             config.memory >> 20
         );
         let health = Arc::new(Health::new(machine.console()));
+        // Read while capabilities last: a secret volume's file may be root's alone.
+        let vnc_security = match (&config.vnc, machine.framebuffer()) {
+            (Some(settings), Some(_)) => Some(match &settings.password_file {
+                None => Security::None,
+                Some(file) => Security::Password(read_password(file)?),
+            }),
+            _ => None,
+        };
+        let sandbox = match seccomp {
+            None => None,
+            Some(mode) => {
+                let addrs = config
+                    .http
+                    .into_iter()
+                    .chain(config.vnc.iter().map(|v| v.addr));
+                let keep_bind = sandbox::needs_bind_capability(addrs);
+                Some((Sandbox::drop_capabilities(keep_bind)?, mode))
+            }
+        };
         let http = match config.http {
             None => None,
             Some(addr) => {
@@ -70,12 +113,8 @@ impl Launcher {
                 Some(bound)
             }
         };
-        let vnc = match (&config.vnc, machine.framebuffer()) {
-            (Some(settings), Some(framebuffer)) => {
-                let security = match &settings.password_file {
-                    None => Security::None,
-                    Some(file) => Security::Password(read_password(file)?),
-                };
+        let vnc = match (&config.vnc, machine.framebuffer(), vnc_security) {
+            (Some(settings), Some(framebuffer), Some(security)) => {
                 let changes = if framebuffer.has_dirty_log() {
                     "KVM's dirty-page log"
                 } else {
@@ -99,6 +138,10 @@ impl Launcher {
         match machine.framebuffer() {
             Some(framebuffer) => watch_display(framebuffer, Arc::clone(&health)),
             None => health.set_display_live(true),
+        }
+        if let Some((sandbox, mode)) = sandbox {
+            let confinement = sandbox.apply_seccomp(mode)?;
+            eprintln!("verdant-launcher: {confinement}");
         }
         Ok(Self {
             machine,
