@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds Verdant's container images, verdant-operator, verdant-launcher and verdant-broker, as
-# one OCI archive each, with no container engine: static binaries from one Cargo build, put
-# FROM scratch by buildah. The same commit gives the same digests: every timestamp is the
+# Builds Verdant's container images, verdant-operator, verdant-launcher and verdant-broker (and
+# verdant-pause, the pod sandbox of nodes with no registry), as one OCI archive each, with no
+# container engine: static binaries from one Cargo build, put FROM scratch by buildah. The same commit gives the same digests: every timestamp is the
 # commit's, files are owned by root (or the nonroot user) with fixed modes, and layers are
 # compressed by the same code every time. See images/README.md.
 #
@@ -26,6 +26,7 @@ need buildah buildah
 need skopeo skopeo
 need ldd libc-bin
 need strip binutils
+need gcc gcc
 novnc=broker/web/node_modules/@novnc/novnc
 [ -f "$novnc/core/rfb.js" ] || fail "needs noVNC in $novnc: run \`npm ci\` in broker/web"
 
@@ -72,8 +73,15 @@ trap cleanup EXIT
 stage() {
   local name=$1 rootfs=$work/$1
   mkdir -p "$rootfs"/{usr/bin,etc,tmp,root,home}
-  install -m 0755 "$bins/verdant-$name" "$rootfs/usr/bin/verdant-$name"
-  strip --strip-all "$rootfs/usr/bin/verdant-$name"
+  if [ "$name" = pause ]; then
+    # Static (position-independent, as the Rust binaries are) and stripped by the compiler;
+    # the same source and compiler give the same bytes.
+    gcc -static-pie -fPIE -Os -s -DVERDANT_VERSION="\"$version\"" -o "$rootfs/usr/bin/verdant-pause" \
+      "$root/images/pause/pause.c"
+  else
+    install -m 0755 "$bins/verdant-$name" "$rootfs/usr/bin/verdant-$name"
+    strip --strip-all "$rootfs/usr/bin/verdant-$name"
+  fi
   # Names for the two users an image runs as (65532 is distroless's nonroot), and the
   # resolver's order: static glibc reads /etc/hosts and /etc/resolv.conf itself (Kubernetes
   # mounts both), with no NSS modules to load.
@@ -91,6 +99,15 @@ stage() {
   fi
   # Modes as no particular machine's umask left them.
   chmod -R u+rwX,go+rX,go-w "$rootfs/usr"
+}
+
+# description NAME: the image's one-line description, from its crate's manifest.
+description() {
+  if [ "$1" = pause ]; then
+    echo "The pod sandbox process for nodes that load images from archives (verdant-dev, end-to-end tests)"
+  else
+    field description "$1/Cargo.toml"
+  fi
 }
 
 # smoke NAME: the staged binary is static and runs with nothing else around it.
@@ -122,7 +139,7 @@ image() {
   local config=(--os linux --arch amd64 --user "$user" --workingdir /
     --entrypoint "[\"/usr/bin/$title\"]" --created-by "images/build.sh"
     --label "org.opencontainers.image.title=$title"
-    --label "org.opencontainers.image.description=$(field description "$name/Cargo.toml")"
+    --label "org.opencontainers.image.description=$(description "$name")"
     --label "org.opencontainers.image.version=$version"
     --label "org.opencontainers.image.revision=$revision"
     --label "org.opencontainers.image.source=$source"
@@ -144,11 +161,15 @@ image() {
 image operator 65532:65532 8080/tcp
 image launcher 0:0 8080/tcp 5900/tcp
 image broker 65532:65532 8443/tcp
+# The pod sandbox image of nodes with no registry to pull registry.k8s.io/pause from: the
+# end-to-end tests' node and verdant-dev load it into containerd with the others. It runs as
+# upstream's does, as 65535.
+image pause 65535:65535
 
 step "digests (also in $out/digests.txt)"
 {
   echo "# archive image digest archive-bytes rootfs-bytes"
-  for name in operator launcher broker; do
+  for name in operator launcher broker pause; do
     archive=$out/verdant-$name.oci.tar
     digest=$(skopeo inspect --format '{{.Digest}}' "oci-archive:$archive")
     archive_bytes=$(stat -c %s "$archive")

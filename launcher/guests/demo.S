@@ -5,7 +5,8 @@
  *
  * Keys: the keyboard interrupt (IRQ1 through the legacy PIC) reads scancode set 2; each key
  * pressed draws a 16x16 block in the window, the n-th at x = 100 + 20 * (n % 20),
- * y = 120 + 20 * (n / 20 % 3), coloured (make code * 0x010203) & 0xffffff.
+ * y = 120 + 20 * (n / 20 % 3), coloured (make code * 0x010203) & 0xffffff. Ctrl, Alt and
+ * Del held together print "ctrl-alt-del: powering off" on COM1 and power the guest off.
  *
  * Pointer: the PS/2 mouse (IRQ12) moves an 8x8 block coloured 0xff8000, starting at (0,0),
  * restoring what was under it as it goes.
@@ -180,8 +181,24 @@ kbd_isr:
     je 6b
     cmp $0xe0, %al
     je 6b
-    cmp $0xf0, %bl                  /* a release */
-    je 6b
+    xor %ecx, %ecx                  /* Ctrl, Alt and Del held: bits 1, 2 and 4 of `held` */
+    cmp $0x14, %al
+    jne 4f
+    mov $1, %cl
+4:  cmp $0x11, %al
+    jne 4f
+    mov $2, %cl
+4:  cmp $0x71, %al                  /* Del, or the keypad's Del (no E0 prefix) */
+    jne 4f
+    mov $4, %cl
+4:  cmp $0xf0, %bl                  /* a release */
+    jne 5f
+    not %cl
+    and %cl, held(%rip)
+    jmp 6b
+5:  or %cl, held(%rip)
+    cmpb $7, held(%rip)
+    je shut_down
     imul $0x010203, %eax, %r12d     /* the key's colour */
     and $0x00ffffff, %r12d
     mov keys(%rip), %eax
@@ -204,6 +221,18 @@ kbd_isr:
     out %al, $0x20
     RESTORE_REGS
     iretq
+
+/* Ctrl+Alt+Del: what the launcher sends when it is asked to stop (SIGTERM), and what a
+ * viewer's Ctrl+Alt+Del button sends. The demo says so on COM1 and powers off, as a desktop
+ * OS configured to shut down on it would. */
+shut_down:
+    lea bye(%rip), %rsi
+8:  lodsb
+    test %al, %al
+    jz 8f
+    PUTC_BODY_AT 9
+    jmp 8b
+8:  POWER_OFF
 
 /* set_gate: a 64-bit interrupt gate at %rdi for the handler at %rax. */
 set_gate:
@@ -351,6 +380,7 @@ fill_rect:
 5:  ret
 
 msg: .asciz "demo desktop drawn\n"
+bye: .asciz "ctrl-alt-del: powering off\n"
 
     .section .data
     .p2align 3
@@ -361,6 +391,7 @@ fb_stride: .quad 0
 clock:     .long 0
 keys:      .long 0
 prev:      .byte 0
+held:      .byte 0
 packet_len: .byte 0
 packet:    .space 3
 pointer_shown: .byte 0

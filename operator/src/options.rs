@@ -53,13 +53,22 @@ pub struct LauncherPod {
     /// The RuntimeClass launcher pods run with [default: the cluster's].
     #[serde(default)]
     pub runtime_class_name: Option<String>,
+    /// vCPUs per CPU core that launcher pods request: a desktop of N vCPUs requests N / ratio
+    /// cores (plus the launcher's own overhead) [default: 1, a whole core per vCPU]. VDI
+    /// desktops idle most of the time, so their hosts are overcommitted (KubeVirt's
+    /// `cpuAllocationRatio`, the same setting, defaults to 10).
+    #[serde(default)]
+    pub cpu_allocation_ratio: Option<u32>,
 }
+
+/// The most vCPUs per core [`LauncherPod::cpu_allocation_ratio`] may give.
+pub const MAX_CPU_ALLOCATION_RATIO: u32 = 100;
 
 impl LauncherPod {
     /// Parses the settings file's text; the error names the field and what it takes.
     pub fn parse(text: &str) -> Result<Self, String> {
         let settings: Self = serde_saphyr::from_str(text).map_err(|e| {
-            format!("{e}; the fields are imagePullPolicy, nodeSelector, tolerations and runtimeClassName")
+            format!("{e}; the fields are imagePullPolicy, nodeSelector, tolerations, runtimeClassName and cpuAllocationRatio")
         })?;
         if let Some(policy) = &settings.image_pull_policy
             && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
@@ -68,7 +77,21 @@ impl LauncherPod {
                 "imagePullPolicy: {policy:?} is not one of Always, IfNotPresent or Never"
             ));
         }
+        if let Some(ratio) = settings.cpu_allocation_ratio
+            && !(1..=MAX_CPU_ALLOCATION_RATIO).contains(&ratio)
+        {
+            return Err(format!(
+                "cpuAllocationRatio: {ratio} is not between 1 and {MAX_CPU_ALLOCATION_RATIO} (vCPUs per core)"
+            ));
+        }
         Ok(settings)
+    }
+
+    /// The CPU, in millicores, that a launcher pod of `cpus` vCPUs requests: the vCPUs over the
+    /// allocation ratio, rounded up, plus the launcher's own `overhead_millis`.
+    pub fn cpu_request_millis(&self, cpus: u32, overhead_millis: u64) -> u64 {
+        let ratio = u64::from(self.cpu_allocation_ratio.unwrap_or(1).max(1));
+        (u64::from(cpus) * 1000).div_ceil(ratio) + overhead_millis
     }
 }
 
@@ -87,6 +110,23 @@ mod tests {
         assert_eq!(settings.tolerations[0].key.as_deref(), Some("kvm"));
         assert_eq!(settings.runtime_class_name.as_deref(), Some("kvm"));
         assert_eq!(LauncherPod::parse("{}").unwrap(), LauncherPod::default());
+    }
+
+    #[test]
+    fn the_allocation_ratio_divides_the_vcpus_a_pod_requests() {
+        let whole = LauncherPod::default();
+        assert_eq!(whole.cpu_request_millis(2, 100), 2100);
+        let ten = LauncherPod::parse("cpuAllocationRatio: 10\n").unwrap();
+        assert_eq!(ten.cpu_request_millis(2, 100), 300);
+        let three = LauncherPod::parse("cpuAllocationRatio: 3\n").unwrap();
+        assert_eq!(three.cpu_request_millis(1, 100), 434, "rounded up");
+        for bad in ["0", "101"] {
+            let e = LauncherPod::parse(&format!("cpuAllocationRatio: {bad}\n")).unwrap_err();
+            assert!(
+                e.contains("cpuAllocationRatio") && e.contains("between 1 and 100"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const KVM: &str = "kvm";
 pub const VIEWERS: &str = "viewers";
 /// The container image tools (buildah, skopeo, umoci; Debian packages), run as root.
 pub const IMAGES: &str = "images";
+/// A real node: containerd, runc and the CNI plugins (Debian packages), run as root.
+pub const NODE: &str = "node";
 
 /// Whether parts of `kind` are required, as the environment says.
 pub fn required(kind: &str) -> bool {

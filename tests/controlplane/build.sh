@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned control plane (etcd, kube-apiserver, kube-controller-manager, kubectl), the
+# node's Kubernetes parts (kube-scheduler, kubelet, kube-proxy), the
 # chart tools (helm, kubeconform) and the tests' OpenID provider (verdant-oidc-provider, zitadel's
 # example provider wrapped in ./oidc) from the Go module proxy. Nothing prebuilt is downloaded.
 #
@@ -73,6 +74,9 @@ build_kubernetes() {
   (cd "$here/kubernetes" && go build -v -ldflags "$ldflags" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy \
     k8s.io/kubernetes/cmd/kubectl 2>&1 | progress)
 }
 
@@ -106,7 +110,7 @@ progress() {
 }
 
 build_into "$etcd_dir" "etcd $ETCD_VERSION" "$here/etcd/go.mod $here/etcd/go.sum $here/etcd/main.go" build_etcd
-build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kubectl)" \
+build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl)" \
   "$here/kubernetes/go.mod $here/kubernetes/go.sum" build_kubernetes
 build_into "$helm_dir" "helm $HELM_VERSION" "" build_tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm.sh/helm/v3/internal/version.version
 build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" "" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" main.version

@@ -25,13 +25,15 @@ static BUILT: Mutex<bool> = Mutex::new(false);
 /// Panics, with cargo's words, when it cannot be built or is not one of the workspace's.
 pub fn binary(name: &str) -> PathBuf {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    // target/<profile>/deps/<test binary>
+    // target/<profile>/deps/<test binary>, or target/<profile>/<binary> (verdant-dev).
     let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps")
-        .to_owned();
+    let dir = exe.parent().expect("the binary lives in a folder");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("deps lives in target/<profile>")
+    } else {
+        dir
+    }
+    .to_owned();
     if !*built {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

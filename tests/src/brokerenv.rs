@@ -3,6 +3,7 @@
 //! ([`crate::localnode`]), RBAC grants as an administrator would write them, and brokers as
 //! processes with their own RBAC rules.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crds::DesktopPhase;
@@ -25,6 +26,15 @@ pub const LIMIT: Duration = Duration::from_secs(90);
 pub enum Node {
     /// Launcher processes with the demo guest.
     Launchers(LocalNode),
+    /// The control plane's real node ([`crate::node`]): the kubelet runs the pods.
+    Real {
+        /// `kubectl` against the control plane, for the launchers' logs.
+        kubectl: PathBuf,
+        /// Its kubeconfig.
+        kubeconfig: PathBuf,
+        /// The pods' namespace.
+        namespace: String,
+    },
     /// A stand-in kubelet that reports every pod Ready (stops on drop).
     StandIn(crate::kubelet::Reaper),
 }
@@ -34,6 +44,16 @@ impl Node {
     pub fn log(&self, pod: &str) -> String {
         match self {
             Self::Launchers(node) => node.log(pod),
+            Self::Real {
+                kubectl,
+                kubeconfig,
+                namespace,
+            } => std::process::Command::new(kubectl)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["--namespace", namespace, "logs", pod])
+                .output()
+                .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                .unwrap_or_default(),
             Self::StandIn(_) => String::new(),
         }
     }
@@ -42,7 +62,7 @@ impl Node {
     pub fn pod_ip(&self, pod: &str) -> Option<std::net::Ipv4Addr> {
         match self {
             Self::Launchers(node) => node.pod_ip(pod),
-            Self::StandIn(_) => None,
+            Self::Real { .. } | Self::StandIn(_) => None,
         }
     }
 
@@ -50,7 +70,7 @@ impl Node {
     pub fn pid(&self, pod: &str) -> Option<u32> {
         match self {
             Self::Launchers(node) => node.pid(pod),
-            Self::StandIn(_) => None,
+            Self::Real { .. } | Self::StandIn(_) => None,
         }
     }
 }
@@ -137,6 +157,9 @@ pub struct SetupOptions {
     pub launchers: bool,
     /// Pool `eng`'s assignment policy.
     pub assignment: &'static str,
+    /// Run the launcher pods on a real node ([`crate::node`]) instead of as local processes
+    /// (with `launchers`).
+    pub real_node: bool,
 }
 
 /// A control plane with the provider, the operator, a node of launcher processes, pool `eng`
@@ -150,6 +173,7 @@ pub async fn setup(ns: &str, replicas: u32) -> Option<BrokerEnv> {
             users: users(),
             launchers: true,
             assignment: "Floating",
+            real_node: false,
         },
     )
     .await
@@ -162,32 +186,36 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         users,
         launchers,
         assignment,
+        real_node,
     } = options;
     let guest = tempfile::tempdir().unwrap();
     let kernel = guest.path().join("demo.elf");
     if launchers {
-        if let Err(why) = testkit::kvm_usable() {
-            testkit::skip(testkit::KVM, &why);
-            return None;
-        }
-        if launcher::demo::DEMO_GUEST.is_empty() {
-            testkit::skip(
-                testkit::KVM,
-                "the launcher was built without its demo guest (no gcc/ld)",
-            );
+        if !crate::e2e::demo_guest_runs() {
             return None;
         }
         std::fs::write(&kernel, launcher::demo::DEMO_GUEST).unwrap();
+    }
+    if real_node && let Some(why) = crate::node::missing() {
+        testkit::skip(testkit::NODE, why);
+        return None;
     }
     let env = Env::start_with_options(
         ns,
         CpOptions {
             oidc: Some(users),
+            node: real_node,
             ..CpOptions::default()
         },
     )
     .await;
-    let node = if launchers {
+    let node = if real_node {
+        Node::Real {
+            kubectl: env.cp.binaries().kubectl.clone(),
+            kubeconfig: env.cp.kubeconfig().to_owned(),
+            namespace: ns.to_owned(),
+        }
+    } else if launchers {
         Node::Launchers(
             LocalNode::start(env.client.clone(), ns, "node-1")
                 .await

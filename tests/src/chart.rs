@@ -60,6 +60,9 @@ pub const EVERY_OPTION: &[&str] = &[
     "launcher.nodeSelector.verdant\\.dev/kvm=enabled",
     "launcher.runtimeClassName=kvm",
     "launcher.image.pullPolicy=Always",
+    "launcher.cpuAllocationRatio=8",
+    "apiServer.host=10.213.0.1",
+    "apiServer.port=6443",
 ];
 
 /// `--set` arguments for values `sets`.

@@ -33,7 +33,7 @@ pub struct Env {
     pub operator_client: Client,
     /// The test's namespace.
     pub ns: String,
-    /// The stand-in kubelet of node `node-1`.
+    /// The stand-in kubelet of node `node-1` (registered only where no real node runs).
     pub kubelet: Kubelet,
     /// The running operator, if any.
     pub operator: Option<tokio::task::JoinHandle<()>>,
@@ -117,7 +117,10 @@ impl Env {
         cp.create_namespace(ns).await.expect("namespace");
         grant(&client, OPERATOR_USER, ns).await;
         let kubelet = Kubelet::new(client.clone(), ns, "node-1");
-        kubelet.register().await.expect("node");
+        // With a real node, its kubelet runs the pods; a stand-in Node would attract them.
+        if cp.node().is_none() {
+            kubelet.register().await.expect("node");
+        }
         let mut env = Self {
             cp,
             client,
@@ -132,9 +135,21 @@ impl Env {
 
     /// The operator's options as this environment runs it, as replica `identity`.
     pub fn options(&self, identity: &str) -> operator::Options {
+        // A real node runs the launcher image it was loaded with.
+        let launcher_image = self
+            .cp
+            .node()
+            .and_then(|node| node.images().reference("launcher").ok())
+            .unwrap_or("registry.example/verdant/launcher:test");
         operator::Options {
-            launcher_image: "registry.example/verdant/launcher:test".into(),
-            launcher_pod: Default::default(),
+            launcher_image: launcher_image.into(),
+            launcher_pod: operator::LauncherPod {
+                // Ten vCPUs per core, KubeVirt's default: a pool of demo desktops (which idle)
+                // fits on a real node of two cores, as an administrator overcommitting a VDI
+                // host would set it.
+                cpu_allocation_ratio: self.cp.node().map(|_| 10),
+                ..operator::LauncherPod::default()
+            },
             namespaces: vec![self.ns.clone()],
             http: None,
             leader_election: None,

@@ -7,11 +7,14 @@ pub mod broker;
 pub mod brokerenv;
 pub mod chart;
 pub mod controlplane;
+pub mod e2e;
 pub mod env;
 pub mod kubelet;
 pub mod kubeschema;
 pub mod layout;
 pub mod localnode;
+pub mod node;
+pub mod product;
 pub mod wsrfb;
 
 pub use controlplane::ControlPlane;

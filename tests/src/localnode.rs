@@ -293,7 +293,12 @@ impl Step<'_> {
                 vnc.password_file = Some(file);
             }
         }
-        let log = std::fs::File::create(self.root.join(format!("{name}.log")))
+        // Appended to: a pod started again under the same name keeps its predecessor's log, as
+        // `kubectl logs --previous` would.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("{name}.log")))
             .map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let args = launcher_api::argv::run_args(&config).map_err(|e| e.to_string())?;

@@ -2,7 +2,9 @@
 //! tests/browser/portal.mjs) logs in at the OpenID provider's form, connects to a pool from
 //! the portal, and uses the demo desktop in noVNC through the broker: pixels, typing, the
 //! clipboard both ways (checked with a second, direct viewer), disconnect, reconnect within
-//! the disconnect timeout (same desktop), release and connect again (a fresh one), log out.
+//! the disconnect timeout (same desktop), release and connect again (a fresh one), Ctrl+Alt+Del
+//! (the demo guest powers off on it), log out. The desktops run in real pods on a real node:
+//! the kubelet starts the launcher image in runc (tests::node).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use crds::SessionState;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use tests::brokerenv::{LIMIT, setup};
+use tests::brokerenv::{LIMIT, SetupOptions, setup_with, users};
 use tests::kubelet::eventually;
 use tests::wsrfb::RfbClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -23,7 +25,15 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
     let Some(browser) = tests::broker::browser_scripts() else {
         return;
     };
-    let Some(s) = setup("broker-browser", 2).await else {
+    // The desktops run in real pods: the kubelet starts the launcher image in runc.
+    let options = SetupOptions {
+        replicas: 2,
+        users: users(),
+        launchers: true,
+        assignment: "Floating",
+        real_node: true,
+    };
+    let Some(s) = setup_with("broker-browser", options).await else {
         return;
     };
     let ns = s.env.ns.clone();
@@ -85,10 +95,13 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                 // A second viewer, straight to the launcher with the desktop's password.
                 let d = desktops.get(&first).await.unwrap();
                 first_pod = d.status.unwrap().pod_name.unwrap();
-                let ip = s
-                    .node
-                    .pod_ip(&first_pod)
-                    .expect("the pod runs on the local node");
+                let pod = s.env.pods().get(&first_pod).await.unwrap();
+                let ip: std::net::IpAddr = pod
+                    .status
+                    .and_then(|st| st.pod_ip)
+                    .expect("the pod has an IP")
+                    .parse()
+                    .unwrap();
                 let secret = secrets
                     .get(&crds::labels::display_secret_name(&first))
                     .await
@@ -181,6 +194,24 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                 );
                 Some("checked")
             }
+            "ctrl-alt-del" => {
+                // The demo guest powers off on Ctrl+Alt+Del; the operator says so, from the
+                // launcher's exit status, and starts it again.
+                eventually(
+                    "an event saying the desktop's guest powered off",
+                    LIMIT,
+                    || async {
+                        s.env
+                            .events_for(detail)
+                            .await
+                            .iter()
+                            .any(|e| e.reason.as_deref() == Some("GuestPoweredOff"))
+                            .then_some(())
+                    },
+                )
+                .await;
+                Some("checked")
+            }
             "problems" => panic!("the browser reported errors: {detail}"),
             _ => None,
         };
@@ -207,6 +238,8 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
         "reconnected",
         "released",
         "fresh",
+        "ctrl-alt-del",
+        "restarted",
         "logged-out",
     ] {
         assert!(

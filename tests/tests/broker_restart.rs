@@ -36,6 +36,7 @@ async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
             users,
             launchers: true,
             assignment: "Floating",
+            real_node: false,
         },
     )
     .await

@@ -119,6 +119,17 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
     assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // apiServer.host: the in-cluster config's address, for clusters without kube-proxy.
+    let env = container["env"].as_array().unwrap();
+    for (name, value) in [
+        ("KUBERNETES_SERVICE_HOST", "10.213.0.1"),
+        ("KUBERNETES_SERVICE_PORT", "6443"),
+    ] {
+        assert!(
+            env.iter().any(|e| e["name"] == name && e["value"] == value),
+            "{name}={value} in {env:?}"
+        );
+    }
 
     // The launcher values become the operator's --launcher-settings file, which it parses.
     let settings = docs
@@ -131,6 +142,7 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
     assert_eq!(parsed.node_selector["verdant.dev/kvm"], "enabled");
     assert_eq!(parsed.runtime_class_name.as_deref(), Some("kvm"));
     assert_eq!(parsed.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(parsed.cpu_allocation_ratio, Some(8));
 }
 
 #[test]

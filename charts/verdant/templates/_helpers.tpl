@@ -63,8 +63,19 @@ seccompProfile:
 {{/* The launcher settings file (verdant-operator --launcher-settings). */}}
 {{- define "verdant.launcherSettings" -}}
 {{- $l := .Values.launcher }}
-{{- $settings := dict "nodeSelector" $l.nodeSelector "tolerations" $l.tolerations }}
+{{- $settings := dict "nodeSelector" $l.nodeSelector "tolerations" $l.tolerations "cpuAllocationRatio" $l.cpuAllocationRatio }}
 {{- with $l.image.pullPolicy }}{{ $_ := set $settings "imagePullPolicy" . }}{{ end }}
 {{- with $l.runtimeClassName }}{{ $_ := set $settings "runtimeClassName" . }}{{ end }}
 {{- toYaml $settings }}
+{{- end }}
+
+{{/* Where pods reach kube-apiserver when the kubernetes Service does not serve them
+(apiServer.host): the variables client libraries read for their in-cluster config. */}}
+{{- define "verdant.apiServerEnv" -}}
+{{- with .Values.apiServer.host -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $.Values.apiServer.port | quote }}
+{{- end }}
 {{- end }}

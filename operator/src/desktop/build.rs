@@ -184,7 +184,9 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
         message: format!("cannot render the launcher config: {e}"),
     })?;
     let memory = guest_memory(spec)? + MEMORY_OVERHEAD;
-    let cpu_millis = u64::from(spec.resources.cpus) * 1000 + CPU_OVERHEAD_MILLIS;
+    let cpu_millis = ctx
+        .launcher_pod
+        .cpu_request_millis(spec.resources.cpus, CPU_OVERHEAD_MILLIS);
 
     let mut volumes = vec![
         Volume {
@@ -393,6 +395,7 @@ spec:
                 ..Default::default()
             }],
             runtime_class_name: Some("kvm".into()),
+            cpu_allocation_ratio: None,
         });
         BuildContext {
             launcher_image: "registry.example/verdant/launcher:0.1.0",

@@ -72,6 +72,12 @@ pub struct Binaries {
     pub kube_apiserver: PathBuf,
     /// kube-controller-manager.
     pub kube_controller_manager: PathBuf,
+    /// kube-scheduler (for a node).
+    pub kube_scheduler: PathBuf,
+    /// kubelet (for a node).
+    pub kubelet: PathBuf,
+    /// kube-proxy, built with the node's parts.
+    pub kube_proxy: PathBuf,
     /// kubectl, the same version as the apiserver.
     pub kubectl: PathBuf,
     /// helm.
@@ -92,6 +98,9 @@ impl Binaries {
             etcd: dir.join(format!("etcd-{}", v.etcd)).join("etcd"),
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
+            kube_scheduler: k8s.join("kube-scheduler"),
+            kubelet: k8s.join("kubelet"),
+            kube_proxy: k8s.join("kube-proxy"),
             kubectl: k8s.join("kubectl"),
             helm: dir.join(format!("helm-{}", v.helm)).join("helm"),
             kubeconform: dir
@@ -126,6 +135,9 @@ impl Binaries {
             &self.etcd,
             &self.kube_apiserver,
             &self.kube_controller_manager,
+            &self.kube_scheduler,
+            &self.kubelet,
+            &self.kube_proxy,
             &self.kubectl,
             &self.helm,
             &self.kubeconform,

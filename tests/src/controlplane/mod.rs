@@ -23,16 +23,17 @@ mod oidc;
 mod oidc_login;
 mod pki;
 mod process;
+mod wait;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
+use crate::node::Node;
 pub use binaries::{Binaries, Versions, cache_dir};
 pub use crds::{committed_crds, install_crds};
 use kubeconfig::write_kubeconfig;
@@ -41,6 +42,7 @@ pub use oidc::{OIDC_CLIENT_ID, OidcProvider, OidcUser, PROBE_USER, REDIRECT_GLOB
 pub use oidc_login::{LoginCode, Tokens, jwt_claims};
 pub use pki::{ADMIN_USER, Pki};
 pub use process::{Process, log_tail, process_alive};
+use wait::{free_ports, port_clash, wait_default_account, wait_ready};
 
 /// How long the apiserver may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -119,6 +121,9 @@ pub enum Error {
     /// The tests' OpenID provider did not start, or kube-apiserver did not come to trust it.
     #[error("OpenID provider: {0}")]
     Oidc(String),
+    /// A node (containerd, kubelet, kube-scheduler) could not be started or used.
+    #[error("Node: {0}")]
+    Node(String),
 }
 
 impl Error {
@@ -143,6 +148,11 @@ pub struct Options {
     /// Run an OpenID provider with these users, started before the apiserver, which accepts its
     /// ID tokens (see [`ControlPlane::oidc`]).
     pub oidc: Option<Vec<OidcUser>>,
+    /// Also run a real node ([`crate::node::Node`]: containerd, runc, CNI, kubelet,
+    /// kube-scheduler) with Verdant's images loaded; implies `controller_manager`. The
+    /// apiserver then authorizes kubelets with the Node authorizer, reaches them on their
+    /// InternalIP, and authenticates to them with a client certificate.
+    pub node: bool,
 }
 
 /// The audit policy: the metadata of every write, nothing of reads.
@@ -167,6 +177,7 @@ pub struct ControlPlane {
     pki: Pki,
     client: Client,
     binaries: Binaries,
+    node: Option<Node>,
 }
 
 impl ControlPlane {
@@ -179,6 +190,16 @@ impl ControlPlane {
     pub async fn start_with_controller_manager() -> Result<Self, Error> {
         Self::start_with(Options {
             controller_manager: true,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Starts etcd, kube-apiserver, kube-controller-manager and a real node with Verdant's
+    /// images (built by `images/build.sh` first), and waits until the node is Ready.
+    pub async fn start_with_node() -> Result<Self, Error> {
+        Self::start_with(Options {
+            node: true,
             ..Options::default()
         })
         .await
@@ -200,7 +221,15 @@ impl ControlPlane {
         };
         // Until the control plane is up, a failure removes the folder again.
         let mut dir_guard = DirGuard(Some(dir.clone()));
-        let pki = Pki::generate(&dir)?;
+        // A node's network comes first: the apiserver listens on the node's address, where its
+        // pods (the operator's, in-cluster) reach it too.
+        let network = if options.node {
+            Some(crate::node::Network::create()?)
+        } else {
+            None
+        };
+        let address = network.as_ref().map(|n| std::net::IpAddr::V4(n.ip()));
+        let pki = Pki::generate(&dir, address.as_slice())?;
         let oidc = match &options.oidc {
             Some(users) => Some(OidcProvider::start(&binaries, &dir, &pki, users).await?),
             None => None,
@@ -208,10 +237,15 @@ impl ControlPlane {
 
         let mut attempt = 1;
         loop {
-            match Self::launch(&binaries, &dir, &pki, &options, oidc.as_ref()).await {
+            let launched = Self::launch(&binaries, &dir, &pki, &options, oidc.as_ref(), address);
+            match launched.await {
                 Ok(mut cp) => {
                     cp.oidc = oidc;
                     dir_guard.0 = None;
+                    if let Some(network) = network {
+                        let images = crate::node::Images::build()?;
+                        cp.node = Some(Node::start(&cp, &images, network).await?);
+                    }
                     return Ok(cp);
                 }
                 Err(e) if attempt < PORT_ATTEMPTS && port_clash(&e) => attempt += 1,
@@ -226,7 +260,9 @@ impl ControlPlane {
         pki: &Pki,
         options: &Options,
         oidc: Option<&OidcProvider>,
+        address: Option<std::net::IpAddr>,
     ) -> Result<Self, Error> {
+        let address = address.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         let [etcd_client, etcd_peer, apiserver_port] = free_ports()?;
         let etcd_data = dir.join("etcd");
         let _ = std::fs::remove_dir_all(&etcd_data);
@@ -249,8 +285,8 @@ impl ControlPlane {
         let mut apiserver_cmd = Command::new(&binaries.kube_apiserver);
         apiserver_cmd.args([
             format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
             format!("--secure-port={apiserver_port}"),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
             format!("--tls-cert-file={}", pki.serving_cert.display()),
@@ -266,11 +302,24 @@ impl ControlPlane {
                 pki.service_account_key.display()
             ),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-            "--authorization-mode=RBAC".to_owned(),
             "--allow-privileged=true".to_owned(),
             "--profiling=false".to_owned(),
             "--v=1".to_owned(),
         ]);
+        if options.node {
+            // Kubelets reach the apiserver as `system:node:<name>`; `kubectl logs` and `exec`
+            // reach kubelets on their node IP, with a certificate they trust.
+            let (cert, key) =
+                pki.issue_client(dir, "kube-apiserver-kubelet-client", Some("system:masters"))?;
+            apiserver_cmd.args([
+                "--authorization-mode=Node,RBAC".to_owned(),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
+                format!("--kubelet-client-certificate={}", cert.display()),
+                format!("--kubelet-client-key={}", key.display()),
+            ]);
+        } else {
+            apiserver_cmd.arg("--authorization-mode=RBAC");
+        }
         if options.audit {
             let policy = dir.join("audit-policy.yaml");
             std::fs::write(&policy, AUDIT_POLICY).map_err(|e| Error::io(&policy, e))?;
@@ -290,7 +339,7 @@ impl ControlPlane {
             &dir.join("kube-apiserver.log"),
         )?;
 
-        let server = format!("https://127.0.0.1:{apiserver_port}");
+        let server = format!("https://{address}:{apiserver_port}");
         let kubeconfig = dir.join("kubeconfig");
         write_kubeconfig(
             &kubeconfig,
@@ -307,7 +356,7 @@ impl ControlPlane {
             oidc.wait_trusted(&client, &mut apiserver).await?;
         }
 
-        let controller_manager = if options.controller_manager {
+        let controller_manager = if options.controller_manager || options.node {
             let mut cmd = Command::new(&binaries.kube_controller_manager);
             cmd.args([
                 format!("--kubeconfig={}", kubeconfig.display()),
@@ -347,6 +396,7 @@ impl ControlPlane {
             pki: pki.clone(),
             client,
             binaries: binaries.clone(),
+            node: None,
         })
     }
 
@@ -436,6 +486,16 @@ impl ControlPlane {
         .collect()
     }
 
+    /// The node, when started with [`Options::node`].
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// The node, to restart its containerd or check on it.
+    pub fn node_mut(&mut self) -> Option<&mut Node> {
+        self.node.as_mut()
+    }
+
     /// A `kubectl` command already pointed at this control plane.
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(&self.binaries.kubectl);
@@ -452,6 +512,9 @@ impl ControlPlane {
         }
         if let Some(oidc) = self.oidc.as_mut() {
             oidc.process_mut().check_running()?;
+        }
+        if let Some(node) = self.node.as_mut() {
+            node.check_running()?;
         }
         Ok(())
     }
@@ -476,6 +539,8 @@ impl Drop for ControlPlane {
                 self.apiserver.log_tail(20)
             );
         }
+        // The node first: its kubelet talks to the apiserver until it stops.
+        drop(self.node.take());
         if let Some(kcm) = self.controller_manager.as_mut() {
             kcm.stop();
         }
@@ -496,94 +561,5 @@ impl Drop for DirGuard {
         if let Some(dir) = self.0.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
-    }
-}
-
-/// Three loopback ports that were free a moment ago. Holding all listeners until all are
-/// chosen keeps the ports of one call distinct; another process may still take one before our
-/// server binds it, which `start_with` answers by trying again.
-fn free_ports() -> Result<[u16; 3], Error> {
-    let bind =
-        || TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io(Path::new("127.0.0.1:0"), e));
-    let listeners = [bind()?, bind()?, bind()?];
-    let mut ports = [0; 3];
-    for (port, listener) in ports.iter_mut().zip(&listeners) {
-        *port = listener
-            .local_addr()
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?
-            .port();
-    }
-    Ok(ports)
-}
-
-fn port_clash(error: &Error) -> bool {
-    match error {
-        Error::Exited { log_tail, .. } | Error::NotReady { log_tail, .. } => {
-            log_tail.contains("address already in use")
-        }
-        _ => false,
-    }
-}
-/// Waits for `/readyz` and the `default` namespace, failing early if a process dies.
-async fn wait_ready(
-    client: &Client,
-    etcd: &mut Process,
-    apiserver: &mut Process,
-) -> Result<(), Error> {
-    let start = Instant::now();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    loop {
-        etcd.check_running()?;
-        apiserver.check_running()?;
-        let last_error = match readyz(client).await {
-            Ok(()) => match namespaces.get_opt("default").await {
-                Ok(Some(_)) => return Ok(()),
-                Ok(None) => "namespace default not created yet".to_owned(),
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e,
-        };
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(Error::NotReady {
-                seconds: READY_TIMEOUT.as_secs(),
-                last_error,
-                log_tail: apiserver.log_tail(30),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn readyz(client: &Client) -> Result<(), String> {
-    let request = http::Request::get("/readyz")
-        .body(Vec::new())
-        .map_err(|e| e.to_string())?;
-    client
-        .request_text(request)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// Waits until kube-controller-manager has created the `default` service account of
-/// namespace `ns` (for the `default` namespace, that shows its controllers run).
-async fn wait_default_account(client: &Client, kcm: &mut Process, ns: &str) -> Result<(), Error> {
-    let start = Instant::now();
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    loop {
-        kcm.check_running()?;
-        if accounts.get_opt("default").await?.is_some() {
-            return Ok(());
-        }
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(Error::NotReady {
-                seconds: READY_TIMEOUT.as_secs(),
-                last_error: format!(
-                    "kube-controller-manager created no default service account in namespace {ns}"
-                ),
-                log_tail: kcm.log_tail(30),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

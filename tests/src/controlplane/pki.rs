@@ -34,8 +34,9 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Generates a fresh CA, serving and admin certificates and a service-account key in `dir`.
-    pub fn generate(dir: &Path) -> Result<Self, Error> {
+    /// Generates a fresh CA, serving and admin certificates and a service-account key in `dir`;
+    /// the apiserver's certificate also names `addresses` (a node's, where it listens there).
+    pub fn generate(dir: &Path, addresses: &[std::net::IpAddr]) -> Result<Self, Error> {
         let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
 
         let ca_params = ca_params()?;
@@ -53,7 +54,9 @@ impl Pki {
             "kubernetes.default.svc.cluster.local",
         ]
         .map(String::from)
-        .to_vec();
+        .into_iter()
+        .chain(addresses.iter().map(ToString::to_string))
+        .collect();
         let (serving_cert, serving_key) = leaf(
             &ca,
             serving_sans,

@@ -25,8 +25,31 @@ impl Process {
     /// The kernel kills the process when the thread that started it ends, so a test (or a
     /// `verdant-dev` environment) that is killed outright leaves nothing running. Start it from a
     /// thread that outlives it: a test's own thread, or the main thread.
-    pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> Result<Self, Error> {
+    pub fn spawn(name: &'static str, command: Command, log: &Path) -> Result<Self, Error> {
         let out = File::create(log).map_err(|e| Error::io(log, e))?;
+        Self::spawn_into(name, command, log, out)
+    }
+
+    /// Like [`Process::spawn`], but appends to `log`: for a process started again.
+    pub fn spawn_appending(
+        name: &'static str,
+        command: Command,
+        log: &Path,
+    ) -> Result<Self, Error> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| Error::io(log, e))?;
+        Self::spawn_into(name, command, log, out)
+    }
+
+    fn spawn_into(
+        name: &'static str,
+        mut command: Command,
+        log: &Path,
+        out: File,
+    ) -> Result<Self, Error> {
         let err = out.try_clone().map_err(|e| Error::io(log, e))?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is

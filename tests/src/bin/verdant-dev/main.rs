@@ -1,31 +1,36 @@
 //! `verdant-dev`: Verdant's local environment on this machine.
 //!
-//! `verdant-dev up` starts a real control plane (etcd, kube-apiserver, kube-controller-manager,
-//! built from pinned Go modules on first use) in the background, installs Verdant's CRDs, runs
-//! the operator against it and prints the `KUBECONFIG` to use; `verdant-dev down` stops it and
-//! leaves nothing behind. There is no kubelet: launcher pods are created but nothing runs them;
-//! instead `up` runs one demo desktop VM itself (where `/dev/kvm` works) behind VNC.
+//! `verdant-dev up` starts the whole product in the background where this machine can run a
+//! node (root, `/dev/kvm`, containerd, runc and the CNI plugins): a real control plane (etcd,
+//! kube-apiserver, kube-controller-manager, built from pinned Go modules on first use) with a
+//! real node (containerd, kubelet, kube-scheduler), Verdant's images built by
+//! `images/build.sh` and loaded into it, `helm install` of the chart, a demo pool of two
+//! desktops running the demo guest in launcher pods, and the broker's portal with two demo
+//! users (see [`tests::product`]). It prints the `KUBECONFIG`, the portal's URL and the users.
+//!
+//! Where no node can run, it says why and falls back: the control plane, the CRDs and the
+//! operator in this process, and one demo desktop VM it runs itself (where `/dev/kvm` works)
+//! behind VNC. `verdant-dev down` stops either and leaves nothing behind.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
-
-use std::os::unix::process::CommandExt;
-
-use clap::{Parser, Subcommand};
+mod demo;
+mod state;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use launcher::machine::ConsoleOptions;
-use launcher::{LaunchOptions, Launcher};
-use launcher_api::{LauncherConfig, VncConfig};
-use rfb::auth::obfuscated_password_file;
+use clap::{Parser, Subcommand};
 use tests::controlplane::{self, ControlPlane, Options, Versions};
 
-/// Verdant's local environment on this machine: a real control plane with Verdant's CRDs and
-/// operator, and a demo desktop VM.
+use demo::start_demo;
+use state::{State, alive, default_state_dir, write_atomically};
+
+/// Verdant's local environment on this machine: a real control plane and node with Verdant
+/// installed by its chart, a demo pool and the portal (or, where no node can run, the control
+/// plane with Verdant's CRDs and operator, and a demo desktop VM).
 #[derive(Debug, Parser)]
 #[command(name = "verdant-dev", version, max_term_width = 100)]
 struct Cli {
@@ -39,7 +44,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Start the local control plane in the background, install the CRDs, run the operator.
+    /// Start the environment in the background and print how to use it.
+    ///
+    /// Where a node can run (root, /dev/kvm, containerd, runc, CNI plugins): the control plane,
+    /// a node, helm install of Verdant, a demo pool and the portal. Else the control plane, the
+    /// CRDs, the operator and a demo VM, saying why.
     Up,
     /// Stop it and remove its data.
     Down,
@@ -47,11 +56,17 @@ enum Cmd {
     Status,
     /// The background process `up` starts (not for direct use).
     #[command(hide = true)]
-    Serve,
+    Serve {
+        /// Run the whole product on a real node.
+        #[arg(long)]
+        node: bool,
+    },
 }
 
 /// How long `up` waits for the background environment.
 const UP_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `up` waits for the whole product on a node (the images are built before).
+const UP_NODE_TIMEOUT: Duration = Duration::from_secs(480);
 /// How long `down` waits for a graceful stop before killing.
 const DOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -70,7 +85,7 @@ fn main() -> ExitCode {
         Cmd::Up => up(&state),
         Cmd::Down => down(&state),
         Cmd::Status => status(&state),
-        Cmd::Serve => serve(&state),
+        Cmd::Serve { node } => serve(&state, node),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,84 +94,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn default_state_dir() -> PathBuf {
-    let env = |key: &str| {
-        std::env::var_os(key)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("XDG_STATE_HOME")
-        .map(|d| d.join("verdant").join("dev"))
-        .or_else(|| env("HOME").map(|d| d.join(".local/state/verdant/dev")))
-        .unwrap_or_else(|| PathBuf::from("/tmp/verdant-dev"))
-}
-
-/// The files of one environment.
-struct State {
-    dir: PathBuf,
-}
-
-impl State {
-    fn new(dir: PathBuf) -> Self {
-        Self { dir }
-    }
-    fn pid_file(&self) -> PathBuf {
-        self.dir.join("verdant-dev.pid")
-    }
-    fn ready_file(&self) -> PathBuf {
-        self.dir.join("ready")
-    }
-    fn log_file(&self) -> PathBuf {
-        self.dir.join("verdant-dev.log")
-    }
-    fn controlplane_dir(&self) -> PathBuf {
-        self.dir.join("controlplane")
-    }
-    fn kubeconfig(&self) -> PathBuf {
-        self.controlplane_dir().join("kubeconfig")
-    }
-    fn demo_password_file(&self) -> PathBuf {
-        self.dir.join("demo-vnc-password")
-    }
-    fn demo_passwd_file(&self) -> PathBuf {
-        self.dir.join("demo-vnc.passwd")
-    }
-    /// Where the demo desktop's VNC server listens, if it runs.
-    fn demo_address(&self) -> Option<String> {
-        let ready = std::fs::read_to_string(self.ready_file()).ok()?;
-        ready
-            .lines()
-            .nth(2)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-    }
-
-    /// The pid of the background process, if it runs.
-    fn running_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        alive(pid).then_some(pid)
-    }
-
-    fn clear(&self) {
-        for file in [
-            self.pid_file(),
-            self.ready_file(),
-            self.demo_password_file(),
-            self.demo_passwd_file(),
-        ] {
-            let _ = std::fs::remove_file(file);
-        }
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    u32::try_from(pid).is_ok_and(controlplane::process_alive)
 }
 
 fn up(state: &State) -> Result<(), String> {
@@ -177,6 +114,15 @@ fn up(state: &State) -> Result<(), String> {
 
     // Build missing tools here, in the foreground, so their progress shows.
     controlplane::Binaries::locate().map_err(|e| e.to_string())?;
+    // The whole product where a node can run, and its images built here too; else the
+    // control plane alone, saying why.
+    let images = match node_blocker() {
+        None => Some(tests::node::Images::build().map_err(|e| e.to_string())?),
+        Some(why) => {
+            println!("verdant-dev: no node here ({why}); starting the control plane alone.");
+            None
+        }
+    };
 
     let log = std::fs::File::create(state.log_file())
         .map_err(|e| format!("cannot create {}: {e}", state.log_file().display()))?;
@@ -190,6 +136,9 @@ fn up(state: &State) -> Result<(), String> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
+    if let Some(images) = &images {
+        serve.arg("--node").env("VERDANT_IMAGES_DIR", &images.dir);
+    }
     // SAFETY: setsid() is async-signal-safe and only detaches the forked child from our session,
     // so the environment outlives this terminal.
     unsafe {
@@ -203,17 +152,32 @@ fn up(state: &State) -> Result<(), String> {
     let mut child = serve
         .spawn()
         .map_err(|e| format!("cannot start the background process: {e}"))?;
+    let (what, limit) = if images.is_some() {
+        (
+            "a node, helm install of Verdant, a demo pool and the portal",
+            UP_NODE_TIMEOUT,
+        )
+    } else {
+        ("kube-controller-manager", UP_TIMEOUT)
+    };
     println!(
-        "verdant-dev: starting etcd, kube-apiserver {} and kube-controller-manager (log: {})",
+        "verdant-dev: starting etcd, kube-apiserver {}, {what} (log: {})",
         Versions::pinned().kubernetes,
         state.log_file().display()
     );
 
     let start = Instant::now();
+    let mut shown = 0;
     loop {
+        shown = show_progress(state, shown);
         if state.ready_file().exists() {
+            let done = if images.is_some() {
+                "Verdant runs on a node, installed by its chart"
+            } else {
+                "Verdant's CRDs are installed and the operator runs"
+            };
             println!(
-                "verdant-dev: up in {:.1} s; Verdant's CRDs are installed and the operator runs.",
+                "verdant-dev: up in {:.1} s; {done}.",
                 start.elapsed().as_secs_f64()
             );
             print_how_to_use(state);
@@ -226,16 +190,48 @@ fn up(state: &State) -> Result<(), String> {
                 controlplane::log_tail(&state.log_file(), 30)
             ));
         }
-        if start.elapsed() > UP_TIMEOUT {
+        if start.elapsed() > limit {
             let _ = down(state);
             return Err(format!(
                 "the environment was not up after {} s; the end of its log:\n{}",
-                UP_TIMEOUT.as_secs(),
+                limit.as_secs(),
                 controlplane::log_tail(&state.log_file(), 30)
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Prints the background process's `progress:` lines past byte `from` of its log; returns how
+/// far it read.
+fn show_progress(state: &State, from: usize) -> usize {
+    let Ok(log) = std::fs::read(state.log_file()) else {
+        return from;
+    };
+    // Whole lines only: a line being written is read next time.
+    let end = log
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(from, |i| i + 1);
+    if end > from {
+        for line in String::from_utf8_lossy(&log[from..end]).lines() {
+            if let Some(text) = line.strip_prefix("progress: ") {
+                println!("verdant-dev: {text}");
+            }
+        }
+    }
+    end.max(from)
+}
+
+/// Why the whole product cannot run on a node here, if it cannot.
+fn node_blocker() -> Option<String> {
+    if let Err(why) = testkit::kvm_usable() {
+        return Some(why);
+    }
+    if launcher::demo::DEMO_GUEST.is_empty() {
+        return Some("the launcher was built without its demo guest (no gcc/ld)".into());
+    }
+    tests::node::missing()
 }
 
 fn print_how_to_use(state: &State) {
@@ -249,6 +245,25 @@ fn print_how_to_use(state: &State) {
     );
     println!("  kubectl get desktops,desktoppools -A");
     println!("  kubectl apply -f crds/examples/");
+    if let Some(portal) = state.portal() {
+        println!();
+        println!("The portal is at {portal} (its certificate is signed by the CA in");
+        println!(
+            "{}). Log in as one of the demo users, who may use pool",
+            state.controlplane_dir().join("ca.crt").display()
+        );
+        println!(
+            "{}/{} ({} desktops running the demo guest in launcher pods):",
+            tests::product::DEMO_NAMESPACE,
+            tests::product::DEMO_POOL,
+            tests::product::DEMO_DESKTOPS
+        );
+        for (user, password) in tests::product::DEMO_USERS {
+            println!("  {user} / {password}");
+        }
+        println!("Stop it with `verdant-dev down`.");
+        return;
+    }
     match state.demo_address() {
         Some(addr) => {
             let port = addr.rsplit(':').next().unwrap_or("5900");
@@ -328,8 +343,9 @@ fn status(state: &State) -> Result<(), String> {
     Ok(())
 }
 
-/// The background process: runs the control plane until SIGTERM or SIGINT.
-fn serve(state: &State) -> Result<(), String> {
+/// The background process: runs the control plane (and with `node`, the whole product) until
+/// SIGTERM or SIGINT.
+fn serve(state: &State, node: bool) -> Result<(), String> {
     std::fs::write(state.pid_file(), std::process::id().to_string())
         .map_err(|e| format!("cannot write {}: {e}", state.pid_file().display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -342,6 +358,19 @@ fn serve(state: &State) -> Result<(), String> {
     let result = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| e.to_string())?;
+        if node {
+            let say = |text: &str| eprintln!("progress: {text}");
+            let product = tests::product::start(&state.controlplane_dir(), say).await?;
+            let portal = product.broker.url.to_string();
+            write_ready(state, &product.cp, None, Some(&portal))?;
+            tokio::select! {
+                _ = term.recv() => eprintln!("SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => eprintln!("SIGINT: stopping"),
+            }
+            drop(product);
+            eprintln!("stopped");
+            return Ok(());
+        }
         let options = Options {
             controller_manager: true,
             dir: Some(state.controlplane_dir()),
@@ -370,7 +399,7 @@ fn serve(state: &State) -> Result<(), String> {
                 None
             }
         };
-        write_ready(state, &cp, demo.as_ref().map(|d| d.addr))?;
+        write_ready(state, &cp, demo.as_ref().map(|d| d.addr), None)?;
         tokio::select! {
             _ = term.recv() => eprintln!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => eprintln!("SIGINT: stopping"),
@@ -407,74 +436,22 @@ fn operator_options() -> operator::Options {
     }
 }
 
-fn write_ready(state: &State, cp: &ControlPlane, demo: Option<SocketAddr>) -> Result<(), String> {
+/// The ready file: the apiserver's URL, the kubeconfig, the demo VM's VNC address and the
+/// portal's URL, one a line (empty when absent).
+fn write_ready(
+    state: &State,
+    cp: &ControlPlane,
+    demo: Option<SocketAddr>,
+    portal: Option<&str>,
+) -> Result<(), String> {
     let demo = demo.map(|a| a.to_string()).unwrap_or_default();
-    let text = format!("{}\n{}\n{demo}\n", cp.server(), cp.kubeconfig().display());
+    let text = format!(
+        "{}\n{}\n{demo}\n{}\n",
+        cp.server(),
+        cp.kubeconfig().display(),
+        portal.unwrap_or_default()
+    );
     write_atomically(&state.ready_file(), &text)
-}
-
-/// The demo desktop VM, run by this process: the demo guest behind VNC on 127.0.0.1:5900 (or a
-/// free port when that is taken), with a random password in the state folder.
-struct Demo {
-    addr: SocketAddr,
-    stop: Arc<AtomicUsize>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-fn start_demo(state: &State) -> Result<Demo, String> {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
-    let password: String = bytes.iter().map(|b| char::from(b'a' + b % 26)).collect();
-    std::fs::write(state.demo_password_file(), format!("{password}\n"))
-        .map_err(|e| e.to_string())?;
-    std::fs::write(
-        state.demo_passwd_file(),
-        obfuscated_password_file(password.as_bytes()),
-    )
-    .map_err(|e| e.to_string())?;
-
-    // The usual VNC port if it is free, else any.
-    let usual = SocketAddr::from(([127, 0, 0, 1], 5900));
-    let listen = match std::net::TcpListener::bind(usual) {
-        Ok(_) => usual,
-        Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
-    };
-    let config = LauncherConfig {
-        vnc: Some(VncConfig {
-            password_file: Some(state.demo_password_file()),
-            ..VncConfig::new(listen.to_string())
-        }),
-        // Stopped with the environment, at once: the demo guest has nothing to save.
-        shutdown_grace_seconds: 0,
-        ..launcher::demo::demo_config()?
-    };
-    let vm = config.validate().map_err(|e| e.to_string())?;
-    let options = LaunchOptions {
-        console: ConsoleOptions {
-            stdout: false,
-            buffer_bytes: 64 << 10,
-        },
-        desktop_name: "verdant demo desktop".into(),
-    };
-    let demo = Launcher::start(&vm, options).map_err(|e| e.to_string())?;
-    let addr = demo.vnc_addr().ok_or("the demo has no VNC server")?;
-    let stop = Arc::new(AtomicUsize::new(0));
-    let flag = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("demo-vm".into())
-        .spawn(move || match demo.run(&flag) {
-            Ok(exit) => eprintln!("demo desktop ended: {exit:?}"),
-            Err(e) => eprintln!("demo desktop failed: {e}"),
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(Demo { addr, stop, thread })
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

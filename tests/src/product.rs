@@ -1,0 +1,199 @@
+//! The whole product on this machine, as `verdant-dev up` runs it where a node can run: a control
+//! plane with a real node and the tests' OpenID provider, Verdant installed by `helm install`
+//! of `charts/verdant` (the operator in a pod, from the images `images/build.sh` built), a demo
+//! pool whose desktops run the demo guest in launcher pods, granted to the demo users, and the
+//! broker's portal on `https://127.0.0.1:<port>`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crds::DesktopPhase;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::json;
+
+use crate::broker::{BROKER_USER, BrokerProcess, grant};
+use crate::controlplane::{ControlPlane, OidcUser, Options};
+use crate::kubelet::eventually;
+
+/// The namespace the chart is installed in.
+pub const SYSTEM_NAMESPACE: &str = "verdant-system";
+/// The namespace of the demo pool.
+pub const DEMO_NAMESPACE: &str = "demo";
+/// The demo pool.
+pub const DEMO_POOL: &str = "demo";
+/// Desktops in the demo pool.
+pub const DEMO_DESKTOPS: u32 = 2;
+/// The group the demo pool is granted to.
+pub const DEMO_GROUP: &str = "demo-users";
+/// The demo users, `(name, password)`: both in [`DEMO_GROUP`].
+pub const DEMO_USERS: [(&str, &str); 2] = [("alice", "alice-pw"), ("bob", "bob-pw")];
+/// How long the install and the demo pool may take.
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The running product. Dropping it stops the broker, the node and the control plane.
+pub struct Product {
+    /// The broker, serving the portal.
+    pub broker: BrokerProcess,
+    /// The control plane with its node and provider.
+    pub cp: ControlPlane,
+}
+
+/// Starts the product with its files in `dir`, telling its progress through `say`.
+pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
+    let users = DEMO_USERS
+        .iter()
+        .map(|(name, password)| OidcUser::new(name, password, &[DEMO_GROUP]))
+        .collect();
+    say("starting the control plane, the OpenID provider and a node (containerd, kubelet)");
+    let cp = ControlPlane::start_with(Options {
+        node: true,
+        oidc: Some(users),
+        dir: Some(dir.to_owned()),
+        ..Options::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let node = cp.node().ok_or("the control plane has no node")?;
+    say(&format!("node {} Ready at {}", node.name(), node.ip()));
+
+    say("helm install verdant charts/verdant (the operator runs in a pod)");
+    install_chart(&cp)?;
+    say("Verdant installed; making the demo pool");
+    let kernel = dir.join("demo.elf");
+    std::fs::write(&kernel, launcher::demo::DEMO_GUEST)
+        .map_err(|e| format!("cannot write {}: {e}", kernel.display()))?;
+    demo_pool(&cp, &kernel).await?;
+
+    let (_, kubeconfig) = cp
+        .client_for(BROKER_USER, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    grant(&cp.client(), BROKER_USER, SYSTEM_NAMESPACE).await;
+    let port = portal_port();
+    let broker =
+        BrokerProcess::start(&cp, &kubeconfig, SYSTEM_NAMESPACE, port, "verdant-broker").await;
+    say(&format!("portal on {}", broker.url));
+
+    let desktops: Api<crds::Desktop> = Api::namespaced(cp.client(), DEMO_NAMESPACE);
+    eventually("the demo pool's desktops to be Ready", LIMIT, || async {
+        let list = desktops.list(&ListParams::default()).await.ok()?;
+        let ready = list
+            .iter()
+            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DesktopPhase::Ready))
+            .count();
+        (ready == DEMO_DESKTOPS as usize).then_some(())
+    })
+    .await;
+    say(&format!("{DEMO_DESKTOPS} demo desktops Ready"));
+    Ok(Product { broker, cp })
+}
+
+/// 8443 when free, else any free port.
+fn portal_port() -> u16 {
+    match std::net::TcpListener::bind(("127.0.0.1", 8443)) {
+        Ok(_) => 8443,
+        Err(_) => crate::broker::free_port(),
+    }
+}
+
+/// `helm install` of the checkout's chart with the images the node holds: one operator replica
+/// (a node of two cores), launcher pods requesting a tenth of a core per vCPU, and the
+/// apiserver's node address for pods, since no kube-proxy runs here.
+fn install_chart(cp: &ControlPlane) -> Result<(), String> {
+    let node = cp.node().ok_or("no node")?;
+    let port = cp
+        .server()
+        .rsplit(':')
+        .next()
+        .ok_or("no port in the apiserver's URL")?;
+    let sets = [
+        "operator.replicas=1".to_owned(),
+        "launcher.cpuAllocationRatio=10".to_owned(),
+        format!("apiServer.host={}", node.ip()),
+        format!("apiServer.port={port}"),
+    ];
+    let out = crate::chart::helm()
+        .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+        .args(["install", "verdant"])
+        .arg(chart_dir())
+        .args(["--namespace", SYSTEM_NAMESPACE, "--create-namespace"])
+        .args(["--wait", "--timeout", "5m"])
+        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
+        .output()
+        .map_err(|e| format!("helm: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "helm install failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn chart_dir() -> PathBuf {
+    crate::chart::dir()
+}
+
+/// Namespace `demo` with pool `demo` of the demo guest, usable by group `demo-users`.
+async fn demo_pool(cp: &ControlPlane, kernel: &Path) -> Result<(), String> {
+    let client = cp.client();
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": DEMO_NAMESPACE}}))
+            .map_err(|e| e.to_string())?;
+    let pp = PostParams::default();
+    Api::all(client.clone())
+        .create(&pp, &namespace)
+        .await
+        .map_err(|e| format!("namespace {DEMO_NAMESPACE}: {e}"))?;
+    // Pods need the namespace's default service account, which kube-controller-manager makes.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), DEMO_NAMESPACE);
+    eventually("the demo namespace's service account", LIMIT, || async {
+        accounts.get_opt("default").await.ok()?
+    })
+    .await;
+    let pool: crds::DesktopPool = serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "DesktopPool",
+        "metadata": {"name": DEMO_POOL},
+        "spec": {
+            "replicas": DEMO_DESKTOPS,
+            "assignment": "Floating",
+            "session": {"disconnectTimeout": "5m"},
+            "template": {"spec": {
+                "resources": {"cpus": 1, "memory": "128Mi"},
+                "boot": {"kernel": {"hostPath": kernel}},
+                "display": {"width": 1280, "height": 800},
+            }},
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    Api::namespaced(client.clone(), DEMO_NAMESPACE)
+        .create(&pp, &pool)
+        .await
+        .map_err(|e| format!("pool {DEMO_POOL}: {e}"))?;
+    // The README's Role: `use` on the pool, bound to the demo users' group.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "use-demo"},
+        "rules": [{"apiGroups": ["vdi.verdant.dev"], "resources": ["desktoppools"], "resourceNames": [DEMO_POOL], "verbs": ["use"]}],
+    }))
+    .map_err(|e| e.to_string())?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "use-demo"},
+        "roleRef": {"kind": "Role", "name": "use-demo", "apiGroup": "rbac.authorization.k8s.io"},
+        "subjects": [{"kind": "Group", "name": DEMO_GROUP, "apiGroup": "rbac.authorization.k8s.io"}],
+    }))
+    .map_err(|e| e.to_string())?;
+    Api::<Role>::namespaced(client.clone(), DEMO_NAMESPACE)
+        .create(&pp, &role)
+        .await
+        .map_err(|e| format!("role use-demo: {e}"))?;
+    Api::<RoleBinding>::namespaced(client, DEMO_NAMESPACE)
+        .create(&pp, &binding)
+        .await
+        .map_err(|e| format!("role binding use-demo: {e}"))?;
+    Ok(())
+}
