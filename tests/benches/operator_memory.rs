@@ -13,6 +13,8 @@
 //! the run did what it claims (N launcher pods, N desktops Ready).
 //!
 //! Run with `cargo bench -p tests --bench operator_memory`; `VERDANT_MEMORY_BENCH_SIZE` sets N.
+//! CI runs 3000 (a quarter of the time); memory grows with the desktops, so more than 64 MiB
+//! there already misses the target.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -177,14 +179,22 @@ async fn main() {
         mib(peak),
         per_desktop,
         mib(idle),
-        if n < 10_000 {
-            "not measured at this size".to_owned()
-        } else if mib(rest) <= 64.0 {
-            "met".to_owned()
-        } else {
-            "NOT met".to_owned()
-        }
+        verdict(n, rest)
     );
+}
+
+/// Whether the target (64 MiB at 10000 desktops) is met. Below 10000 it is not measured,
+/// except that more than 64 MiB at fewer desktops already misses it.
+fn verdict(n: usize, rest_kib: u64) -> String {
+    let rest = mib(rest_kib);
+    match (n >= 10_000, rest <= 64.0) {
+        (true, true) => "met".to_owned(),
+        (true, false) => "NOT met".to_owned(),
+        (false, false) => format!("NOT met: {rest:.1} MiB already at {n}"),
+        (false, true) => {
+            format!("not measured at {n}; VERDANT_MEMORY_BENCH_SIZE=10000 measures it")
+        }
+    }
 }
 
 /// Plays the kubelet for the pool's launcher pods as they appear: each is bound, then
