@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crds::DesktopPhase;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
@@ -15,7 +14,6 @@ use serde_json::json;
 use crate::broker::{BROKER_USER, BrokerProcess, Session, free_port, grant, location};
 use crate::controlplane::{OidcUser, Options as CpOptions};
 use crate::env::Env;
-use crate::kubelet::eventually;
 use crate::localnode::LocalNode;
 use crate::wsrfb::{RfbClient, websocket};
 
@@ -267,18 +265,13 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
     let (_, kubeconfig) = env.cp.client_for(BROKER_USER, None).await.unwrap();
     grant(&env.client, BROKER_USER, ns).await;
     let broker = BrokerProcess::start(&env.cp, &kubeconfig, ns, free_port(), "broker-1").await;
-    let desktops = env.desktops();
-    eventually("the pool's desktops to be Ready", LIMIT, || async {
-        let list = desktops
-            .list(&ListParams::default().labels("vdi.verdant.dev/pool=eng"))
-            .await
-            .ok()?;
-        let ready = list
-            .iter()
-            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DesktopPhase::Ready))
-            .count();
-        (ready == replicas as usize).then_some(())
-    })
+    crate::env::wait_ready_desktops(
+        &env.desktops(),
+        "vdi.verdant.dev/pool=eng",
+        replicas as usize,
+        "the pool's desktops",
+        LIMIT,
+    )
     .await;
     Some(BrokerEnv {
         env,

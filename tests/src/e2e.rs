@@ -131,21 +131,27 @@ spec:
     }
 }
 
-/// Whether the demo guest can run here (`/dev/kvm` works and the launcher was built with it);
-/// when not, says so loudly (a failure where KVM is required, as in CI).
-pub fn demo_guest_runs() -> bool {
+/// Why the demo guest cannot run here, if it cannot: `/dev/kvm` is not usable, or the
+/// launcher was built without it.
+pub fn demo_guest_missing() -> Option<String> {
     if let Err(why) = testkit::kvm_usable() {
-        testkit::skip(testkit::KVM, why);
-        return false;
+        return Some(why);
     }
-    if launcher::demo::DEMO_GUEST.is_empty() {
-        testkit::skip(
-            testkit::KVM,
-            "the launcher was built without its demo guest (no gcc/ld)",
-        );
-        return false;
+    launcher::demo::DEMO_GUEST
+        .is_empty()
+        .then(|| "the launcher was built without its demo guest (no gcc/ld)".to_owned())
+}
+
+/// Whether the demo guest can run here; when not, says so loudly (a failure where KVM is
+/// required, as in CI).
+pub fn demo_guest_runs() -> bool {
+    match demo_guest_missing() {
+        None => true,
+        Some(why) => {
+            testkit::skip(testkit::KVM, why);
+            false
+        }
     }
-    true
 }
 
 /// A capture of a VNC desktop by vncsnapshot (a viewer we did not write), decoded: RGB bytes,

@@ -329,6 +329,26 @@ impl Drop for Env {
     }
 }
 
+/// Waits, up to `limit`, until `count` Desktops of `api` matching `labels` (`""`: all) are
+/// Ready; `what` names them in the failure.
+pub async fn wait_ready_desktops(
+    api: &Api<Desktop>,
+    labels: &str,
+    count: usize,
+    what: &str,
+    limit: Duration,
+) {
+    eventually(&format!("{what} to be Ready"), limit, || async {
+        let list = api.list(&ListParams::default().labels(labels)).await.ok()?;
+        let ready = list
+            .iter()
+            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DesktopPhase::Ready))
+            .count();
+        (ready == count).then_some(())
+    })
+    .await;
+}
+
 /// The objects of `api` matching `labels` (`""`: all) that are not being deleted; `None` when
 /// the list fails.
 pub async fn live<K>(api: &Api<K>, labels: &str) -> Option<Vec<K>>

@@ -4,18 +4,16 @@
 //! pool whose desktops run the demo guest in launcher pods, granted to the demo users, and the
 //! broker's portal on `https://127.0.0.1:<port>`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use crds::DesktopPhase;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 use crate::broker::{BROKER_USER, BrokerProcess, grant};
 use crate::controlplane::{ControlPlane, OidcUser, Options};
-use crate::kubelet::eventually;
 
 /// The namespace the chart is installed in.
 pub const SYSTEM_NAMESPACE: &str = "verdant-system";
@@ -47,7 +45,7 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
         .map(|(name, password)| OidcUser::new(name, password, &[DEMO_GROUP]))
         .collect();
     say("starting the control plane, the OpenID provider and a node (containerd, kubelet)");
-    let cp = ControlPlane::start_with(Options {
+    let mut cp = ControlPlane::start_with(Options {
         node: true,
         oidc: Some(users),
         dir: Some(dir.to_owned()),
@@ -64,7 +62,7 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
     let kernel = dir.join("demo.elf");
     std::fs::write(&kernel, launcher::demo::DEMO_GUEST)
         .map_err(|e| format!("cannot write {}: {e}", kernel.display()))?;
-    demo_pool(&cp, &kernel).await?;
+    demo_pool(&mut cp, &kernel).await?;
 
     let (_, kubeconfig) = cp
         .client_for(BROKER_USER, None)
@@ -76,15 +74,13 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
         BrokerProcess::start(&cp, &kubeconfig, SYSTEM_NAMESPACE, port, "verdant-broker").await;
     say(&format!("portal on {}", broker.url));
 
-    let desktops: Api<crds::Desktop> = Api::namespaced(cp.client(), DEMO_NAMESPACE);
-    eventually("the demo pool's desktops to be Ready", LIMIT, || async {
-        let list = desktops.list(&ListParams::default()).await.ok()?;
-        let ready = list
-            .iter()
-            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DesktopPhase::Ready))
-            .count();
-        (ready == DEMO_DESKTOPS as usize).then_some(())
-    })
+    crate::env::wait_ready_desktops(
+        &Api::namespaced(cp.client(), DEMO_NAMESPACE),
+        "",
+        DEMO_DESKTOPS as usize,
+        "the demo pool's desktops",
+        LIMIT,
+    )
     .await;
     say(&format!("{DEMO_DESKTOPS} demo desktops Ready"));
     Ok(Product { broker, cp })
@@ -117,7 +113,7 @@ fn install_chart(cp: &ControlPlane) -> Result<(), String> {
     let out = crate::chart::helm()
         .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
         .args(["install", "verdant"])
-        .arg(chart_dir())
+        .arg(crate::chart::dir())
         .args(["--namespace", SYSTEM_NAMESPACE, "--create-namespace"])
         .args(["--wait", "--timeout", "5m"])
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
@@ -133,28 +129,14 @@ fn install_chart(cp: &ControlPlane) -> Result<(), String> {
     Ok(())
 }
 
-fn chart_dir() -> PathBuf {
-    crate::chart::dir()
-}
-
 /// Namespace `demo` with pool `demo` of the demo guest, usable by group `demo-users`.
-async fn demo_pool(cp: &ControlPlane, kernel: &Path) -> Result<(), String> {
-    let client = cp.client();
-    let namespace: k8s_openapi::api::core::v1::Namespace =
-        serde_json::from_value(json!({"metadata": {"name": DEMO_NAMESPACE}}))
-            .map_err(|e| e.to_string())?;
-    let pp = PostParams::default();
-    Api::all(client.clone())
-        .create(&pp, &namespace)
+async fn demo_pool(cp: &mut ControlPlane, kernel: &Path) -> Result<(), String> {
+    // With the default service account pods need, which kube-controller-manager makes.
+    cp.create_namespace(DEMO_NAMESPACE)
         .await
         .map_err(|e| format!("namespace {DEMO_NAMESPACE}: {e}"))?;
-    // Pods need the namespace's default service account, which kube-controller-manager makes.
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), DEMO_NAMESPACE);
-    eventually("the demo namespace's service account", LIMIT, || async {
-        accounts.get_opt("default").await.ok()?
-    })
-    .await;
+    let client = cp.client();
+    let pp = PostParams::default();
     let pool: crds::DesktopPool = serde_json::from_value(json!({
         "apiVersion": "vdi.verdant.dev/v1alpha1",
         "kind": "DesktopPool",

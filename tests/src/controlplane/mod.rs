@@ -42,7 +42,8 @@ pub use oidc::{OIDC_CLIENT_ID, OidcProvider, OidcUser, PROBE_USER, REDIRECT_GLOB
 pub use oidc_login::{LoginCode, Tokens, jwt_claims};
 pub use pki::{ADMIN_USER, Pki};
 pub use process::{Process, log_tail, process_alive};
-use wait::{free_ports, port_clash, wait_default_account, wait_ready};
+pub(crate) use wait::free_ports;
+use wait::{port_clash, wait_default_account, wait_ready};
 
 /// How long the apiserver may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);

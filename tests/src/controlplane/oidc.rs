@@ -112,7 +112,7 @@ impl OidcProvider {
 
         let mut attempt = 1;
         loop {
-            let [port, ..] = free_ports()?;
+            let [port] = free_ports()?;
             let issuer = format!("https://127.0.0.1:{port}");
             let mut cmd = Command::new(&binaries.oidc_provider);
             cmd.args([

@@ -9,19 +9,18 @@ use kube::{Api, Client};
 
 use super::{Error, Process, READY_TIMEOUT};
 
-/// Three loopback ports that were free a moment ago. Holding all listeners until all are
+/// `N` loopback ports that were free a moment ago. Holding all listeners until all are
 /// chosen keeps the ports of one call distinct; another process may still take one before our
 /// server binds it, which `start_with` answers by trying again.
-pub(super) fn free_ports() -> Result<[u16; 3], Error> {
-    let bind =
-        || TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io(Path::new("127.0.0.1:0"), e));
-    let listeners = [bind()?, bind()?, bind()?];
-    let mut ports = [0; 3];
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
+    let io = |e| Error::io(Path::new("127.0.0.1:0"), e);
+    let mut listeners = Vec::with_capacity(N);
+    for _ in 0..N {
+        listeners.push(TcpListener::bind("127.0.0.1:0").map_err(io)?);
+    }
+    let mut ports = [0; N];
     for (port, listener) in ports.iter_mut().zip(&listeners) {
-        *port = listener
-            .local_addr()
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?
-            .port();
+        *port = listener.local_addr().map_err(io)?.port();
     }
     Ok(ports)
 }

@@ -12,7 +12,7 @@ mod cleanup;
 mod config;
 mod images;
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use kube::Api;
 
 pub use images::Images;
 
-use crate::controlplane::{Binaries, ControlPlane, Error, Process};
+use crate::controlplane::{Binaries, ControlPlane, Error, Process, free_ports};
 use config::{Layout, SUBNET_B};
 
 /// How long the node may take to register and turn Ready.
@@ -428,7 +428,7 @@ fn preflight() -> Result<(), Error> {
 }
 
 /// The first `command` on PATH.
-pub fn which(command: &str) -> Option<PathBuf> {
+fn which(command: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(command))
         .find(|p| p.is_file())
@@ -452,18 +452,6 @@ fn free_subnet() -> Result<u8, Error> {
     Err(Error::Node(format!(
         "no free /24 left in 10.{SUBNET_B}.0.0/16"
     )))
-}
-
-fn free_ports() -> Result<[u16; 2], Error> {
-    let bind =
-        || TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io(Path::new("127.0.0.1:0"), e));
-    let listeners = [bind()?, bind()?];
-    let port = |l: &TcpListener| {
-        l.local_addr()
-            .map(|a| a.port())
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))
-    };
-    Ok([port(&listeners[0])?, port(&listeners[1])?])
 }
 
 fn start_scheduler(binaries: &Binaries, kubeconfig: &Path, dir: &Path) -> Result<Process, Error> {

@@ -225,13 +225,7 @@ fn show_progress(state: &State, from: usize) -> usize {
 
 /// Why the whole product cannot run on a node here, if it cannot.
 fn node_blocker() -> Option<String> {
-    if let Err(why) = testkit::kvm_usable() {
-        return Some(why);
-    }
-    if launcher::demo::DEMO_GUEST.is_empty() {
-        return Some("the launcher was built without its demo guest (no gcc/ld)".into());
-    }
-    tests::node::missing()
+    tests::e2e::demo_guest_missing().or_else(tests::node::missing)
 }
 
 fn print_how_to_use(state: &State) {

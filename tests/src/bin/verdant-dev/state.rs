@@ -49,19 +49,18 @@ impl State {
     }
     /// The portal's URL, when the whole product runs.
     pub fn portal(&self) -> Option<String> {
-        let ready = std::fs::read_to_string(self.ready_file()).ok()?;
-        ready
-            .lines()
-            .nth(3)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
+        self.ready_line(3)
     }
     /// Where the demo desktop's VNC server listens, if it runs.
     pub fn demo_address(&self) -> Option<String> {
+        self.ready_line(2)
+    }
+    /// Line `n` (from 0) of the ready file, unless empty (see `write_ready`).
+    fn ready_line(&self, n: usize) -> Option<String> {
         let ready = std::fs::read_to_string(self.ready_file()).ok()?;
         ready
             .lines()
-            .nth(2)
+            .nth(n)
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
     }
