@@ -333,6 +333,25 @@ impl Broker {
         self.desktops.get(&ObjectRef::new(name).within(namespace))
     }
 
+    /// The Desktop `namespace`/`name` as it is now: the cached copy when `fresh_enough` says it
+    /// will do, else read from the apiserver. The cache lags writes by a watch event; a page
+    /// asked for right after Connect assigned the desktop (this replica or another) must not
+    /// see the copy from before the assignment and answer "not yours".
+    pub async fn desktop_now(
+        &self,
+        namespace: &str,
+        name: &str,
+        fresh_enough: impl Fn(&Desktop) -> bool,
+    ) -> Result<Option<Arc<Desktop>>, kube::Error> {
+        if let Some(cached) = self.desktop(namespace, name)
+            && fresh_enough(&cached)
+        {
+            return Ok(Some(cached));
+        }
+        let api: Api<Desktop> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(Arc::new))
+    }
+
     /// The assigner of `namespace`'s pools (one watch per namespace, made on first use).
     pub fn assigner(&self, namespace: &str) -> Arc<Assigner> {
         let mut assigners = self.assigners.lock().unwrap_or_else(|e| e.into_inner());

@@ -257,15 +257,19 @@ pub async fn desktop_access(
 ) -> Result<(Arc<Desktop>, bool), Refusal> {
     let (namespace, name) = names::object(namespace, name).ok_or(Refusal::BadName)?;
     broker.listed().map_err(Refusal::Unavailable)?;
-    let desktop = broker.desktop(&namespace, &name);
-    if let Some(d) = &desktop
-        && d.spec.user.as_deref() == Some(who.identity.user.as_str())
-    {
-        return Ok((Arc::clone(d), false));
-    }
     let unavailable = |e: kube::Error| {
         Refusal::Unavailable(format!("The broker cannot check your rights now: {e}"))
     };
+    let theirs = |d: &Desktop| d.spec.user.as_deref() == Some(who.identity.user.as_str());
+    let desktop = broker
+        .desktop_now(&namespace, &name, theirs)
+        .await
+        .map_err(unavailable)?;
+    if let Some(d) = &desktop
+        && theirs(d)
+    {
+        return Ok((Arc::clone(d), false));
+    }
     let view_only = if broker
         .access
         .allowed(&who.identity, USE, DESKTOPS, &namespace, &name)
@@ -377,12 +381,17 @@ pub async fn release_form(
     let Some((namespace, name)) = names::object(&namespace, &name) else {
         return Refusal::BadName.page("/");
     };
-    let theirs = broker.desktop(&namespace, &name).filter(|d| {
+    let theirs = |d: &Desktop| {
         d.spec.user.as_deref() == Some(who.identity.user.as_str())
             && d.labels().contains_key(POOL_LABEL)
-    });
-    if theirs.is_none() {
-        return Refusal::NotFound.page("/");
+    };
+    match broker.desktop_now(&namespace, &name, theirs).await {
+        Ok(Some(d)) if theirs(&d) => {}
+        Ok(_) => return Refusal::NotFound.page("/"),
+        Err(e) => {
+            return Refusal::Unavailable(format!("The broker cannot read the desktop now: {e}"))
+                .page("/");
+        }
     }
     let api: Api<Desktop> = Api::namespaced(broker.client.clone(), &namespace);
     match assignment::release(&api, &name).await {

@@ -152,8 +152,13 @@ pub async fn websocket(
     if let Err(why) = broker.listed() {
         return Refusal::Unavailable(why).json();
     }
-    let Some(desktop) = broker.desktop(&namespace, &name) else {
-        return Refusal::NotFound.json();
+    let desktop = match broker.desktop_now(&namespace, &name, |_| true).await {
+        Ok(Some(desktop)) => desktop,
+        Ok(None) => return Refusal::NotFound.json(),
+        Err(e) => {
+            return Refusal::Unavailable(format!("The broker cannot read the desktop now: {e}"))
+                .json();
+        }
     };
     let addr = match launcher_address(&broker, &desktop, &namespace).await {
         Ok(addr) => addr,
