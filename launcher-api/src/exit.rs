@@ -54,6 +54,36 @@ impl ExitStatus {
     }
 }
 
+/// The name and version of the launcher's seccomp profile: the launcher bumps the version
+/// whenever its allowlist changes, so that logs and the operator's events say which one a
+/// process ran under.
+pub const SECCOMP_PROFILE: &str = "verdant-launcher/v1";
+
+/// What an exit code above 128 says about a launcher: it was killed by signal `code - 128`
+/// (the kubelet's and the shell's convention). The signal's name and what it most likely
+/// means; `None` for the launcher's own codes and for signals with nothing to add.
+pub fn killed_by(code: i32) -> Option<(&'static str, &'static str)> {
+    // Linux's numbers, the same on x86-64 and arm64.
+    Some(match code.checked_sub(128)? {
+        6 => ("SIGABRT", "it aborted; see the end of its log"),
+        9 => (
+            "SIGKILL",
+            "killed from outside: the kernel's OOM killer, the kubelet after the grace period, or a person",
+        ),
+        11 => ("SIGSEGV", "it crashed on a bad memory access; see its log"),
+        15 => (
+            "SIGTERM",
+            "it was stopped by SIGTERM before it could shut the guest down",
+        ),
+        31 => (
+            "SIGSYS",
+            // SECCOMP_PROFILE, spelled out (a test keeps the two the same).
+            "it made a system call outside its seccomp profile verdant-launcher/v1 (run it with --seccomp log to see which)",
+        ),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +98,15 @@ mod tests {
         assert_eq!(ExitStatus::from_code(137), None);
         assert_eq!(ExitStatus::from_code(-1), None);
         assert!(ExitStatus::Reset.is_clean() && !ExitStatus::Crashed.is_clean());
+    }
+
+    #[test]
+    fn codes_above_128_name_the_signal() {
+        assert_eq!(killed_by(137).map(|k| k.0), Some("SIGKILL"));
+        assert_eq!(killed_by(159).map(|k| k.0), Some("SIGSYS"));
+        assert!(killed_by(159).unwrap().1.contains(SECCOMP_PROFILE));
+        for code in [0, 1, 5, 128, 129, 200, -1, i32::MIN] {
+            assert_eq!(killed_by(code), None, "{code}");
+        }
     }
 }

@@ -97,7 +97,7 @@ spec:
     // SAFETY: kill() with a pid read from the pod's cgroup a moment ago and a valid signal.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
     let killed = Instant::now();
-    eventually(
+    let said = eventually(
         &format!("an event on {victim} saying its launcher failed"),
         LIMIT,
         || async {
@@ -110,6 +110,10 @@ spec:
         },
     )
     .await;
+    assert!(
+        said.contains("killed by SIGKILL (exit 137"),
+        "the event names the signal: {said}"
+    );
     let replaced = eventually(
         &format!("{victim} Ready again in a new pod"),
         LIMIT,

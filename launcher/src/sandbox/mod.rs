@@ -46,9 +46,10 @@ use crate::Error;
 pub use capabilities::Capabilities;
 pub use status::{ProcessConfinement, Status};
 
-/// The name and version of the seccomp profile: bump the version whenever the allowlist
-/// changes, so that logs say which one a process ran under.
-pub const PROFILE: &str = "verdant-launcher/v1";
+/// The name and version of the seccomp profile (in launcher-api, for the operator's events):
+/// bump the version whenever the allowlist changes, so that logs say which one a process ran
+/// under.
+pub const PROFILE: &str = launcher_api::exit::SECCOMP_PROFILE;
 
 /// What happens to a system call outside the profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]

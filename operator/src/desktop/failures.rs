@@ -73,13 +73,14 @@ pub fn describe_exit(pod: &Pod) -> (bool, String, String) {
             let reason = terminated
                 .and_then(|t| t.reason.clone())
                 .unwrap_or_default();
-            (
-                true,
-                "LauncherFailed".into(),
-                format!("the launcher exited with {code} {reason}")
-                    .trim_end()
-                    .to_owned(),
-            )
+            let exit = format!("{code} {reason}").trim_end().to_owned();
+            let message = match launcher_api::exit::killed_by(code) {
+                Some((signal, meaning)) => {
+                    format!("the launcher was killed by {signal} (exit {exit}): {meaning}")
+                }
+                None => format!("the launcher exited with {exit}"),
+            };
+            (true, "LauncherFailed".into(), message)
         }
         None => (
             true,
@@ -255,6 +256,19 @@ mod tests {
         assert_eq!(reason, "GuestCrashed");
         let (failed, _, message) = describe_exit(&exited(1));
         assert!(failed && message.contains("exited with 1"), "{message}");
+        let (failed, reason, message) = describe_exit(&exited(159));
+        assert!(failed && reason == "LauncherFailed");
+        assert!(
+            message.contains("SIGSYS") && message.contains("verdant-launcher/v1"),
+            "a seccomp kill names the profile: {message}"
+        );
+        let (_, _, message) = describe_exit(&exited(137));
+        assert!(
+            message.starts_with(
+                "the launcher was killed by SIGKILL (exit 137 Error): killed from outside"
+            ),
+            "{message}"
+        );
         let evicted = Pod {
             status: Some(PodStatus {
                 phase: Some("Failed".into()),
