@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::PrivateCookieJar;
+use crds::Desktop;
 use tower_http::services::ServeDir;
 
 use crate::context::{App, Broker};
@@ -122,6 +123,13 @@ pub struct Caller {
     pub sid: String,
     /// The session's CSRF token; `None` for bearer callers, who carry no ambient credential.
     pub csrf: Option<String>,
+}
+
+impl Caller {
+    /// Whether `desktop` is the caller's own (its `spec.user`).
+    pub fn owns(&self, desktop: &Desktop) -> bool {
+        desktop.spec.user.as_deref() == Some(self.identity.user.as_str())
+    }
 }
 
 /// Why a request is refused, and how to say it.

@@ -48,11 +48,10 @@ pub async fn index(
     if let Err(why) = broker.listed() {
         return Refusal::Unavailable(why).page("/");
     }
-    let user = &who.identity.user;
     let all = broker.desktops.state();
     let mut desktops: Vec<DesktopRow> = all
         .iter()
-        .filter(|d| d.spec.user.as_deref() == Some(user.as_str()))
+        .filter(|d| who.owns(d))
         .map(|d| DesktopRow {
             namespace: d.namespace().unwrap_or_default(),
             name: d.name_any(),
@@ -260,13 +259,12 @@ pub async fn desktop_access(
     let unavailable = |e: kube::Error| {
         Refusal::Unavailable(format!("The broker cannot check your rights now: {e}"))
     };
-    let theirs = |d: &Desktop| d.spec.user.as_deref() == Some(who.identity.user.as_str());
     let desktop = broker
-        .desktop_now(&namespace, &name, theirs)
+        .desktop_now(&namespace, &name, |d| who.owns(d))
         .await
         .map_err(unavailable)?;
     if let Some(d) = &desktop
-        && theirs(d)
+        && who.owns(d)
     {
         return Ok((Arc::clone(d), false));
     }
@@ -381,10 +379,7 @@ pub async fn release_form(
     let Some((namespace, name)) = names::object(&namespace, &name) else {
         return Refusal::BadName.page("/");
     };
-    let theirs = |d: &Desktop| {
-        d.spec.user.as_deref() == Some(who.identity.user.as_str())
-            && d.labels().contains_key(POOL_LABEL)
-    };
+    let theirs = |d: &Desktop| who.owns(d) && d.labels().contains_key(POOL_LABEL);
     match broker.desktop_now(&namespace, &name, theirs).await {
         Ok(Some(d)) if theirs(&d) => {}
         Ok(_) => return Refusal::NotFound.page("/"),

@@ -193,7 +193,7 @@ pub async fn websocket(
     let user = who.identity.user.clone();
     // A session of the desktop's own user counts for its session limits; an admin's or a
     // helpdesk's does not.
-    let counts = !grant.view_only && desktop.spec.user.as_deref() == Some(user.as_str());
+    let counts = !grant.view_only && who.owns(&desktop);
     ws.protocols(["binary"])
         .max_message_size(MAX_PENDING)
         .max_frame_size(MAX_PENDING)
