@@ -2,15 +2,16 @@
 //! hand (`verdant-operator assign`).
 //!
 //! An [`Assigner`] keeps a watch cache of a namespace's pool desktops, so a user's request
-//! costs one write, not a list of the pool. A desktop is taken by writing its `spec.user` with
-//! the resourceVersion it was read at: of two callers racing for one desktop, in this process
-//! or another, exactly one wins, and the loser tries another. Within one process, callers
-//! never pick a desktop another caller is taking, and one user's requests run one at a time,
-//! so the same user asking again (even at once) gets the desktop they have.
+//! costs one write, not a list of the pool (only "none available" is confirmed with a list).
+//! A desktop is taken by writing its `spec.user` with the resourceVersion it was read at: of
+//! two callers racing for one desktop, in this process or another, exactly one wins, and the
+//! loser tries another. Within one process, callers never pick a desktop another caller is
+//! taking, and one user's requests run one at a time, so the same user asking again (even at
+//! once) gets the desktop they have.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crds::{Desktop, DesktopPhase, DesktopPool};
 use futures::StreamExt;
@@ -27,8 +28,10 @@ use crate::error::{AssignError, is_conflict, is_not_found};
 use crate::release::release;
 
 /// How long an assign waits for the cache to catch up with desktops it found changed (a
-/// conflict) before it says that none is available.
+/// conflict), or that the apiserver shows free, before it says that none is available.
 const CATCH_UP: Duration = Duration::from_secs(2);
+/// How many times one assign asks the apiserver whether the cache missed a free desktop.
+const CONFIRMATIONS: u32 = 3;
 /// How often the cache is looked at while catching up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 /// How long an assign waits for the first list of desktops before it gives up.
@@ -80,9 +83,12 @@ enum Pick {
     Take(String, Option<String>),
     /// Nothing free, but some desktops changed after the cache saw them.
     Wait,
-    /// Nothing free.
-    None,
+    /// Nothing free; the resourceVersions the cache showed of the pool's desktops, by name.
+    None(HashMap<String, Option<String>>),
 }
+
+/// Lists of pool desktops read from the apiserver, by pool, with when each was asked for.
+type PoolLists = HashMap<String, (Instant, Arc<Vec<Desktop>>)>;
 
 /// Gives users desktops of the pools in one namespace, from a watch cache of their desktops.
 /// Clone-free: share it (`Arc`) among callers; dropping it stops the watch.
@@ -90,6 +96,9 @@ pub struct Assigner {
     api: Api<Desktop>,
     cache: Store<Desktop>,
     local: Mutex<Local>,
+    /// The last list of each pool's desktops read from the apiserver to confirm a refusal,
+    /// with when it was asked for: callers refused at once share one list.
+    lists: tokio::sync::Mutex<PoolLists>,
     /// Whether the cache has been filled by a first list.
     listed: tokio::sync::watch::Receiver<bool>,
     /// The watch's last error, until it lists.
@@ -137,6 +146,7 @@ impl Assigner {
             api,
             cache,
             local: Mutex::new(Local::default()),
+            lists: tokio::sync::Mutex::default(),
             listed,
             watch_error,
             watch,
@@ -236,10 +246,31 @@ impl Assigner {
 
     async fn assign_locked(&self, pool: &str, user: &str) -> Result<String, AssignError> {
         let mut waited = Duration::ZERO;
+        let mut confirmations = 0;
         loop {
+            let picked = Instant::now();
             match self.pick(pool, user) {
                 Pick::Theirs(name) => return Ok(name),
-                Pick::None => return Err(self.nothing_free(pool).await),
+                Pick::None(saw) if confirmations < CONFIRMATIONS => {
+                    confirmations += 1;
+                    let missed = self.missed(pool, user, picked, &saw).await;
+                    if missed.is_empty() {
+                        return Err(self.nothing_free(pool).await);
+                    }
+                    tracing::debug!(pool, ?missed, "the desktop cache is behind the apiserver");
+                    // Until the cache has moved past what the pick saw of each of them.
+                    while missed
+                        .iter()
+                        .any(|name| self.cached_version(name) == saw.get(name).cloned().flatten())
+                    {
+                        if waited >= CATCH_UP {
+                            return Err(self.nothing_free(pool).await);
+                        }
+                        tokio::time::sleep(CATCH_UP_POLL).await;
+                        waited += CATCH_UP_POLL;
+                    }
+                }
+                Pick::None(_) => return Err(self.nothing_free(pool).await),
                 Pick::Wait if waited >= CATCH_UP => return Err(self.nothing_free(pool).await),
                 Pick::Wait => {
                     tokio::time::sleep(CATCH_UP_POLL).await;
@@ -275,6 +306,77 @@ impl Assigner {
                 }
             }
         }
+    }
+
+    /// The desktops of `pool` that the apiserver shows free, or `user`'s, in a version other
+    /// than the one the cache showed when nothing was picked (`saw`, by name; absent: not in
+    /// the cache), and that no caller here is taking. "No desktop available" is said only
+    /// once the apiserver agrees: a desktop that turned Ready a moment ago, or a watch behind
+    /// under load, would otherwise refuse a user while desktops are free. A failed list
+    /// misses nothing: what the cache showed stands.
+    async fn missed(
+        &self,
+        pool: &str,
+        user: &str,
+        picked: Instant,
+        saw: &HashMap<String, Option<String>>,
+    ) -> Vec<String> {
+        let Some(fresh) = self.listed_since(pool, picked).await else {
+            return Vec::new();
+        };
+        let local = self.local();
+        fresh
+            .iter()
+            .filter(|d| {
+                let name = d.name_any();
+                let wanted = available(d)
+                    || (d.spec.user.as_deref() == Some(user)
+                        && d.metadata.deletion_timestamp.is_none());
+                wanted
+                    && saw.get(&name) != Some(&d.metadata.resource_version)
+                    && !local.pending.contains_key(&name)
+            })
+            .map(|d| d.name_any())
+            .collect()
+    }
+
+    /// `pool`'s desktops as the apiserver has them, from a list asked for at or after
+    /// `since`: one that another caller's refusal started, or a new one. `None` where the
+    /// list failed.
+    async fn listed_since(&self, pool: &str, since: Instant) -> Option<Arc<Vec<Desktop>>> {
+        let mut lists = self.lists.lock().await;
+        if let Some((asked, desktops)) = lists.get(pool)
+            && *asked >= since
+        {
+            return Some(Arc::clone(desktops));
+        }
+        let asked = Instant::now();
+        let listed = self
+            .api
+            .list(&ListParams::default().labels(&format!("{POOL_LABEL}={pool}")))
+            .await;
+        match listed {
+            Ok(list) => {
+                let desktops = Arc::new(list.items);
+                // Only recent lists are worth keeping (pool names come from users).
+                lists.retain(|_, (at, _)| at.elapsed() < CATCH_UP);
+                lists.insert(pool.to_owned(), (asked, Arc::clone(&desktops)));
+                Some(desktops)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, pool, "could not confirm that no desktop is free");
+                None
+            }
+        }
+    }
+
+    /// The resourceVersion of desktop `name` in the cache (`None` where it has none).
+    fn cached_version(&self, name: &str) -> Option<String> {
+        self.cache
+            .state()
+            .iter()
+            .find(|d| d.name_any() == name)
+            .and_then(|d| d.metadata.resource_version.clone())
     }
 
     /// Why nothing could be given: no desktop free, or no such pool (looked up only here,
@@ -341,7 +443,14 @@ impl Assigner {
                     .get(&d.name_any())
                     .is_some_and(|p| p.user.is_none())
             });
-            return if changed { Pick::Wait } else { Pick::None };
+            if changed {
+                return Pick::Wait;
+            }
+            let saw = desktops
+                .iter()
+                .map(|d| (d.name_any(), d.metadata.resource_version.clone()))
+                .collect();
+            return Pick::None(saw);
         }
         let desktop = free[start(user, free.len())];
         let seen = desktop.resource_version();

@@ -1,7 +1,8 @@
 //! Giving pool desktops to users (the `assignment` crate) against a real kube-apiserver:
 //! many users at once, through several assigners (as several broker replicas would), never
 //! share a desktop, and no desktop gets two users; the same user asking again, even many times
-//! at once, gets the same desktop; with nothing free the answer says so.
+//! at once, gets the same desktop; with nothing free the answer says so, and only then: a
+//! desktop free at the apiserver but not yet in the assigner's watch cache is given.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,25 +17,29 @@ use tests::controlplane::install_crds;
 
 const POOL: &str = "office";
 
+/// Desktop number `i` of pool [`POOL`], as the pool controller would make it.
+fn pool_desktop(i: usize) -> Desktop {
+    serde_json::from_value(json!({
+        "apiVersion": "vdi.verdant.dev/v1alpha1",
+        "kind": "Desktop",
+        "metadata": {"name": format!("{POOL}-{i:03}"), "labels": {"vdi.verdant.dev/pool": POOL}},
+        "spec": {
+            "resources": {"cpus": 1, "memory": "1Gi"},
+            "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
+        },
+    }))
+    .unwrap()
+}
+
 /// `n` Desktops of pool [`POOL`] in `ns`, Ready (the test writes their status, as the
 /// operator would once the launchers are up).
 async fn ready_pool(api: &Api<Desktop>, n: usize) {
-    let creates = (0..n).map(|i| {
-        let desktop: Desktop = serde_json::from_value(json!({
-            "apiVersion": "vdi.verdant.dev/v1alpha1",
-            "kind": "Desktop",
-            "metadata": {"name": format!("{POOL}-{i:03}"), "labels": {"vdi.verdant.dev/pool": POOL}},
-            "spec": {
-                "resources": {"cpus": 1, "memory": "1Gi"},
-                "boot": {"kernel": {"hostPath": "/var/lib/verdant/vmlinuz"}},
-            },
-        }))
-        .unwrap();
-        async move {
-            api.create(&PostParams::default(), &desktop).await.unwrap();
-        }
-    });
-    join_all(creates).await;
+    join_all((0..n).map(|i| async move {
+        api.create(&PostParams::default(), &pool_desktop(i))
+            .await
+            .unwrap();
+    }))
+    .await;
     settle(api).await;
 }
 
@@ -58,24 +63,24 @@ async fn create_pool(api: &Api<Desktop>) {
         .unwrap();
 }
 
-/// Writes every desktop's status as the operator does once its launcher is up again: Ready,
-/// for the spec as it is now (`observedGeneration`).
+/// Writes `desktop`'s status as the operator does once its launcher is up: Ready, for the
+/// spec as it is now (`observedGeneration`).
+async fn mark_ready(api: &Api<Desktop>, desktop: &Desktop) {
+    let status =
+        json!({"status": {"phase": "Ready", "observedGeneration": desktop.metadata.generation}});
+    api.patch_status(
+        &desktop.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+}
+
+/// Marks every desktop Ready again ([`mark_ready`]).
 async fn settle(api: &Api<Desktop>) {
     let desktops = api.list(&ListParams::default()).await.unwrap().items;
-    join_all(desktops.iter().map(|d| {
-        let status =
-            json!({"status": {"phase": "Ready", "observedGeneration": d.metadata.generation}});
-        async move {
-            api.patch_status(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(status),
-            )
-            .await
-            .unwrap();
-        }
-    }))
-    .await;
+    join_all(desktops.iter().map(|d| mark_ready(api, d))).await;
 }
 
 /// Who has which desktop, read back from the apiserver.
@@ -228,4 +233,35 @@ async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
         release(&api, "office-999").await,
         Err(AssignError::NotFound(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_desktop_ready_a_moment_ago_is_given_at_once() {
+    let mut cp = ControlPlane::start().await.expect("control plane");
+    let api = pool_api(&mut cp, "fresh").await;
+    create_pool(&api).await;
+    let assigner = Assigner::new(api.clone());
+    // The cache lists before the first desktop exists.
+    assert!(matches!(
+        assigner.assign(POOL, "nobody").await,
+        Err(AssignError::NoDesktopAvailable { .. })
+    ));
+    // Each round one desktop turns Ready, the only free one, and a user asks the moment the
+    // apiserver has written it: the assigner's watch may not have it yet, but the answer is
+    // that desktop, never "no desktop available".
+    const ROUNDS: usize = 50;
+    for i in 0..ROUNDS {
+        let created = api
+            .create(&PostParams::default(), &pool_desktop(i))
+            .await
+            .unwrap();
+        mark_ready(&api, &created).await;
+        let given = assigner.assign(POOL, &format!("user-{i}")).await;
+        assert_eq!(
+            given.as_deref().ok(),
+            Some(created.name_any().as_str()),
+            "round {i}: {given:?}"
+        );
+    }
+    assert_eq!(owners(&api).await.len(), ROUNDS);
 }
