@@ -49,6 +49,11 @@ pub fn available(desktop: &Desktop) -> bool {
         })
 }
 
+/// Whether `desktop` is `user`'s and not being deleted.
+fn is_theirs(desktop: &Desktop, user: &str) -> bool {
+    desktop.spec.user.as_deref() == Some(user) && desktop.metadata.deletion_timestamp.is_none()
+}
+
 /// Where a user starts looking among `n` free desktops: spread by the user's name, so that
 /// many users asking at once (through different processes) mostly try different desktops.
 fn start(user: &str, n: usize) -> usize {
@@ -219,9 +224,7 @@ impl Assigner {
                 .api
                 .list(&ListParams::default().labels(&format!("{POOL_LABEL}={pool}")))
                 .await?;
-            if let Some(theirs) = fresh.items.iter().find(|d| {
-                d.spec.user.as_deref() == Some(user) && d.metadata.deletion_timestamp.is_none()
-            }) {
+            if let Some(theirs) = fresh.items.iter().find(|d| is_theirs(d, user)) {
                 return Ok(theirs.name_any());
             }
             self.assign(pool, user).await
@@ -237,9 +240,7 @@ impl Assigner {
             .state()
             .iter()
             .find(|d| {
-                d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool)
-                    && d.spec.user.as_deref() == Some(user)
-                    && d.metadata.deletion_timestamp.is_none()
+                d.labels().get(POOL_LABEL).map(String::as_str) == Some(pool) && is_theirs(d, user)
             })
             .map(|d| d.name_any())
     }
@@ -258,11 +259,7 @@ impl Assigner {
                         return Err(self.nothing_free(pool).await);
                     }
                     tracing::debug!(pool, ?missed, "the desktop cache is behind the apiserver");
-                    // Until the cache has moved past what the pick saw of each of them.
-                    while missed
-                        .iter()
-                        .any(|name| self.cached_version(name) == saw.get(name).cloned().flatten())
-                    {
+                    while !self.moved_past(&missed, &saw) {
                         if waited >= CATCH_UP {
                             return Err(self.nothing_free(pool).await);
                         }
@@ -329,10 +326,7 @@ impl Assigner {
             .iter()
             .filter(|d| {
                 let name = d.name_any();
-                let wanted = available(d)
-                    || (d.spec.user.as_deref() == Some(user)
-                        && d.metadata.deletion_timestamp.is_none());
-                wanted
+                (available(d) || is_theirs(d, user))
                     && saw.get(&name) != Some(&d.metadata.resource_version)
                     && !local.pending.contains_key(&name)
             })
@@ -370,13 +364,19 @@ impl Assigner {
         }
     }
 
-    /// The resourceVersion of desktop `name` in the cache (`None` where it has none).
-    fn cached_version(&self, name: &str) -> Option<String> {
-        self.cache
-            .state()
-            .iter()
-            .find(|d| d.name_any() == name)
-            .and_then(|d| d.metadata.resource_version.clone())
+    /// Whether the cache has moved past what a pick saw (`saw`) of each desktop in `names`:
+    /// it has a version of each other than the one the pick saw (or has one at all, where
+    /// the pick saw none).
+    fn moved_past(&self, names: &[String], saw: &HashMap<String, Option<String>>) -> bool {
+        // One snapshot of the cache for all of them.
+        let cached = self.cache.state();
+        names.iter().all(|name| {
+            let now = cached
+                .iter()
+                .find(|d| d.metadata.name.as_ref() == Some(name))
+                .and_then(|d| d.metadata.resource_version.as_ref());
+            now != saw.get(name).and_then(Option::as_ref)
+        })
     }
 
     /// Why nothing could be given: no desktop free, or no such pool (looked up only here,
@@ -417,11 +417,10 @@ impl Assigner {
         local
             .pending
             .retain(|name, p| versions.get(name).is_some_and(|v| **v == p.seen));
-        if let Some(mine) = desktops.iter().find(|d| {
-            d.spec.user.as_deref() == Some(user)
-                && d.metadata.deletion_timestamp.is_none()
-                && !local.pending.contains_key(&d.name_any())
-        }) {
+        if let Some(mine) = desktops
+            .iter()
+            .find(|d| is_theirs(d, user) && !local.pending.contains_key(&d.name_any()))
+        {
             return Pick::Theirs(mine.name_any());
         }
         if let Some((name, _)) = local
