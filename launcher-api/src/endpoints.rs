@@ -1,6 +1,6 @@
 //! Where a launcher pod is reached: its ports and HTTP paths.
 
-/// The HTTP port in a launcher pod (`/healthz`, `/readyz`, `/console`).
+/// The HTTP port in a launcher pod (`/healthz`, `/readyz`; `/console` to the pod itself only).
 pub const HTTP_PORT: u16 = 8080;
 /// The VNC port in a launcher pod, which the broker connects to.
 pub const VNC_PORT: u16 = 5900;
@@ -12,7 +12,7 @@ pub const VNC_PORT_NAME: &str = "vnc";
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: the VM runs and its display is live (the session can be used).
 pub const READYZ: &str = "/readyz";
-/// The last 64 KiB of the guest's serial console.
+/// The last 64 KiB of the guest's serial console, to the pod itself only (loopback).
 pub const CONSOLE: &str = "/console";
 
 /// `IP:PORT` listening on every address at `port`.

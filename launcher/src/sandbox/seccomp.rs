@@ -3,7 +3,7 @@
 //!
 //! The threads it covers: the vCPUs (`KVM_RUN`, the device exits they handle, the kick signal),
 //! the VNC server (its acceptor, a writer and a reader thread per viewer, the frame watcher),
-//! the HTTP endpoints, the display watcher, the main thread's wait loop and its shutdown, and
+//! the HTTP endpoints (one poll loop), the display watcher, the main thread's wait loop and its shutdown, and
 //! what std and glibc do under them (allocation, futexes, threads starting and ending, clocks).
 //! Nothing opens a file, creates or binds a socket, or executes anything after setup, so
 //! `openat`, `socket`, `bind`, `connect` and `execve` are all out. Arguments are checked where
@@ -56,6 +56,9 @@ pub fn rules(pid: u32) -> Result<Rules, BackendError> {
         SYS_shutdown,
         SYS_close,
     ]);
+    // The HTTP endpoints wait for all their connections at once (glibc's poll() is the poll
+    // call on x86_64; ppoll where an architecture has no poll).
+    p.allow(&[SYS_poll, SYS_ppoll]);
     // Only the options the servers set on a connection: read and write timeouts, no Nagle.
     p.allow_if(
         SYS_setsockopt,

@@ -90,3 +90,51 @@ impl Images {
             .ok_or_else(|| Error::Node(format!("{} lists no {file}", self.dir.display())))
     }
 }
+
+/// The reference of the tests' client image ([`client_image`]).
+pub const CLIENT_IMAGE: &str = "ghcr.io/verdant-vdi/verdant-test-client:test";
+
+/// A test-only image holding Debian's static busybox (`wget`, `nc`, a shell), for pods that
+/// play another workload of the cluster: an attacker reaching a launcher's ports. Built once
+/// per test process with buildah (as `images/build.sh` builds Verdant's) into `dir`; the OCI
+/// archive's path. Never part of a release.
+pub fn client_image(dir: &Path) -> Result<PathBuf, Error> {
+    static CLIENT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(archive) = built.as_ref() {
+        return Ok(archive.clone());
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        return Err(Error::Node(
+            "the tests' client image needs /bin/busybox (Debian package busybox-static)".into(),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let archive = dir.join("verdant-test-client.oci.tar");
+    let script = format!(
+        r#"set -eu
+work=$(mktemp -d)
+trap 'buildah --root "$work/s" --runroot "$work/r" --storage-driver vfs rm --all >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+bah() {{ buildah --root "$work/s" --runroot "$work/r" --storage-driver vfs "$@"; }}
+c=$(bah from --quiet scratch)
+bah copy --quiet --chown 0:0 "$c" /bin/busybox /bin/busybox
+bah config --os linux --arch amd64 --user 65532:65532 --entrypoint '["/bin/busybox"]' "$c"
+rm -f "{archive}"
+bah commit --quiet --format oci "$c" "oci-archive:{archive}:{CLIENT_IMAGE}" >/dev/null
+"#,
+        archive = archive.display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .map_err(|e| Error::Node(format!("bash for the client image: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Node(format!(
+            "building the tests' client image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    *built = Some(archive.clone());
+    Ok(archive)
+}

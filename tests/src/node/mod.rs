@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::Api;
 
-pub use images::Images;
+pub use images::{CLIENT_IMAGE, Images, client_image};
 
 use crate::controlplane::{Binaries, ControlPlane, Error, Process, free_ports};
 use config::{Layout, SUBNET_B};
@@ -300,11 +300,17 @@ impl Node {
 
     fn import_images(&self) -> Result<(), Error> {
         for (archive, _) in &self.images.archives {
-            let mut cmd = self.ctr();
-            cmd.args(["images", "import"]).arg(archive);
-            run("ctr images import", &mut cmd)?;
+            self.import(archive)?;
         }
         Ok(())
+    }
+
+    /// Loads the OCI archive `archive` into the node's containerd (pods then run it with
+    /// `imagePullPolicy: Never`).
+    pub fn import(&self, archive: &Path) -> Result<(), Error> {
+        let mut cmd = self.ctr();
+        cmd.args(["images", "import"]).arg(archive);
+        run("ctr images import", &mut cmd)
     }
 
     async fn wait_ready(&mut self, client: &kube::Client) -> Result<(), Error> {
