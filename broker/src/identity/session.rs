@@ -126,13 +126,23 @@ fn cookie_duration(d: Duration) -> cookie::time::Duration {
     cookie::time::Duration::seconds(d.as_secs().min(i64::MAX as u64) as i64)
 }
 
-/// Whether `next` is a safe place to send a browser after login: a local absolute path,
-/// not `//host` or a scheme.
-pub fn local_path(next: &str) -> bool {
-    next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.contains(['\r', '\n'])
+/// Where to send a browser after login, when `next` is a safe place: a path on the broker's
+/// own origin (`public`), returned as that origin's browsers will read it (normalised and
+/// percent-encoded, so no browser can read it as another host). `None` for anything else:
+/// a scheme or `//host`, and anything with a backslash or a control character, which
+/// browsers drop or turn into `/` (`/\t/evil.example` is `//evil.example` to them).
+pub fn local_next(public: &url::Url, next: &str) -> Option<String> {
+    if !next.starts_with('/') || next.contains('\\') || next.chars().any(char::is_control) {
+        return None;
+    }
+    let origin = public.origin();
+    let resolved = origin.ascii_serialization() + next;
+    let url = url::Url::parse(&resolved).ok()?;
+    // Still this origin, and a path that is not scheme-relative once normalised.
+    if url.origin() != origin || url.path().starts_with("//") {
+        return None;
+    }
+    Some(url[url::Position::BeforePath..].to_owned())
 }
 
 #[cfg(test)]
@@ -140,18 +150,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_local_paths_are_followed_after_login() {
-        assert!(local_path("/"));
-        assert!(local_path("/desktops/team-a/d1"));
+    fn only_paths_on_this_origin_are_followed_after_login() {
+        let public = url::Url::parse("https://vdi.example.com/").unwrap();
+        let next = |n: &str| local_next(&public, n);
+        assert_eq!(next("/").as_deref(), Some("/"));
+        assert_eq!(
+            next("/desktops/team-a/d1?x=1#f").as_deref(),
+            Some("/desktops/team-a/d1?x=1#f")
+        );
+        // Same origin, but spelled so that no browser could read another host into it.
+        assert_eq!(next("/@evil.example").as_deref(), Some("/@evil.example"));
+        assert_eq!(
+            next("/\u{2215}\u{2215}evil.example").as_deref(),
+            Some("/%E2%88%95%E2%88%95evil.example")
+        );
+        assert_eq!(
+            next("/%2f%2fevil.example").as_deref(),
+            Some("/%2f%2fevil.example")
+        );
         for bad in [
             "//evil.example/",
+            "///evil.example/",
             "https://evil.example/",
-            "/\\evil",
+            "http:evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\u{0}/evil.example",
+            "\t//evil.example",
             "",
             "x",
-            "/a\r\nb",
+            "evil.example",
+            "/a/../..//evil.example",
         ] {
-            assert!(!local_path(bad), "{bad}");
+            assert_eq!(next(bad), None, "{bad:?}");
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Refusal, changing_caller};
 use crate::context::{App, Broker};
-use crate::identity::session::local_path;
+use crate::identity::session::local_next;
 use crate::portal::pages;
 
 /// `/login` query.
@@ -32,7 +32,7 @@ pub async fn login(
     };
     let next = query
         .next
-        .filter(|n| local_path(n))
+        .and_then(|n| local_next(&broker.options.public_url, &n))
         .unwrap_or_else(|| "/".into());
     let (url, pending) = oidc.start(&next);
     let jar = broker.cookies.store_login(jar, &pending);
@@ -152,7 +152,10 @@ pub async fn callback(
     tracing::info!(user = %session.identity.user, groups = ?session.identity.groups, "logged in");
     broker.metrics.logins.inc();
     let jar = broker.cookies.store_session(jar, &session);
-    (jar, Redirect::to(&pending.next)).into_response()
+    // Checked again: the login cookie is the broker's own, but one check less is one place
+    // less to get wrong.
+    let next = local_next(&broker.options.public_url, &pending.next).unwrap_or_else(|| "/".into());
+    (jar, Redirect::to(&next)).into_response()
 }
 
 /// A form's CSRF field.
