@@ -332,9 +332,110 @@ pub fn read_message(r: &mut impl Read) -> Result<ClientMessage, ProtocolError> {
     })
 }
 
+/// The length of the client message that starts `bytes`, from its header alone: `Ok(None)`
+/// until enough of the header is there. Refuses what [`read_message`] refuses from a header
+/// (an unknown type, a length over its bound). A reader buffering a stream (the broker's
+/// relay) waits for this many bytes before it parses, instead of parsing again with every
+/// byte that arrives.
+pub fn message_len(bytes: &[u8]) -> Result<Option<usize>, ProtocolError> {
+    let Some(&kind) = bytes.first() else {
+        return Ok(None);
+    };
+    let header = |n: usize| bytes.get(..n);
+    Ok(match kind {
+        0 => Some(20),
+        3 => Some(10),
+        4 => Some(8),
+        5 => Some(6),
+        2 => header(4)
+            .map(|h| {
+                let count = u16::from_be_bytes([h[2], h[3]]);
+                if count > MAX_ENCODINGS {
+                    return Err(ProtocolError::TooLong {
+                        what: "encoding list",
+                        len: u64::from(count) * 4,
+                        max: u64::from(MAX_ENCODINGS) * 4,
+                    });
+                }
+                Ok(4 + 4 * usize::from(count))
+            })
+            .transpose()?,
+        6 => header(8)
+            .map(|h| {
+                let len = i32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                let size = len.unsigned_abs();
+                if size > MAX_CUT_TEXT {
+                    return Err(ProtocolError::TooLong {
+                        what: "clipboard text",
+                        len: u64::from(size),
+                        max: u64::from(MAX_CUT_TEXT),
+                    });
+                }
+                Ok(8 + size as usize)
+            })
+            .transpose()?,
+        251 => header(8).map(|h| 8 + 16 * usize::from(h[6])),
+        255 => match bytes.get(1) {
+            None => None,
+            Some(0) => Some(12),
+            Some(_) => return Err(ProtocolError::UnknownMessage(255)),
+        },
+        other => return Err(ProtocolError::UnknownMessage(other)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_len_is_what_read_message_reads() {
+        let messages: [&[u8]; 9] = [
+            &[
+                0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0,
+            ],
+            &[2, 0, 0, 2, 0, 0, 0, 7, 0, 0, 0, 0],
+            &[3, 1, 0, 0, 0, 0, 0, 10, 0, 10],
+            &[4, 1, 0, 0, 0, 0, 0, 0x61],
+            &[5, 1, 0, 5, 0, 6],
+            &[6, 0, 0, 0, 0, 0, 0, 2, b'h', b'i'],
+            &[6, 0, 0, 0, 0xff, 0xff, 0xff, 0xfa, 0, 0, 0, 1, b'h', b'i'],
+            &[
+                251, 0, 0, 10, 0, 10, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 10, 0, 10, 0, 0, 0, 0,
+            ],
+            &[255, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 30],
+        ];
+        for m in messages {
+            let mut cursor = std::io::Cursor::new(m);
+            read_message(&mut cursor).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+            assert_eq!(cursor.position() as usize, m.len(), "{m:?}");
+            assert_eq!(message_len(m).unwrap(), Some(m.len()), "{m:?}");
+            // Any shorter start either knows the length already or waits for more header.
+            for cut in 0..m.len() {
+                let known = message_len(&m[..cut]).unwrap();
+                assert!(
+                    known.is_none() || known == Some(m.len()),
+                    "{m:?} cut at {cut}"
+                );
+            }
+        }
+        assert!(matches!(
+            message_len(&[99]),
+            Err(ProtocolError::UnknownMessage(99))
+        ));
+        assert!(matches!(
+            message_len(&[255, 1]),
+            Err(ProtocolError::UnknownMessage(255))
+        ));
+        assert!(matches!(
+            message_len(&[6, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]),
+            Err(ProtocolError::TooLong { .. })
+        ));
+        assert!(matches!(
+            message_len(&[2, 0, 0xff, 0xff]),
+            Err(ProtocolError::TooLong { .. })
+        ));
+    }
 
     fn parse(bytes: &[u8]) -> Result<ClientMessage, ProtocolError> {
         read_message(&mut &bytes[..])
