@@ -21,7 +21,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crds::labels::{POOL_LABEL, stable_hash};
+use crds::labels::{POOL_LABEL, USED_BY_ANNOTATION, stable_hash, used_since_reset};
 
 use crate::claim::Claim;
 use crate::error::{AssignError, is_conflict, is_not_found};
@@ -37,12 +37,15 @@ const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 /// How long an assign waits for the first list of desktops before it gives up.
 const FIRST_LIST: Duration = Duration::from_secs(15);
 
-/// Whether `desktop` can be given to a user now: Ready, nobody's, not being deleted, and
-/// its status written since its spec last changed (a desktop just released from a Floating
-/// pool still shows its last user's VM as Ready until the operator has replaced it).
+/// Whether `desktop` can be given to a user now: Ready, nobody's, not being deleted, its VM
+/// not had by anyone since its last reset (a desktop whose `spec.user` was cleared without a
+/// reset keeps its last user's session), and its status written since its spec last changed
+/// (a desktop just released still shows its last user's VM as Ready until the operator has
+/// replaced it).
 pub fn available(desktop: &Desktop) -> bool {
     desktop.metadata.deletion_timestamp.is_none()
         && desktop.spec.user.is_none()
+        && !used_since_reset(desktop.annotations())
         && desktop.status.as_ref().is_some_and(|s| {
             s.phase == Some(DesktopPhase::Ready)
                 && s.observed_generation == desktop.metadata.generation
@@ -275,9 +278,13 @@ impl Assigner {
                 }
                 Pick::Take(name, seen) => {
                     // The resourceVersion makes the write conditional: a desktop someone
-                    // else took since the cache saw it answers 409 Conflict.
+                    // else took since the cache saw it answers 409 Conflict. The mark says
+                    // the VM has had a user until a release resets it.
                     let patch = json!({
-                        "metadata": {"resourceVersion": seen},
+                        "metadata": {
+                            "resourceVersion": seen,
+                            "annotations": {USED_BY_ANNOTATION: user},
+                        },
                         "spec": {"user": user},
                     });
                     let result = self
@@ -505,5 +512,10 @@ mod tests {
         assert!(available(&desktop));
         desktop.spec.user = Some("alice".into());
         assert!(!available(&desktop), "assigned");
+        // Cleared by hand, never reset: still the last user's VM.
+        desktop.spec.user = None;
+        desktop.metadata.annotations =
+            Some([(USED_BY_ANNOTATION.to_owned(), "alice".to_owned())].into());
+        assert!(!available(&desktop), "had a user since its last reset");
     }
 }

@@ -27,6 +27,19 @@ pub enum AssignError {
     /// The desktop to release does not exist.
     #[error("desktop {0} not found")]
     NotFound(String),
+    /// A user asked to give back a desktop that is not theirs (or not a pool's).
+    #[error("desktop {0} is not yours to give back")]
+    NotYours(String),
+    /// A user asked to give back a desktop of a Dedicated pool, which stays theirs.
+    #[error(
+        "desktop {desktop} stays yours: pool {pool} is Dedicated, so its desktops are kept by their users; an administrator can release it (verdant-operator release {desktop}), which resets it"
+    )]
+    Dedicated {
+        /// The desktop.
+        desktop: String,
+        /// Its pool.
+        pool: String,
+    },
     /// The pool desktops could not be listed (no permission, or no apiserver).
     #[error("cannot list the pool's desktops: {0}")]
     NoList(String),

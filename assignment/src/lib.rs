@@ -5,7 +5,8 @@
 //! - [`assigner`]: the [`Assigner`], a watch cache of a namespace's pool desktops that gives
 //!   each user one desktop with one conditional write, never the same desktop to two users;
 //! - [`claim`]: the per-user Lease that keeps one user to one desktop across processes;
-//! - [`release`](mod@release): taking a desktop back (and marking a Floating one for a reset);
+//! - [`release`](mod@release): taking a desktop back, by an administrator or a session limit
+//!   (and resetting a VM that had a user), or by its user (Floating pools only);
 //! - [`session`]: the session-limit rules of `spec.session` (pure).
 //!
 //! Depends on the API types and kube only: the broker links no controller.
@@ -18,4 +19,4 @@ pub mod session;
 
 pub use assigner::{Assigner, available};
 pub use error::AssignError;
-pub use release::release;
+pub use release::{give_back, release};

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::activity::Activity;
@@ -27,6 +27,7 @@ use crate::identity::review::Reviewer;
 use crate::identity::session::Cookies;
 use crate::metrics::Metrics;
 use crate::options::Options;
+use crate::relays::Relays;
 use crate::token::ConnectTokens;
 
 /// The key in the session Secret.
@@ -88,6 +89,8 @@ pub struct Broker {
     assigners: Mutex<HashMap<String, Arc<Assigner>>>,
     /// Session state writer.
     pub activity: Arc<Activity>,
+    /// The viewer relays open here, ended when their desktop changes hands.
+    pub relays: Arc<Relays>,
     /// Metrics.
     pub metrics: Metrics,
     /// This process, in assignment claims (the pod name, else host and pid).
@@ -187,7 +190,14 @@ fn cookie_key(secret: &[u8]) -> Key {
 
 const SESSION_LEN_TEXT: &str = "at least 64 random bytes (e.g. `head -c 64 /dev/urandom`)";
 
-fn watch_all<K>(api: Api<K>, listed: Arc<AtomicBool>, what: &'static str) -> Store<K>
+/// A watch cache of every `K`; `seen` is told each object the watch brings (changed, or
+/// listed again) and each deleted one, after the cache has it.
+fn watch_all<K>(
+    api: Api<K>,
+    listed: Arc<AtomicBool>,
+    what: &'static str,
+    seen: impl Fn(&K, bool) + Send + Sync + 'static,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -205,7 +215,11 @@ where
             .for_each(|event| {
                 match event {
                     Ok(watcher::Event::InitDone) => listed.store(true, Ordering::Release),
-                    Ok(_) => {}
+                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                        seen(&object, false)
+                    }
+                    Ok(watcher::Event::Delete(object)) => seen(&object, true),
+                    Ok(watcher::Event::Init) => {}
                     Err(e) => tracing::warn!(error = %e, "watch of {what} failed; retrying"),
                 }
                 std::future::ready(())
@@ -238,11 +252,25 @@ impl Broker {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         ];
-        let desktops = watch_all(Api::all(client.clone()), Arc::clone(&listed[0]), "Desktops");
+        let relays = Arc::new(Relays::default());
+        let watched = Arc::clone(&relays);
+        let desktops = watch_all(
+            Api::all(client.clone()),
+            Arc::clone(&listed[0]),
+            "Desktops",
+            move |desktop: &Desktop, deleted| {
+                if deleted {
+                    watched.desktop_deleted(desktop);
+                } else {
+                    watched.desktop_changed(desktop);
+                }
+            },
+        );
         let pools = watch_all(
             Api::all(client.clone()),
             Arc::clone(&listed[1]),
             "DesktopPools",
+            |_: &DesktopPool, _| {},
         );
         let activity = Arc::new(Activity::new(client.clone()));
         tokio::spawn(Arc::clone(&activity).run());
@@ -260,6 +288,7 @@ impl Broker {
             pools,
             assigners: Mutex::new(HashMap::new()),
             activity,
+            relays,
             metrics: Metrics::default(),
             shutdown: watch::channel(false).0,
             holder: std::env::var("HOSTNAME")
@@ -363,19 +392,47 @@ impl Broker {
         }))
     }
 
-    /// Reads the display password of desktop `namespace`/`name` from its Secret.
-    pub async fn display_password(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Vec<u8>>, kube::Error> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+    /// Reads the display password of `desktop` from its Secret: `Err` when the Secret of that
+    /// name is not the desktop's own (its controller is not this Desktop), so a Secret someone
+    /// else stood up under the name is never used.
+    pub async fn display_password(&self, desktop: &Desktop) -> Result<Option<Vec<u8>>, String> {
+        let namespace = desktop.namespace().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let name = crds::labels::display_secret_name(&desktop.name_any());
         let secret = secrets
-            .get_opt(&crds::labels::display_secret_name(name))
-            .await?;
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("cannot read Secret {name}: {e}"))?;
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        if !controlled_by(&secret.metadata, desktop) {
+            tracing::warn!(%namespace, secret = %name, desktop = %desktop.name_any(), "a Secret not made for the desktop has its display Secret's name; not using it");
+            return Err(format!(
+                "Secret {name} is not the desktop's own (its controller is not Desktop {})",
+                desktop.name_any()
+            ));
+        }
         Ok(secret
-            .and_then(|s| s.data)
+            .data
             .and_then(|mut d| d.remove(crds::labels::DISPLAY_PASSWORD_KEY))
             .map(|b| b.0))
     }
+}
+
+/// Whether `meta`'s controller is `owner` itself (its uid, not only its name: a desktop
+/// deleted and made again is another owner).
+pub fn controlled_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    owner: &Desktop,
+) -> bool {
+    let Some(uid) = owner.metadata.uid.as_deref() else {
+        return false;
+    };
+    meta.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true)
+            && r.uid == uid
+            && r.kind == "Desktop"
+            && r.api_version.split_once('/') == Some((crds::GROUP, crds::VERSION))
+    })
 }

@@ -10,6 +10,7 @@
 //! - [`routes`]: the HTTP surface; [`portal`]: its pages;
 //! - [`token`]: one-time connect tokens; [`proxy`]: the VNC handshake and relay;
 //! - [`activity`]: session state into `Desktop.status.assignment`;
+//! - [`relays`]: the open viewer relays, ended when their desktop changes hands;
 //! - [`server`]: serving, TLS, graceful shutdown; [`metrics`], [`names`].
 
 pub mod activity;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod options;
 pub mod portal;
 pub mod proxy;
+pub mod relays;
 pub mod routes;
 pub mod server;
 pub mod token;

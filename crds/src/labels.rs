@@ -11,9 +11,14 @@ pub const POOL_LABEL: &str = "vdi.verdant.dev/pool";
 pub const USER_LABEL: &str = "vdi.verdant.dev/user";
 /// The assigned user, verbatim.
 pub const USER_ANNOTATION: &str = "vdi.verdant.dev/user";
-/// How many times a Floating pool's desktop was reset for its next user (on the Desktop);
-/// on a launcher pod, the count it was made at: an older pod is replaced.
+/// How many times a pool desktop was reset for its next user (on the Desktop); on a launcher
+/// pod, the count it was made at: an older pod is replaced.
 pub const RESET_ANNOTATION: &str = "vdi.verdant.dev/reset";
+/// Who a pool desktop's VM was given to, until it is reset (on the Desktop: written with
+/// `spec.user` by the assigner, removed by the release that resets it). While it is there,
+/// the VM has had a user since its last reset, and nobody else may have it, even with
+/// `spec.user` cleared by hand.
+pub const USED_BY_ANNOTATION: &str = "vdi.verdant.dev/used-by";
 /// The VM hash of the spec a launcher pod runs.
 pub const VM_HASH_LABEL: &str = "vdi.verdant.dev/vm-hash";
 /// The hash of the pool template a Desktop was made from.
@@ -34,6 +39,11 @@ pub fn reset_count(annotations: &BTreeMap<String, String>) -> u64 {
         .get(RESET_ANNOTATION)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether a pool desktop's VM has had a user since its last reset ([`USED_BY_ANNOTATION`]).
+pub fn used_since_reset(annotations: &BTreeMap<String, String>) -> bool {
+    annotations.contains_key(USED_BY_ANNOTATION)
 }
 
 /// Turns any text into a valid label value: characters outside `[A-Za-z0-9._-]` become `-`,
@@ -101,5 +111,16 @@ mod tests {
         assert_eq!(reset_count(&annotations), 3);
         annotations.insert(RESET_ANNOTATION.to_owned(), "x".to_owned());
         assert_eq!(reset_count(&annotations), 0);
+    }
+
+    #[test]
+    fn a_desktop_given_to_a_user_is_used_until_reset() {
+        let mut annotations = BTreeMap::new();
+        assert!(!used_since_reset(&annotations), "never given");
+        annotations.insert(USED_BY_ANNOTATION.to_owned(), "alice".to_owned());
+        assert!(used_since_reset(&annotations));
+        // Whatever the value: only the reset's release removes it.
+        annotations.insert(USED_BY_ANNOTATION.to_owned(), String::new());
+        assert!(used_since_reset(&annotations));
     }
 }

@@ -133,6 +133,38 @@ async fn all_available(pools: &Api<DesktopPool>, n: usize) {
     .await;
 }
 
+/// Plays the kubelet for released desktops, whose launchers the operator replaces (a reset:
+/// nobody gets a VM another user had): the old pods go, the new ones run, until all `n`
+/// desktops are available again.
+async fn relaunch_released(kubelet: &Kubelet, pods: &Api<Pod>, pools: &Api<DesktopPool>, n: usize) {
+    eventually(
+        "every released desktop Ready on a fresh launcher",
+        LIMIT,
+        || async {
+            kubelet.reap().await.ok()?;
+            let unbound: Vec<String> = pods
+                .list(&ListParams::default().labels("vdi.verdant.dev/pool=bench"))
+                .await
+                .ok()?
+                .items
+                .iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none()
+                })
+                .map(|p| p.name_any())
+                .collect();
+            kubelet
+                .start_all(futures::stream::iter(unbound), KUBELET_IN_FLIGHT)
+                .await
+                .ok()?;
+            let status = pools.get("bench").await.ok()?.status?;
+            (status.available as usize == n).then_some(())
+        },
+    )
+    .await;
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -295,6 +327,7 @@ async fn main() {
     // 3. Warm the pool: every launcher bound, running and ready, as the kubelet would say.
     let kubelet = Kubelet::new(client.clone(), "pool", "node-1");
     kubelet.register().await.expect("node");
+    let _heartbeat = kubelet.heartbeat_in_background();
     let started = Instant::now();
     let pod_names: Vec<String> = Api::<Pod>::namespaced(client.clone(), "pool")
         .list(&ListParams::default().labels("vdi.verdant.dev/pool=bench"))
@@ -327,8 +360,9 @@ async fn main() {
         Ok(desktop) => assigner.release(&desktop).await.expect("release"),
         Err(e) => panic!("the assigner did not start: {e}"),
     }
-    // The released probe desktop comes back once the operator has seen the release.
-    all_available(&pools, n).await;
+    // The released probe desktop comes back once its fresh launcher runs.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "pool");
+    relaunch_released(&kubelet, &pods, &pools, n).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let users: Vec<String> = (0..n).map(|i| format!("burst-user-{i}")).collect();
@@ -354,8 +388,8 @@ async fn main() {
         show(&reaction)
     );
 
-    // Then users arriving at steady rates, everyone leaving before each run (the Dedicated
-    // desktops come back as they are).
+    // Then users arriving at steady rates, everyone leaving before each run (released
+    // desktops come back on fresh launchers, played by this bench's kubelet).
     for rate in ARRIVALS_PER_SECOND {
         let names: Vec<String> = desktops
             .list(&ListParams::default())
@@ -371,7 +405,7 @@ async fn main() {
                 async move { assigner.release(&name).await.expect("release") }
             })
             .await;
-        all_available(&pools, n).await;
+        relaunch_released(&kubelet, &pods, &pools, n).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
 
         let users: Vec<String> = (0..n).map(|i| format!("user-{rate}-{i}")).collect();

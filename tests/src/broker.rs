@@ -232,13 +232,28 @@ impl BrokerProcess {
         user: &str,
         password: &str,
     ) -> Result<(), String> {
+        self.login_to(cp, session, user, password, None)
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::login`], starting at `/login?next=<next>` (percent-encoded here): where the
+    /// callback then sends the browser, resolved as a browser resolves a Location.
+    pub async fn login_to(
+        &self,
+        cp: &ControlPlane,
+        session: &Session,
+        user: &str,
+        password: &str,
+        next: Option<&str>,
+    ) -> Result<Url, String> {
         let http = &session.http;
         let oidc = cp.oidc().ok_or("no OpenID provider")?;
-        let start = http
-            .get(self.at("/login"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut login = self.at("/login");
+        if let Some(next) = next {
+            login.query_pairs_mut().append_pair("next", next);
+        }
+        let start = http.get(login).send().await.map_err(|e| e.to_string())?;
         let authorize = location(&start)
             .ok_or_else(|| format!("/login answered {} without a Location", start.status()))?;
         let provider_http = oidc.http_client()?;
@@ -259,7 +274,7 @@ impl BrokerProcess {
                 done.text().await.unwrap_or_default()
             ));
         }
-        Ok(())
+        location(&done).ok_or_else(|| "the callback sent no Location".to_owned())
     }
 
     /// The session's CSRF token, as the portal page carries it in its forms.

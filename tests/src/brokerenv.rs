@@ -15,7 +15,7 @@ use crate::broker::{BROKER_USER, BrokerProcess, Session, free_port, grant, locat
 use crate::controlplane::{OidcUser, Options as CpOptions};
 use crate::env::Env;
 use crate::localnode::LocalNode;
-use crate::wsrfb::{RfbClient, websocket};
+use crate::wsrfb::{Closed, RfbClient, websocket_closing};
 
 /// How long a broker test waits for the system to react.
 pub const LIMIT: Duration = Duration::from_secs(90);
@@ -79,20 +79,21 @@ fn stand_in(
     pods: Api<k8s_openapi::api::core::v1::Pod>,
 ) -> crate::kubelet::Reaper {
     crate::kubelet::Reaper::spawn(async move {
+        let _heartbeat = kubelet.heartbeat_in_background();
         loop {
             if let Ok(list) = pods.list(&ListParams::default()).await {
-                for pod in list {
-                    let name = kube::ResourceExt::name_any(&pod);
+                // Many at once, as a node full of kubelets would (a pool's resets come in
+                // bursts).
+                let unbound = list.into_iter().filter(|pod| {
                     let bound = pod
                         .spec
                         .as_ref()
                         .and_then(|s| s.node_name.as_ref())
                         .is_some();
-                    if pod.metadata.deletion_timestamp.is_none() && !bound {
-                        let _ = kubelet.schedule(&name).await;
-                        let _ = kubelet.run(&name, true).await;
-                    }
-                }
+                    pod.metadata.deletion_timestamp.is_none() && !bound
+                });
+                let names = futures::stream::iter(unbound.map(|p| kube::ResourceExt::name_any(&p)));
+                let _ = kubelet.start_all(names, 16).await;
             }
             let _ = kubelet.reap().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -318,6 +319,16 @@ impl BrokerEnv {
         session
     }
 
+    /// The text of page `path` at the first broker, as `session` sees it.
+    pub async fn page(&self, session: &Session, path: &str) -> String {
+        let response = session.http.get(self.broker.at(path)).send().await;
+        response
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// The first broker's origin.
     pub fn origin(&self) -> String {
         self.broker.url.origin().ascii_serialization()
@@ -368,21 +379,34 @@ impl BrokerEnv {
         session: &Session,
         desktop: &str,
     ) -> RfbClient<tokio::io::DuplexStream> {
+        self.viewer_closing(session, desktop).await.0
+    }
+
+    /// [`Self::viewer`], and how the broker closes its WebSocket, once it does.
+    pub async fn viewer_closing(
+        &self,
+        session: &Session,
+        desktop: &str,
+    ) -> (
+        RfbClient<tokio::io::DuplexStream>,
+        tokio::sync::oneshot::Receiver<Closed>,
+    ) {
         let grant: serde_json::Value = self.token(session, desktop).await.json().await.unwrap();
         let path = grant["path"].as_str().expect("a path in the grant");
         let mut url = self.broker.at(path);
         url.set_scheme("wss").unwrap();
         let cookie = session.cookie(&self.broker.url);
-        let stream = websocket(
+        let (stream, closed) = websocket_closing(
             &url,
             &self.broker.ca,
             &[("cookie", &cookie), ("origin", &self.origin())],
         )
         .await
         .unwrap_or_else(|e| panic!("WebSocket: {e}"));
-        RfbClient::handshake(stream, None)
+        let viewer = RfbClient::handshake(stream, None)
             .await
-            .expect("RFB through the broker")
+            .expect("RFB through the broker");
+        (viewer, closed)
     }
 }
 

@@ -31,9 +31,8 @@ impl Kubelet {
 
     /// Registers this kubelet's Node, as a real kubelet does on start (an existing one is
     /// kept). Without it, kube-controller-manager's pod garbage collector deletes the pods
-    /// bound to the node, as orphans, about a minute after they were bound. The Node never
-    /// reports a heartbeat, so its pods would be evicted five minutes after the node
-    /// lifecycle controller marks it unreachable: long after any test here ends.
+    /// bound to the node, as orphans, about a minute after they were bound. A test that runs
+    /// longer than a minute, or replaces launchers, also sends [`Self::heartbeat`]s.
     pub async fn register(&self) -> Result<(), kube::Error> {
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}},
@@ -45,6 +44,39 @@ impl Kubelet {
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Reports the Node Ready now, as a kubelet's status heartbeat does. Without it the node
+    /// lifecycle controller marks the node unreachable about 50 s after it registered, and
+    /// from then on marks every pod bound to it not Ready, new ones the moment they run: a
+    /// test that replaces launchers (a reset) after that would never see them Ready.
+    pub async fn heartbeat(&self) -> Result<(), kube::Error> {
+        let now = Time(Timestamp::now());
+        let status = json!({"status": {"conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "the tests' stand-in kubelet is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        }]}});
+        let nodes: Api<Node> = Api::all(self.pods.clone().into_client());
+        nodes
+            .patch_status(
+                &self.node,
+                &PatchParams::default(),
+                &Patch::Strategic(&status),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps sending [`Self::heartbeat`] every 10 s until the returned handle drops.
+    pub fn heartbeat_in_background(&self) -> Reaper {
+        let kubelet = self.clone();
+        Reaper::spawn(async move {
+            loop {
+                let _ = kubelet.heartbeat().await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
     }
 
     /// Binds the pod to this node (what the scheduler does), as the `pods/binding` subresource.

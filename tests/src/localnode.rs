@@ -92,6 +92,7 @@ impl LocalNode {
         let root = dir.path().to_owned();
         let launcher = crate::bins::binary("verdant-launcher");
         let task = tokio::spawn(async move {
+            let _heartbeat = kubelet.heartbeat_in_background();
             loop {
                 if let Ok(list) = pods.list(&ListParams::default()).await {
                     for pod in list {

@@ -94,8 +94,22 @@ pub async fn websocket(
     ca: &Path,
     headers: &[(&str, &str)],
 ) -> Result<DuplexStream, WsError> {
+    Ok(websocket_closing(url, ca, headers).await?.0)
+}
+
+/// How the server closed a WebSocket: its close code and reason (`None`: no close frame,
+/// the connection just ended).
+pub type Closed = Option<(u16, String)>;
+
+/// [`websocket`], and how the server closes it, once it does.
+pub async fn websocket_closing(
+    url: &Url,
+    ca: &Path,
+    headers: &[(&str, &str)],
+) -> Result<(DuplexStream, tokio::sync::oneshot::Receiver<Closed>), WsError> {
     let ws = connect(url, ca, headers).await?;
     let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
         let (mut read, mut write) = tokio::io::split(theirs);
@@ -118,18 +132,23 @@ pub async fn websocket(
             let _ = sink.close().await;
         };
         let down = async {
+            let mut close = None;
             while let Some(Ok(message)) = stream.next().await {
                 match message {
                     Message::Binary(bytes) if write.write_all(&bytes).await.is_err() => break,
-                    Message::Close(_) => break,
+                    Message::Close(frame) => {
+                        close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                        break;
+                    }
                     _ => {}
                 }
             }
             let _ = write.shutdown().await;
+            let _ = closed_tx.send(close);
         };
         tokio::select! { () = up => {}, () = down => {} }
     });
-    Ok(ours)
+    Ok((ours, closed))
 }
 
 /// What one update brought.

@@ -13,15 +13,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         return;
     };
     let alice = s.login("alice").await;
-    let portal = alice
-        .http
-        .get(s.broker.at("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let portal = s.page(&alice, "/").await;
     assert!(
         portal.contains("Signed in as <strong>alice</strong>"),
         "{portal}"

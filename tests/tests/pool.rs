@@ -214,8 +214,8 @@ async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one_is_kept() {
-    use assignment::{AssignError, Assigner, release};
+async fn a_released_desktop_gets_a_fresh_launcher_first_and_a_dedicated_one_is_its_users() {
+    use assignment::{AssignError, Assigner, give_back, release};
     let mut env = Env::start("team-r").await;
     let http = env.serve_http();
     let _reaper = env.kubelet.reap_in_background();
@@ -241,48 +241,52 @@ async fn a_released_floating_desktop_gets_a_fresh_launcher_first_a_dedicated_one
         })
         .await;
         assert_eq!(given, name);
-        release(&api, &name).await.unwrap();
-
+        // Only its user gives a desktop back, and only to a Floating pool; a Dedicated one
+        // stays hers until an administrator releases it.
+        assert!(matches!(
+            give_back(&api, &name, "bob").await,
+            Err(AssignError::NotYours(_))
+        ));
         if policy == "Floating" {
-            // Alice's VM goes; until the fresh one is Ready, nobody gets the desktop.
-            let fresh = env.wait_pod(&name, Some(&first)).await;
-            assert!(matches!(
-                assigner.assign(pool, "bob").await,
-                Err(AssignError::NoDesktopAvailable { .. })
-            ));
-            start(fresh.clone()).await;
-            let given = eventually("the reset desktop for bob", LIMIT, || async {
-                assigner.assign(pool, "bob").await.ok()
-            })
-            .await;
-            assert_eq!(given, name);
-            assert_eq!(
-                env.live_pods(&name)
-                    .await
-                    .iter()
-                    .map(|p| p.uid())
-                    .collect::<Vec<_>>(),
-                [fresh.uid()],
-                "bob runs on the fresh launcher"
-            );
+            give_back(&api, &name, "alice").await.unwrap();
         } else {
-            // Dedicated: the same launcher, available again once the operator has seen the
-            // release.
-            let given = eventually("the kept desktop for bob", LIMIT, || async {
-                assigner.assign(pool, "bob").await.ok()
-            })
-            .await;
-            assert_eq!(given, name);
-            assert_eq!(
-                env.live_pods(&name)
-                    .await
-                    .iter()
-                    .map(|p| p.uid())
-                    .collect::<Vec<_>>(),
-                [first.uid()],
-                "the launcher was kept"
+            let refused = give_back(&api, &name, "alice").await.unwrap_err();
+            assert!(
+                matches!(&refused, AssignError::Dedicated { pool: p, .. } if p == pool),
+                "{refused:?}"
             );
+            assert!(
+                refused.to_string().contains("verdant-operator release"),
+                "{refused}"
+            );
+            assert_eq!(
+                api.get(&name).await.unwrap().spec.user.as_deref(),
+                Some("alice")
+            );
+            release(&api, &name).await.unwrap();
         }
+
+        // Either way alice's VM goes; until the fresh one is Ready, nobody gets the desktop.
+        let fresh = env.wait_pod(&name, Some(&first)).await;
+        assert!(matches!(
+            assigner.assign(pool, "bob").await,
+            Err(AssignError::NoDesktopAvailable { .. })
+        ));
+        start(fresh.clone()).await;
+        let given = eventually("the reset desktop for bob", LIMIT, || async {
+            assigner.assign(pool, "bob").await.ok()
+        })
+        .await;
+        assert_eq!(given, name);
+        assert_eq!(
+            env.live_pods(&name)
+                .await
+                .iter()
+                .map(|p| p.uid())
+                .collect::<Vec<_>>(),
+            [fresh.uid()],
+            "bob runs on the fresh launcher"
+        );
     }
     // Each pool has one desktop, Ready and Bob's, and its metrics say so; a pool of none is
     // there with none.

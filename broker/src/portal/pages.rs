@@ -28,8 +28,8 @@ pub struct DesktopRow {
     pub name: String,
     /// Phase, as shown.
     pub phase: String,
-    /// The pool it came from, if any.
-    pub pool: Option<String>,
+    /// Whether its user may give it back: a Floating pool's desktop.
+    pub releasable: bool,
 }
 
 /// A pool row on the portal.
@@ -104,7 +104,7 @@ pub fn portal(viewer: &Viewer, desktops: &[DesktopRow], pools: &[PoolRow]) -> St
                 esc(&d.phase),
                 esc(&d.name),
             );
-            if d.pool.is_some() {
+            if d.releasable {
                 let _ = write!(
                     body,
                     " <form method=\"post\" action=\"{href}/release\" class=\"inline\">\
@@ -228,13 +228,28 @@ mod tests {
                 namespace: "ns".into(),
                 name: "d\"1".into(),
                 phase: "Ready".into(),
-                pool: Some("p".into()),
+                releasable: true,
             }],
             &[],
         );
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(!page.contains("\"><x"), "{page}");
         assert!(page.contains("&lt;script&gt;"));
+        assert!(
+            page.contains("/release"),
+            "a Floating desktop can be given back"
+        );
+        let kept = DesktopRow {
+            namespace: "ns".into(),
+            name: "kept".into(),
+            phase: "Ready".into(),
+            releasable: false,
+        };
+        let page = portal(&viewer, &[kept], &[]);
+        assert!(
+            !page.contains("/release"),
+            "a Dedicated desktop has no Release"
+        );
         let page = message(None, "a<b", "c&d", Some(("/x\"y", "go")));
         assert!(page.contains("a&lt;b") && page.contains("c&amp;d") && page.contains("/x&quot;y"));
     }

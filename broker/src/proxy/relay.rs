@@ -29,6 +29,9 @@ pub enum End {
     Launcher,
     /// The broker is shutting down; the browser was told to reconnect.
     Shutdown,
+    /// What the relay was opened under no longer holds (the desktop changed hands, the
+    /// session was ended); the browser was told why.
+    Ended(String),
     /// Something broke the protocol or the connection.
     Error(String),
 }
@@ -42,6 +45,8 @@ pub struct Relay {
     pub last_input: Arc<AtomicI64>,
     /// Turns true when the broker shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Turns `Some(reason)` when this relay must end ([`crate::relays`]).
+    pub ended: watch::Receiver<Option<String>>,
     /// Adds bytes relayed: (to the browser, to the launcher).
     pub count: Arc<dyn Fn(u64, u64) + Send + Sync>,
 }
@@ -129,28 +134,48 @@ pub async fn run(socket: WebSocket, launcher: TcpStream, relay: Relay) -> End {
     }
 
     let mut shutdown = relay.shutdown.clone();
+    let mut ended = relay.ended.clone();
     let down = async {
         let mut buf = vec![0u8; CHUNK];
         loop {
-            // (The guard wait_for returns is dropped inside; it is not Send.)
+            // (The guards wait_for returns are dropped inside; they are not Send.)
             let stopping = async {
                 let _ = shutdown.wait_for(|down| *down).await;
             };
+            let ending = async {
+                let why = (ended.wait_for(Option::is_some).await)
+                    .map(|why| why.clone().unwrap_or_default());
+                match why {
+                    Ok(why) => why,
+                    // The registry is gone: nothing will end this relay but its ends.
+                    Err(_) => std::future::pending().await,
+                }
+            };
             let read = tokio::select! {
-                read = from_launcher.read(&mut buf) => Some(read),
-                () = stopping => None,
+                read = from_launcher.read(&mut buf) => Ok(read),
+                () = stopping => Err(None),
+                why = ending => Err(Some(why)),
             };
             let n = match read {
-                Some(Ok(0)) => return End::Launcher,
-                Some(Ok(n)) => n,
-                Some(Err(e)) => return End::Error(format!("launcher: {e}")),
-                None => {
+                Ok(Ok(0)) => return End::Launcher,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return End::Error(format!("launcher: {e}")),
+                Err(None) => {
                     let close = CloseFrame {
                         code: close_code::RESTART,
                         reason: "the broker is restarting; reconnect".into(),
                     };
                     let _ = sink.send(Message::Close(Some(close))).await;
                     return End::Shutdown;
+                }
+                Err(Some(why)) => {
+                    // 1008: the viewer may not stay (and must not reconnect on its own).
+                    let close = CloseFrame {
+                        code: close_code::POLICY,
+                        reason: why.clone().into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    return End::Ended(why);
                 }
             };
             if let Err(e) = sink.send(Message::Binary(buf[..n].to_vec().into())).await {

@@ -46,6 +46,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/desktops/{namespace}/{name}", get(portal::desktop_api))
         .route("/api/desktops/{namespace}/{name}/token", post(vnc::token))
         .route(
+            "/api/desktops/{namespace}/{name}/release",
+            post(portal::release_api),
+        )
+        .route(
             "/static/portal.css",
             get(|| static_file("text/css", crate::portal::PORTAL_CSS)),
         )
@@ -147,6 +151,9 @@ pub enum Refusal {
     BadName,
     /// Something the broker needs is not there yet or is down.
     Unavailable(String),
+    /// Not possible in the object's present state, with a metric reason and words for the
+    /// user (a Dedicated desktop given back).
+    Conflict(&'static str, String),
 }
 
 impl Refusal {
@@ -157,6 +164,7 @@ impl Refusal {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadName => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict(..) => StatusCode::CONFLICT,
         }
     }
 
@@ -174,6 +182,7 @@ impl Refusal {
                 "Namespaces and names are lowercase letters, digits, '-' and '.'.".into(),
             ),
             Self::Unavailable(text) => ("Not available", text.clone()),
+            Self::Conflict(_, text) => ("Not possible", text.clone()),
         }
     }
 
@@ -205,6 +214,10 @@ impl Refusal {
             Self::NotFound => "NotFound",
             Self::BadName => "InvalidName",
             Self::Unavailable(_) => "Unavailable",
+            Self::Conflict(reason, _) => match *reason {
+                "dedicated" => "Dedicated",
+                _ => "Conflict",
+            },
         };
         (
             self.status(),

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum_extra::extract::cookie::PrivateCookieJar;
 use crds::labels::POOL_LABEL;
-use crds::{Desktop, DesktopPhase};
+use crds::{AssignmentPolicy, Desktop, DesktopPhase};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -49,6 +49,16 @@ pub async fn index(
         return Refusal::Unavailable(why).page("/");
     }
     let all = broker.desktops.state();
+    let pools = broker.pools.state();
+    // Only a Floating pool's desktops are given back; a Dedicated one's stay their user's.
+    let dedicated = |d: &Desktop| {
+        let pool = d.labels().get(POOL_LABEL);
+        pools.iter().any(|p| {
+            Some(&p.name_any()) == pool
+                && p.namespace() == d.namespace()
+                && p.spec.assignment == AssignmentPolicy::Dedicated
+        })
+    };
     let mut desktops: Vec<DesktopRow> = all
         .iter()
         .filter(|d| who.owns(d))
@@ -56,11 +66,10 @@ pub async fn index(
             namespace: d.namespace().unwrap_or_default(),
             name: d.name_any(),
             phase: phase_text(d),
-            pool: d.labels().get(POOL_LABEL).cloned(),
+            releasable: d.labels().contains_key(POOL_LABEL) && !dedicated(d),
         })
         .collect();
     desktops.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    let pools = broker.pools.state();
     let all = &all;
     let checks = pools.iter().map(|p| {
         let broker = &broker;
@@ -363,7 +372,34 @@ pub async fn desktop_api(
     .into_response()
 }
 
-/// Gives a pool desktop back (a Floating pool resets it for the next user).
+/// Gives a desktop of a Floating pool back (it is reset for the next user); a Dedicated
+/// pool's desktop stays its user's, and only an administrator releases it.
+async fn give_back(
+    broker: &Broker,
+    who: &Caller,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Refusal> {
+    let (namespace, name) = names::object(namespace, name).ok_or(Refusal::BadName)?;
+    let api: Api<Desktop> = Api::namespaced(broker.client.clone(), &namespace);
+    match assignment::give_back(&api, &name, &who.identity.user).await {
+        Ok(()) => {
+            tracing::info!(user = %who.identity.user, %namespace, desktop = %name, "released");
+            Ok(())
+        }
+        // Missing or not theirs: the same answer.
+        Err(AssignError::NotFound(_) | AssignError::NotYours(_)) => Err(Refusal::NotFound),
+        Err(e @ AssignError::Dedicated { .. }) => {
+            broker.metrics.refused("dedicated");
+            Err(Refusal::Conflict("dedicated", format!("{e}.")))
+        }
+        Err(e) => Err(Refusal::Unavailable(format!(
+            "The desktop could not be released: {e}"
+        ))),
+    }
+}
+
+/// Release, from the portal's form.
 pub async fn release_form(
     State(App(broker)): State<App>,
     Path((namespace, name)): Path<(String, String)>,
@@ -375,25 +411,25 @@ pub async fn release_form(
         Ok(who) => who,
         Err(refusal) => return refusal.page("/"),
     };
-    // Only the assigned user gives a desktop back.
-    let Some((namespace, name)) = names::object(&namespace, &name) else {
-        return Refusal::BadName.page("/");
-    };
-    let theirs = |d: &Desktop| who.owns(d) && d.labels().contains_key(POOL_LABEL);
-    match broker.desktop_now(&namespace, &name, theirs).await {
-        Ok(Some(d)) if theirs(&d) => {}
-        Ok(_) => return Refusal::NotFound.page("/"),
-        Err(e) => {
-            return Refusal::Unavailable(format!("The broker cannot read the desktop now: {e}"))
-                .page("/");
-        }
+    match give_back(&broker, &who, &namespace, &name).await {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(refusal) => refusal.page("/"),
     }
-    let api: Api<Desktop> = Api::namespaced(broker.client.clone(), &namespace);
-    match assignment::release(&api, &name).await {
-        Ok(()) => {
-            tracing::info!(user = %who.identity.user, %namespace, desktop = %name, "released");
-            Redirect::to("/").into_response()
-        }
-        Err(e) => Refusal::Unavailable(format!("The desktop could not be released: {e}")).page("/"),
+}
+
+/// Release, for scripts: 204, or the refusal as JSON.
+pub async fn release_api(
+    State(App(broker)): State<App>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    jar: PrivateCookieJar,
+) -> Response {
+    let who = match changing_caller(&broker, &headers, &jar, None).await {
+        Ok(who) => who,
+        Err(refusal) => return refusal.json(),
+    };
+    match give_back(&broker, &who, &namespace, &name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refusal) => refusal.json(),
     }
 }

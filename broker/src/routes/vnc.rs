@@ -14,13 +14,13 @@ use axum::response::{IntoResponse, Json, Response};
 use axum_extra::extract::cookie::PrivateCookieJar;
 use crds::{Desktop, DesktopPhase};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::portal::desktop_access;
 use super::{Refusal, caller, changing_caller, urlencode};
-use crate::context::{App, Broker};
+use crate::context::{App, Broker, controlled_by};
 use crate::proxy::framer::MAX_PENDING;
 use crate::proxy::{handshake, relay};
 use crate::token::TOKEN_TTL;
@@ -82,6 +82,14 @@ async fn launcher_address(
         .await
         .map_err(|e| Refusal::Unavailable(format!("Cannot find the desktop's pod: {e}")))?
         .ok_or_else(not_running)?;
+    // The desktop's own launcher, not a pod someone stood up under its pod's name: it would
+    // receive the user's keystrokes.
+    if !controlled_by(&pod.metadata, desktop) {
+        tracing::warn!(%namespace, %pod_name, desktop = %desktop.name_any(), "a pod not made for the desktop has its launcher's name; not connecting");
+        return Err(Refusal::Unavailable(
+            "The desktop's launcher pod is not the desktop's own; ask your administrator.".into(),
+        ));
+    }
     let ip: IpAddr = pod
         .status
         .as_ref()
@@ -149,25 +157,20 @@ pub async fn websocket(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    if let Err(why) = broker.listed() {
-        return Refusal::Unavailable(why).json();
-    }
-    let desktop = match broker.desktop_now(&namespace, &name, |_| true).await {
-        Ok(Some(desktop)) => desktop,
-        Ok(None) => return Refusal::NotFound.json(),
-        Err(e) => {
-            return Refusal::Unavailable(format!("The broker cannot read the desktop now: {e}"))
-                .json();
-        }
+    // Allowed now, not only when the token was issued: the desktop may have changed hands
+    // in between. A grant for watching only stays that.
+    let (desktop, view_only) = match desktop_access(&broker, &who, &namespace, &name).await {
+        Ok((desktop, view_only)) => (desktop, view_only || grant.view_only),
+        Err(refusal) => return refusal.json(),
     };
     let addr = match launcher_address(&broker, &desktop, &namespace).await {
         Ok(addr) => addr,
         Err(refusal) => return refusal.json(),
     };
-    let password = match broker.display_password(&namespace, &name).await {
+    let password = match broker.display_password(&desktop).await {
         Ok(password) => password,
         Err(e) => {
-            return Refusal::Unavailable(format!("Cannot read the desktop's display Secret: {e}"))
+            return Refusal::Unavailable(format!("Cannot use the desktop's display Secret: {e}"))
                 .json();
         }
     };
@@ -193,7 +196,13 @@ pub async fn websocket(
     let user = who.identity.user.clone();
     // A session of the desktop's own user counts for its session limits; an admin's or a
     // helpdesk's does not.
-    let counts = !grant.view_only && who.owns(&desktop);
+    let counts = !view_only && who.owns(&desktop);
+    // Registered before the relay starts; a change the watch brought meanwhile ends it at
+    // once (the cache has it, and it is newer than what access was checked on).
+    let registration = broker.relays.open(&desktop);
+    if let Some(now) = broker.desktop(&namespace, &name) {
+        broker.relays.desktop_changed(&now);
+    }
     ws.protocols(["binary"])
         .max_message_size(MAX_PENDING)
         .max_frame_size(MAX_PENDING)
@@ -201,7 +210,7 @@ pub async fn websocket(
         .max_write_buffer_size(4 * relay::CHUNK)
         .on_upgrade(move |socket| async move {
             broker.metrics.sessions.inc();
-            tracing::info!(%user, %namespace, desktop = %name, view_only = grant.view_only, "viewer connected");
+            tracing::info!(%user, %namespace, desktop = %name, view_only, "viewer connected");
             let last_input = if counts {
                 broker.activity.connected(&desktop, &user).await
             } else {
@@ -212,13 +221,15 @@ pub async fn websocket(
                 socket,
                 launcher,
                 relay::Relay {
-                    view_only: grant.view_only,
+                    view_only,
                     last_input,
                     shutdown: broker.shutdown.subscribe(),
+                    ended: registration.ended.clone(),
                     count: Arc::new(move |down, up| metrics.metrics.relayed(down, up)),
                 },
             )
             .await;
+            drop(registration);
             if counts {
                 broker.activity.disconnected(&namespace, &name).await;
             }

@@ -18,6 +18,9 @@ use crate::error::Error;
 use crate::field_manager::{self, FIELD_MANAGER};
 use crate::labels::{DESKTOP_LABEL, reset_count};
 
+/// How often a desktop whose display Secret is someone else's looks again.
+const FOREIGN_SECRET_RECHECK: Duration = Duration::from_secs(30);
+
 /// What apply did and saw, for the status step.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -186,7 +189,11 @@ pub async fn apply(
         applied.requeue_after = Some(Duration::from_secs(1));
         return Ok(applied);
     }
-    ensure_secret(dctx, desktop).await?;
+    if let Some(failure) = ensure_secret(dctx, desktop).await? {
+        applied.failure = Some(failure);
+        applied.requeue_after = Some(FOREIGN_SECRET_RECHECK);
+        return Ok(applied);
+    }
     let created = pods
         .patch(
             &desired_name,
@@ -213,13 +220,28 @@ pub async fn apply(
 }
 
 /// Creates the display-password Secret once; an existing one is never touched (the password
-/// stays what users and the broker know).
-async fn ensure_secret(dctx: &DesktopContext, desktop: &Desktop) -> Result<(), Error> {
+/// stays what users and the broker know). A Secret of that name that is not the desktop's
+/// own is a failure, shown in the status: no launcher is made with it.
+async fn ensure_secret(dctx: &DesktopContext, desktop: &Desktop) -> Result<Option<Failure>, Error> {
     let ns = desktop.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(dctx.ctx.client.clone(), &ns);
     let name = build::secret_name(&desktop.name_any());
-    if secrets.get_metadata_opt(&name).await?.is_some() {
-        return Ok(());
+    if let Some(existing) = secrets.get_metadata_opt(&name).await? {
+        // Someone who can create Secrets here could have stood one up under the name before
+        // the desktop existed: its password, known to them, would open the desktop's VNC.
+        let ours = existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && Some(&r.uid) == desktop.metadata.uid.as_ref());
+        return Ok((!ours).then(|| Failure {
+            reason: "DisplaySecretNotOwned".into(),
+            message: format!(
+                "Secret {name} exists and is not this Desktop's own (its controller is not Desktop {}), so its password may be known to whoever made it; delete that Secret and the operator makes the desktop's own",
+                desktop.name_any()
+            ),
+        }));
     }
     let password = build::generate_password().map_err(|e| Error::Random(e.to_string()))?;
     match secrets
@@ -232,8 +254,9 @@ async fn ensure_secret(dctx: &DesktopContext, desktop: &Desktop) -> Result<(), E
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()), // another reconcile was first
+        Ok(_) => Ok(None),
+        // Another reconcile was first (the next one checks whose it is).
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
         Err(e) => Err(Error::write(format!("creating display Secret {name}"), e)),
     }
 }

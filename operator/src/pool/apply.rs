@@ -52,6 +52,32 @@ pub async fn release_expired(
     Ok(())
 }
 
+/// Resets `desktop`, whose `spec.user` was cleared without a release (by hand), so that its
+/// last user's VM goes before anyone else can have the desktop, and says so in an event.
+pub async fn reset_unreleased(
+    ctx: &Context,
+    desktops: &Api<Desktop>,
+    desktop: &Desktop,
+) -> Result<(), Error> {
+    assignment::release(desktops, &desktop.name_any()).await?;
+    let user = desktop
+        .annotations()
+        .get(crds::labels::USED_BY_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    ctx.event(
+        desktop,
+        EventType::Normal,
+        "Reset",
+        "Release",
+        format!(
+            "spec.user was cleared without a release; reset so that {user}'s VM goes to nobody else (release desktops with verdant-operator release, which does this at once)"
+        ),
+    )
+    .await;
+    Ok(())
+}
+
 /// Marks `desktop` as made from an older template of `pool` (`stale`), or as up to date again,
 /// with the pool controller's own `OutOfDate` condition.
 pub async fn mark_out_of_date(

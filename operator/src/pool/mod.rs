@@ -64,6 +64,7 @@ async fn reconcile_pool(pool: &DesktopPool, pctx: &PoolContext) -> Result<Action
         .collect();
 
     // Session limits: a Floating desktop whose user passed one is released (and so reset).
+    // A Dedicated desktop stays with its user (only an administrator releases it).
     let mut next_check = RESYNC;
     if pool.spec.assignment == AssignmentPolicy::Floating {
         let now = k8s_openapi::jiff::Timestamp::now();
@@ -81,6 +82,18 @@ async fn reconcile_pool(pool: &DesktopPool, pctx: &PoolContext) -> Result<Action
                 Ok(None) => {}
                 Err(expired) => apply::release_expired(ctx, &desktops, desktop, expired).await?,
             }
+        }
+    }
+
+    // A desktop whose spec.user was cleared by hand, not released, still runs its last
+    // user's VM (the assigner will not give it while it is marked): reset it, as a release
+    // would have.
+    for desktop in &owned {
+        if desktop.spec.user.is_none()
+            && desktop.metadata.deletion_timestamp.is_none()
+            && crds::labels::used_since_reset(desktop.annotations())
+        {
+            apply::reset_unreleased(ctx, &desktops, desktop).await?;
         }
     }
 

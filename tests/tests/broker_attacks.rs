@@ -1,0 +1,485 @@
+//! Attacks on the broker, run against the real product: a real broker process in front of a
+//! real apiserver, the tests' OpenID provider and launcher processes running the demo guest.
+//! Each test is an attack that worked on the code before its fix (the stop notes say so).
+//!
+//! - a Dedicated desktop released through every path never reaches another user as it was,
+//!   and the viewer of whoever had it is closed the moment it changes hands;
+//! - `/login?next=` never sends a browser to another host after a real login (the classic
+//!   bypass list);
+//! - a 1 MiB clipboard sent as a million one-byte WebSocket messages costs the broker time in
+//!   proportion to its size, not its size squared.
+
+use std::time::{Duration, Instant};
+
+use crds::labels::{RESET_ANNOTATION, USED_BY_ANNOTATION, reset_count};
+use futures::{SinkExt, StreamExt};
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use tests::broker::Session;
+use tests::brokerenv::{BrokerEnv, SetupOptions, setup_with, users};
+use tests::kubelet::eventually;
+use tests::wsrfb::Closed;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long the system may take to react.
+const LIMIT: Duration = Duration::from_secs(60);
+/// How soon a viewer must be closed once its desktop changes hands.
+const CLOSED_WITHIN: Duration = Duration::from_secs(5);
+
+/// The launcher pod's uid of desktop `name` once it is Ready with a pod other than `not`.
+async fn ready_pod(s: &BrokerEnv, name: &str, not: Option<&str>) -> String {
+    eventually(
+        &format!("{name} Ready on a new launcher"),
+        LIMIT,
+        || async {
+            let d = s.env.desktops().get(name).await.ok()?;
+            let status = d.status.as_ref()?;
+            if status.phase != Some(crds::DesktopPhase::Ready)
+                || status.observed_generation != d.metadata.generation
+            {
+                return None;
+            }
+            let pod = s.env.pods().get(status.pod_name.as_ref()?).await.ok()?;
+            let uid = pod.uid()?;
+            (Some(uid.as_str()) != not).then_some(uid)
+        },
+    )
+    .await
+}
+
+/// Posts the portal's Release form for `desktop` as `who`: the status code.
+async fn release_form(s: &BrokerEnv, who: &Session, desktop: &str) -> u16 {
+    let csrf = s.broker.csrf(who).await.unwrap();
+    let url = s
+        .broker
+        .at(&format!("/desktops/{}/{desktop}/release", s.env.ns));
+    let response = who
+        .http
+        .post(url)
+        .header("origin", s.origin())
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// Calls the JSON Release for `desktop` as `who`: the status code and the reason.
+async fn release_api(s: &BrokerEnv, who: &Session, desktop: &str) -> (u16, String) {
+    let csrf = s.broker.csrf(who).await.unwrap();
+    let url = s
+        .broker
+        .at(&format!("/api/desktops/{}/{desktop}/release", s.env.ns));
+    let response = who
+        .http
+        .post(url)
+        .header("origin", s.origin())
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        body["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Waits for the broker to close a viewer's WebSocket: how long it took and how.
+async fn closed_within(closed: tokio::sync::oneshot::Receiver<Closed>, what: &str) -> Closed {
+    let started = Instant::now();
+    match tokio::time::timeout(CLOSED_WITHIN, closed).await {
+        Ok(Ok(how)) => {
+            eprintln!(
+                "{what}: closed within {:?} of the change's write returning, {how:?}",
+                started.elapsed()
+            );
+            how
+        }
+        Ok(Err(_)) => panic!("{what}: the viewer's bridge went away without a close"),
+        Err(_) => panic!("{what}: still open {CLOSED_WITHIN:?} after its desktop changed hands"),
+    }
+}
+
+/// Whether a viewer still gets updates.
+async fn still_served(viewer: &mut tests::wsrfb::RfbClient<tokio::io::DuplexStream>) -> bool {
+    let (w, h) = (viewer.width, viewer.height);
+    viewer.request(false, 0, 0, w, h).await.is_ok()
+        && tokio::time::timeout(Duration::from_secs(10), viewer.read_update())
+            .await
+            .is_ok_and(|u| u.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dedicated_desktop_never_reaches_another_user_as_it_was() {
+    let Some(s) = setup_with(
+        "dedicated",
+        SetupOptions {
+            replicas: 1,
+            users: users(),
+            launchers: true,
+            assignment: "Dedicated",
+            real_node: false,
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let desktops = s.env.desktops();
+    let (alice, bob) = tokio::join!(s.login("alice"), s.login("bob"));
+    let d = s.connect(&alice, "eng").await;
+    let alices_vm = ready_pod(&s, &d, None).await;
+    let (mut viewer, closed) = s.viewer_closing(&alice, &d).await;
+    assert!(still_served(&mut viewer).await, "alice's viewer works");
+
+    // The portal offers no Release for a Dedicated desktop, and refuses one all the same, by
+    // form and by API: it stays alice's, her viewer on.
+    let portal = s.page(&alice, "/").await;
+    assert!(portal.contains(&d), "the portal lists alice's desktop");
+    assert!(
+        !portal.contains(&format!("/desktops/{}/{d}/release", s.env.ns)),
+        "the portal offers Release on a Dedicated desktop"
+    );
+    assert_eq!(release_form(&s, &alice, &d).await, 409, "portal Release");
+    assert_eq!(
+        release_api(&s, &alice, &d).await,
+        (409, "Dedicated".to_owned()),
+        "API Release"
+    );
+    let kept = desktops.get(&d).await.unwrap();
+    assert_eq!(kept.spec.user.as_deref(), Some("alice"), "still alice's");
+    assert!(
+        still_served(&mut viewer).await,
+        "alice's viewer still works"
+    );
+    // Bob cannot have it meanwhile (the pool has no other desktop).
+    let csrf = s.broker.csrf(&bob).await.unwrap();
+    let refused = bob
+        .http
+        .post(s.broker.at(&format!("/pools/{}/eng/connect", s.env.ns)))
+        .header("origin", s.origin())
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503, "bob: no desktop free");
+
+    // An administrator releases it (verdant-operator release): alice's viewer is closed at
+    // once, and the desktop reset before anyone else has it.
+    assignment::release(&desktops, &d).await.unwrap();
+    let how = closed_within(closed, "alice's viewer, after the administrator's release").await;
+    assert_eq!(
+        how.map(|(code, _)| code),
+        Some(1008),
+        "closed as no longer allowed"
+    );
+    let released = desktops.get(&d).await.unwrap();
+    assert_eq!(released.spec.user, None);
+    assert_eq!(reset_count(released.annotations()), 1, "marked for a reset");
+    assert!(!released.annotations().contains_key(USED_BY_ANNOTATION));
+    let fresh = ready_pod(&s, &d, Some(&alices_vm)).await;
+    let given = s.connect(&bob, "eng").await;
+    assert_eq!(given, d, "the only desktop, reset");
+    assert_ne!(
+        ready_pod(&s, &d, None).await,
+        alices_vm,
+        "bob is on a fresh VM"
+    );
+    assert_eq!(ready_pod(&s, &d, None).await, fresh);
+
+    // Bob's spec.user cleared by hand (kubectl patch, no release): his viewer is closed at
+    // once, the desktop is nobody's to take while it runs his VM, and the operator resets it.
+    let (mut viewer, closed) = s.viewer_closing(&bob, &d).await;
+    assert!(still_served(&mut viewer).await, "bob's viewer works");
+    desktops
+        .patch(
+            &d,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"user": null}})),
+        )
+        .await
+        .unwrap();
+    closed_within(closed, "bob's viewer, after spec.user was cleared by hand").await;
+    let reset = eventually("the operator to reset the desktop", LIMIT, || async {
+        let d = desktops.get(&d).await.ok()?;
+        (reset_count(d.annotations()) == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        reset
+            .annotations()
+            .get(RESET_ANNOTATION)
+            .map(String::as_str),
+        Some("2")
+    );
+    let events = s.env.events_for(&d).await;
+    assert!(
+        events.iter().any(|e| e.reason.as_deref() == Some("Reset")
+            && e.message.as_deref().unwrap_or_default().contains("bob")),
+        "an event says why it was reset: {:?}",
+        events.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
+    let third = ready_pod(&s, &d, Some(&fresh)).await;
+    let given = s.connect(&alice, "eng").await;
+    assert_eq!(given, d);
+    assert_ne!(third, fresh, "alice is not given bob's VM");
+    assert_ne!(third, alices_vm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_never_sends_the_browser_to_another_host() {
+    let Some(s) = setup_with(
+        "redirect",
+        SetupOptions {
+            replicas: 0,
+            users: users(),
+            launchers: false,
+            assignment: "Floating",
+            real_node: false,
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let origin = s.broker.url.origin();
+    // The classic bypasses of a "starts with one slash" check, as a browser would send them
+    // (decoded from the query): where the broker then sends the browser, as the browser
+    // reads the Location (tabs and newlines dropped, backslashes as slashes).
+    let bypasses = [
+        "/\t/evil.example",
+        "/%09/evil.example",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        "//evil.example",
+        "///evil.example",
+        "/\\evil.example",
+        "\\/evil.example",
+        "/\\/evil.example",
+        "%2f%2fevil.example",
+        "/%2f%2fevil.example",
+        "/%5c%5cevil.example",
+        "https://evil.example",
+        "https:evil.example",
+        "//evil.example@vdi.example",
+        "/@evil.example",
+        "@evil.example",
+        "/\u{2215}\u{2215}evil.example",
+        "/\u{ff0f}\u{ff0f}evil.example",
+        "/\u{2044}\u{2044}evil.example",
+        "/a/../..//evil.example",
+        "/.//evil.example",
+        " //evil.example",
+        "javascript:alert(1)",
+    ];
+    let mut wrong = Vec::new();
+    for next in bypasses {
+        let session = s.broker.session();
+        let to = match s
+            .broker
+            .login_to(&s.env.cp, &session, "alice", "alice-pw", Some(next))
+            .await
+        {
+            Ok(to) => to,
+            Err(e) => {
+                wrong.push(format!("{next:?}: the login failed: {e}"));
+                continue;
+            }
+        };
+        let stays = to.origin() == origin;
+        eprintln!(
+            "next={next:?}: the browser goes to {to} ({})",
+            if stays { "the portal" } else { "ANOTHER HOST" }
+        );
+        if !stays {
+            wrong.push(format!("{next:?} -> {to}"));
+        }
+    }
+    assert!(wrong.is_empty(), "logins that left the portal: {wrong:?}");
+    // And a local path still works.
+    let to = s
+        .broker
+        .login_to(
+            &s.env.cp,
+            &s.broker.session(),
+            "alice",
+            "alice-pw",
+            Some("/desktops/redirect/x?y=1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (to.origin() == origin, to.path(), to.query()),
+        (true, "/desktops/redirect/x", Some("y=1"))
+    );
+}
+
+/// Reads the CPU time (user + system) process `pid` has used, from `/proc`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces), from its closing parenthesis.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf takes and returns integers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
+    let Some(s) = setup_with(
+        "cut-text",
+        SetupOptions {
+            replicas: 2,
+            users: users(),
+            launchers: true,
+            assignment: "Floating",
+            real_node: false,
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (alice, bob) = tokio::join!(s.login("alice"), s.login("bob"));
+    let (a, b) = (s.connect(&alice, "eng").await, s.connect(&bob, "eng").await);
+    // Bob works on his desktop meanwhile: his updates keep coming.
+    let mut bobs = s.viewer(&bob, &b).await;
+
+    // Alice's viewer, by hand over the raw WebSocket: the handshake, then one ClientCutText
+    // of 1 MiB, one byte per WebSocket message, then an update request, whose answer says
+    // the broker has framed everything before it.
+    let grant: serde_json::Value = s.token(&alice, &a).await.json().await.unwrap();
+    let mut url = s.broker.at(grant["path"].as_str().unwrap());
+    url.set_scheme("wss").unwrap();
+    let cookie = alice.cookie(&s.broker.url);
+    let ws = tests::wsrfb::connect(
+        &url,
+        &s.broker.ca,
+        &[("cookie", &cookie), ("origin", &s.origin())],
+    )
+    .await
+    .unwrap();
+    let (mut sink, stream) = ws.split();
+    let mut inbound = Inbound {
+        stream,
+        buf: Vec::new(),
+    };
+    assert_eq!(inbound.take(12).await, b"RFB 003.008\n");
+    sink.send(Message::Binary(b"RFB 003.008\n".to_vec().into()))
+        .await
+        .unwrap();
+    let count = inbound.take(1).await[0] as usize;
+    let types = inbound.take(count).await;
+    assert!(types.contains(&1), "security None offered: {types:?}");
+    sink.send(Message::Binary(vec![1].into())).await.unwrap();
+    assert_eq!(inbound.take(4).await, [0, 0, 0, 0], "security result OK");
+    sink.send(Message::Binary(vec![1].into())).await.unwrap();
+    let init = inbound.take(24).await;
+    let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
+    inbound.take(name_len).await;
+
+    let broker_pid = s.broker.process.pid().expect("the broker's pid");
+    let cpu_before = cpu_time(broker_pid);
+    let size: u32 = 1 << 20;
+    let started = Instant::now();
+    let mut header = vec![6, 0, 0, 0];
+    header.extend_from_slice(&size.to_be_bytes());
+    for byte in header {
+        sink.feed(Message::Binary(vec![byte].into())).await.unwrap();
+    }
+    // Meanwhile, bob's round trips, until the attack is over.
+    let (w, h) = (bobs.width, bobs.height);
+    let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::clone(&over);
+    let watch_bob = tokio::spawn(async move {
+        let mut rtts = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let asked = Instant::now();
+            if bobs
+                .request(false, 0, 0, w.min(64), h.min(64))
+                .await
+                .is_err()
+                || bobs.read_update().await.is_err()
+            {
+                break;
+            }
+            rtts.push(asked.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        rtts
+    });
+    for i in 0..size {
+        sink.feed(Message::Binary(vec![b'a' + (i % 26) as u8].into()))
+            .await
+            .unwrap();
+        if i % 4096 == 4095 {
+            sink.flush().await.unwrap();
+        }
+    }
+    sink.feed(Message::Binary(vec![3, 0, 0, 0, 0, 0, 0, 16, 0, 16].into()))
+        .await
+        .unwrap();
+    sink.flush().await.unwrap();
+    let sent = started.elapsed();
+    // The update answers the request sent after the clipboard: all of it was framed.
+    let answered = tokio::time::timeout(Duration::from_secs(180), async {
+        let header = inbound.take(4).await;
+        assert_eq!(header[0], 0, "a FramebufferUpdate");
+    })
+    .await;
+    let took = started.elapsed();
+    let cpu = cpu_time(broker_pid).saturating_sub(cpu_before);
+    over.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut rtts = watch_bob.await.unwrap();
+    rtts.sort();
+    let at = |q: f64| rtts.get(((rtts.len() as f64 - 1.0) * q) as usize).copied();
+    eprintln!(
+        "1 MiB clipboard as 1,048,576 one-byte WebSocket messages: sent in {sent:?}, relayed in {took:?}; the broker used {cpu:?} of CPU; bob's 64x64 update round trips meanwhile: {} (p50 {:?}, p99 {:?})",
+        rtts.len(),
+        at(0.5),
+        at(0.99)
+    );
+    assert!(
+        answered.is_ok(),
+        "the broker had not framed the clipboard {took:?} after it began (CPU {cpu:?})"
+    );
+    // A couple of microseconds of work a message (2.4 s here). Parsing the pending message
+    // again with every byte, as the broker did, allocated its whole 1 MiB buffer again for
+    // each byte: 25 s of CPU here, ten times as much, for one user's clipboard.
+    assert!(
+        cpu < Duration::from_secs(10),
+        "the broker used {cpu:?} of CPU on one clipboard"
+    );
+    assert!(
+        !rtts.is_empty(),
+        "bob got no update while alice's clipboard went through"
+    );
+}
+
+/// Bytes from a WebSocket, taken in whole pieces.
+struct Inbound<S> {
+    stream: S,
+    buf: Vec<u8>,
+}
+
+impl<S> Inbound<S>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            match self.stream.next().await {
+                Some(Ok(Message::Binary(bytes))) => self.buf.extend_from_slice(&bytes),
+                Some(Ok(_)) => {}
+                other => panic!("the broker ended the viewer: {other:?}"),
+            }
+        }
+        self.buf.drain(..n).collect()
+    }
+}
