@@ -288,6 +288,61 @@ fn each_malformed_client_is_closed_and_the_server_carries_on() {
 }
 
 #[test]
+fn slow_handshakes_take_no_viewer_slot_and_end_at_their_deadline() {
+    let Some((_launcher, port, dir)) = start_demo("slowhand") else {
+        return;
+    };
+    use std::io::{Read, Write};
+    // As many viewers as there are slots, each sending its version a byte every 4 s: within
+    // any per-read timeout, but never done.
+    let started = Instant::now();
+    let slow: Vec<std::thread::JoinHandle<(Duration, bool)>> = (0..rfb::server::MAX_VIEWERS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut version = [0u8; 12];
+                s.read_exact(&mut version).unwrap();
+                let opened = Instant::now();
+                for byte in b"RFB 003.008\n" {
+                    // Closed meanwhile? (Reads what the server sent: nothing, or its end.)
+                    if closed_by_server(&mut s, Duration::from_millis(10)) {
+                        return (opened.elapsed(), true);
+                    }
+                    let _ = s.write_all(&[*byte]);
+                    std::thread::sleep(Duration::from_secs(4));
+                }
+                (opened.elapsed(), false)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    // A real viewer meanwhile: in at once, and served.
+    let mut viewer = connect(port, "slowhand")
+        .unwrap_or_else(|e| panic!("a viewer behind 16 slow handshakes: {e}"));
+    viewer.request(false).unwrap();
+    assert!(
+        viewer.read().unwrap().rects >= 1,
+        "the viewer got no update"
+    );
+    let entered = started.elapsed();
+    // Each slow one was closed by the handshake's deadline, not after its 48 s of bytes.
+    for t in slow {
+        let (lasted, closed) = t.join().unwrap();
+        assert!(closed, "a slow handshake was left open after {lasted:?}");
+        assert!(
+            lasted < rfb::handshake::HANDSHAKE_DEADLINE + Duration::from_secs(6),
+            "a slow handshake lasted {lasted:?}"
+        );
+    }
+    eprintln!(
+        "a viewer got in {entered:?} after {} slow handshakes began; they were closed within {:?}",
+        rfb::server::MAX_VIEWERS,
+        rfb::handshake::HANDSHAKE_DEADLINE
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn eight_viewers_get_updates_and_a_stalled_one_delays_nobody() {
     let Some((_launcher, port, dir)) = start_demo("viewers8") else {
         return;

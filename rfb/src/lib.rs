@@ -18,6 +18,7 @@ pub mod client;
 pub mod clipboard;
 pub mod encoding;
 pub mod frame;
+pub mod handshake;
 pub mod motion;
 pub mod protocol;
 pub mod server;

@@ -2,17 +2,17 @@
 //! and a writer thread (sends updates at its own pace), so a slow viewer stalls only itself.
 //! Every viewer shares the desktop; a misbehaving one is closed with a logged reason.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::auth;
 use crate::clipboard::{self, Clipboard, Extended};
 use crate::encoding::{self, Encoder, Negotiated};
 use crate::frame::{FrameSource, InputSink};
+use crate::handshake;
 use crate::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
 use crate::tiles::{self, Rect};
 use crate::tracker::{Ask, FrameTracker, Look};
@@ -26,8 +26,11 @@ pub const MAX_SIDE: u32 = u16::MAX as u32;
 /// How often an idle viewer's thread wakes (for clipboard text from other viewers, and to
 /// look at the frame should the frame watcher lag).
 const IDLE_WAKE: Duration = Duration::from_millis(100);
-/// How long a viewer may take to complete the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes under way at once; more are turned away (each is a thread, and a deadline ends
+/// it, so this bounds what slow ones cost).
+pub const MAX_HANDSHAKES: usize = 64;
+/// How long a write to a viewer may wait for it to read: one that stops reading is closed.
+const VIEWER_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every viewer of one server shares.
 struct Shared {
@@ -43,8 +46,10 @@ struct Shared {
     frame_interval: Duration,
     frames: FrameTracker,
     stats: Arc<Stats>,
-    /// Viewers connected.
+    /// Viewers connected (past their handshake).
     viewers: AtomicUsize,
+    /// Handshakes under way.
+    handshakes: AtomicUsize,
     /// Where to tell viewers that the frame changed.
     listeners: std::sync::Mutex<Vec<mpsc::SyncSender<Event>>>,
 }
@@ -145,6 +150,7 @@ pub fn serve(
         frames,
         stats,
         viewers: AtomicUsize::new(0),
+        handshakes: AtomicUsize::new(0),
         listeners: std::sync::Mutex::new(Vec::new()),
     });
     // One thread reads the frame for every viewer, once a frame interval while any is
@@ -160,15 +166,15 @@ pub fn serve(
                 let peer = stream
                     .peer_addr()
                     .map_or_else(|_| "?".into(), |a| a.to_string());
-                let viewers = &shared.viewers;
-                if viewers.load(Ordering::Acquire) >= MAX_VIEWERS {
+                let handshakes = &shared.handshakes;
+                if handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
                     eprintln!(
-                        "{}: vnc {peer}: refused, {MAX_VIEWERS} viewers already",
+                        "{}: vnc {peer}: refused, {MAX_HANDSHAKES} handshakes under way already",
                         shared.log_prefix
                     );
                     continue;
                 }
-                viewers.fetch_add(1, Ordering::AcqRel);
+                handshakes.fetch_add(1, Ordering::AcqRel);
                 let viewer = Arc::clone(&shared);
                 let spawned =
                     std::thread::Builder::new()
@@ -179,10 +185,9 @@ pub fn serve(
                                 Ok(()) => eprintln!("{log}: vnc {peer}: disconnected"),
                                 Err(e) => eprintln!("{log}: vnc {peer}: closed: {e}"),
                             }
-                            viewer.viewers.fetch_sub(1, Ordering::AcqRel);
                         });
                 if spawned.is_err() {
-                    viewers.fetch_sub(1, Ordering::AcqRel);
+                    handshakes.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         })?;
@@ -209,12 +214,17 @@ fn watch_frames(shared: &Shared) {
     }
 }
 
-fn write_reason(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
-    stream.write_all(&(reason.len() as u32).to_be_bytes())?;
-    stream.write_all(reason.as_bytes())
+/// A viewer slot, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-/// Handshake (RFC 6143 7.1-7.3), then the update loop.
+/// Handshake (RFC 6143 7.1-7.3, [`crate::handshake`]: one deadline for all of it), then a
+/// viewer slot, then the update loop.
 fn serve_viewer(
     mut stream: TcpStream,
     shared: &Shared,
@@ -222,68 +232,30 @@ fn serve_viewer(
     peer: &str,
 ) -> Result<(), ProtocolError> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.write_all(b"RFB 003.008\n")?;
-    let mut version = [0u8; 12];
-    stream.read_exact(&mut version)?;
-    let minor = protocol::parse_version(&version)?;
-
-    let (security, name) = (&shared.security, shared.name.as_str());
-    let wanted: u8 = match security {
-        Security::Password(_) => 2,
-        Security::None => 1,
-    };
-    if minor == 3 {
-        stream.write_all(&u32::from(wanted).to_be_bytes())?;
-    } else {
-        stream.write_all(&[1, wanted])?;
-        let mut chosen = [0u8; 1];
-        stream.read_exact(&mut chosen)?;
-        if chosen[0] != wanted {
-            stream.write_all(&1u32.to_be_bytes())?;
-            if minor == 8 {
-                write_reason(&mut stream, "unsupported security type")?;
-            }
-            return Err(ProtocolError::BadVersion(format!(
-                "security type {} chosen, {wanted} offered",
-                chosen[0]
-            )));
-        }
+    let deadline = Instant::now() + handshake::HANDSHAKE_DEADLINE;
+    let greeted = handshake::greet(&mut stream, &shared.security, deadline);
+    shared.handshakes.fetch_sub(1, Ordering::AcqRel);
+    greeted?;
+    // A viewer slot, only now: handshakes (slow ones included) never hold one.
+    if shared.viewers.fetch_add(1, Ordering::AcqRel) >= MAX_VIEWERS {
+        shared.viewers.fetch_sub(1, Ordering::AcqRel);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("{MAX_VIEWERS} viewers already"),
+        )
+        .into());
     }
-    match security {
-        Security::Password(password) => {
-            let challenge = auth::challenge().map_err(|e| std::io::Error::other(e.to_string()))?;
-            stream.write_all(&challenge)?;
-            let mut answer = [0u8; auth::CHALLENGE_LEN];
-            stream.read_exact(&mut answer)?;
-            if !auth::verify(password, &challenge, &answer) {
-                stream.write_all(&1u32.to_be_bytes())?;
-                if minor == 8 {
-                    write_reason(&mut stream, "authentication failed")?;
-                }
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    "wrong password",
-                )
-                .into());
-            }
-            stream.write_all(&0u32.to_be_bytes())?;
-        }
-        Security::None if minor == 8 => stream.write_all(&0u32.to_be_bytes())?,
-        Security::None => {}
-    }
-
-    let mut client_init = [0u8; 1];
-    stream.read_exact(&mut client_init)?; // every viewer shares the desktop, whatever it asks
-    let mut init = Vec::with_capacity(24 + name.len());
-    init.extend_from_slice(&(shared.width as u16).to_be_bytes());
-    init.extend_from_slice(&(shared.height as u16).to_be_bytes());
-    init.extend_from_slice(&PixelFormat::NATIVE.to_bytes());
-    init.extend_from_slice(&(name.len() as u32).to_be_bytes());
-    init.extend_from_slice(name.as_bytes());
+    let _slot = Slot(&shared.viewers);
     // Text copied from here on reaches this viewer, however soon after it is told the size.
     let clipboard_seen = shared.clipboard.version();
-    stream.write_all(&init)?;
+    handshake::server_init(
+        &mut stream,
+        (shared.width, shared.height),
+        &shared.name,
+        deadline,
+    )?;
+    // A viewer that stops reading is closed, not waited for: its writes time out.
+    stream.set_write_timeout(Some(VIEWER_WRITE_TIMEOUT))?;
 
     // The reader thread parses; this thread writes. A bounded queue: a client that floods
     // us with messages blocks its own reader, nobody else.
