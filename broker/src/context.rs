@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -11,16 +10,14 @@ use assignment::Assigner;
 use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 use crds::{Desktop, DesktopPool};
-use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::activity::Activity;
+use crate::cache::Cache;
 use crate::identity::access::Access;
 use crate::identity::oidc::{Oidc, http_client};
 use crate::identity::review::Reviewer;
@@ -82,10 +79,10 @@ pub struct Broker {
     pub access: Access,
     /// The OpenID provider, once discovered.
     pub oidc: RwLock<Option<Arc<Oidc>>>,
-    /// Every Desktop, as last seen.
-    pub desktops: Store<Desktop>,
-    /// Every DesktopPool, as last seen.
-    pub pools: Store<DesktopPool>,
+    /// Every Desktop the broker serves, as last seen.
+    pub desktops: Cache<Desktop>,
+    /// Every DesktopPool the broker serves, as last seen.
+    pub pools: Cache<DesktopPool>,
     assigners: Mutex<HashMap<String, Arc<Assigner>>>,
     /// Session state writer.
     pub activity: Arc<Activity>,
@@ -97,7 +94,6 @@ pub struct Broker {
     pub holder: String,
     /// Turns true on shutdown; relays tell their browsers to reconnect.
     pub shutdown: watch::Sender<bool>,
-    listed: [Arc<AtomicBool>; 2],
 }
 
 /// The router's state: the broker, in a type of this crate so the cookie jar can find its key.
@@ -190,45 +186,6 @@ fn cookie_key(secret: &[u8]) -> Key {
 
 const SESSION_LEN_TEXT: &str = "at least 64 random bytes (e.g. `head -c 64 /dev/urandom`)";
 
-/// A watch cache of every `K`; `seen` is told each object the watch brings (changed, or
-/// listed again) and each deleted one, after the cache has it.
-fn watch_all<K>(
-    api: Api<K>,
-    listed: Arc<AtomicBool>,
-    what: &'static str,
-    seen: impl Fn(&K, bool) + Send + Sync + 'static,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-    tokio::spawn(async move {
-        stream
-            .for_each(|event| {
-                match event {
-                    Ok(watcher::Event::InitDone) => listed.store(true, Ordering::Release),
-                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                        seen(&object, false)
-                    }
-                    Ok(watcher::Event::Delete(object)) => seen(&object, true),
-                    Ok(watcher::Event::Init) => {}
-                    Err(e) => tracing::warn!(error = %e, "watch of {what} failed; retrying"),
-                }
-                std::future::ready(())
-            })
-            .await;
-    });
-    store
-}
-
 impl Broker {
     /// Connects to Kubernetes, reads (or makes) the session key, starts the watches and the
     /// OpenID discovery (retried until it works; `/readyz` waits for it).
@@ -248,15 +205,11 @@ impl Broker {
             None => None,
         };
         let http = http_client(options.oidc_ca_file.as_deref())?;
-        let listed = [
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        ];
         let relays = Arc::new(Relays::default());
         let watched = Arc::clone(&relays);
-        let desktops = watch_all(
-            Api::all(client.clone()),
-            Arc::clone(&listed[0]),
+        let desktops = Cache::watch(
+            &client,
+            &options.namespaces,
             "Desktops",
             move |desktop: &Desktop, deleted| {
                 if deleted {
@@ -266,9 +219,9 @@ impl Broker {
                 }
             },
         );
-        let pools = watch_all(
-            Api::all(client.clone()),
-            Arc::clone(&listed[1]),
+        let pools = Cache::watch(
+            &client,
+            &options.namespaces,
             "DesktopPools",
             |_: &DesktopPool, _| {},
         );
@@ -294,7 +247,6 @@ impl Broker {
             holder: std::env::var("HOSTNAME")
                 .map(|h| format!("{h}-{}", std::process::id()))
                 .unwrap_or_else(|_| format!("verdant-broker-{}", std::process::id())),
-            listed,
             options,
             client,
         });
@@ -350,7 +302,7 @@ impl Broker {
     /// Whether the desktop and pool caches have their first list (before that, a desktop
     /// missing from them may just not be listed yet).
     pub fn listed(&self) -> Result<(), String> {
-        if self.listed.iter().all(|l| l.load(Ordering::Acquire)) {
+        if self.desktops.listed() && self.pools.listed() {
             Ok(())
         } else {
             Err("The broker is starting; try again in a moment.".into())
@@ -359,7 +311,7 @@ impl Broker {
 
     /// The Desktop `namespace`/`name`, as last seen.
     pub fn desktop(&self, namespace: &str, name: &str) -> Option<Arc<Desktop>> {
-        self.desktops.get(&ObjectRef::new(name).within(namespace))
+        self.desktops.get(namespace, name)
     }
 
     /// The Desktop `namespace`/`name` as it is now: the cached copy when `fresh_enough` says it
@@ -372,6 +324,11 @@ impl Broker {
         name: &str,
         fresh_enough: impl Fn(&Desktop) -> bool,
     ) -> Result<Option<Arc<Desktop>>, kube::Error> {
+        // Nothing outside the namespaces served: the broker has no rights there, and a name
+        // there costs the apiserver nothing.
+        if !self.options.serves(namespace) {
+            return Ok(None);
+        }
         if let Some(cached) = self.desktop(namespace, name)
             && fresh_enough(&cached)
         {

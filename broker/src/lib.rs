@@ -5,7 +5,8 @@
 //! Desktop traffic never passes through kube-apiserver.
 //!
 //! - [`options`]: the command line;
-//! - [`context`]: what every request shares (clients, caches, keys, metrics);
+//! - [`context`]: what every request shares (clients, caches, keys, metrics); [`cache`]: the
+//!   watch caches of desktops and pools in the namespaces the broker serves;
 //! - [`identity`]: login, token review, the session cookie, access reviews;
 //! - [`routes`]: the HTTP surface; [`portal`]: its pages;
 //! - [`token`]: one-time connect tokens; [`proxy`]: the VNC handshake and relay;
@@ -14,6 +15,7 @@
 //! - [`server`]: serving, TLS, graceful shutdown; [`metrics`], [`names`].
 
 pub mod activity;
+pub mod cache;
 pub mod context;
 pub mod identity;
 pub mod metrics;

@@ -65,6 +65,17 @@ pub struct Options {
     /// How long to wait for viewers to go after telling them to reconnect on shutdown.
     #[arg(long, env = "VERDANT_BROKER_DRAIN", default_value = "5s", value_parser = parse_ttl)]
     pub drain: Duration,
+    /// A namespace where desktops live (repeat it, or separate with commas): the broker
+    /// serves desktops and pools there only, and needs its Role there (desktops, pools, their
+    /// launcher pods, display Secrets and assignment claims). Without it, every namespace,
+    /// which needs those rights cluster-wide.
+    #[arg(
+        long = "namespace",
+        env = "VERDANT_BROKER_NAMESPACES",
+        value_delimiter = ',',
+        value_parser = parse_namespace
+    )]
+    pub namespaces: Vec<String>,
     /// A kubeconfig file; in a pod, the service account is used.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -79,6 +90,12 @@ impl Options {
     /// The OpenID redirect URI.
     pub fn redirect_uri(&self) -> String {
         format!("{}/auth/callback", self.origin())
+    }
+
+    /// Whether the broker serves desktops in `namespace` (its `--namespace` list, or every
+    /// namespace without one).
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
     }
 
     /// Whether cookies are Secure (the public URL is HTTPS).
@@ -106,6 +123,14 @@ fn parse_issuer(text: &str) -> Result<String, String> {
         return Err("an issuer must be https (plain http only on localhost)".into());
     }
     Ok(text.to_owned())
+}
+
+fn parse_namespace(text: &str) -> Result<String, String> {
+    if crate::names::is_label(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("give a namespace name (lowercase letters, digits and '-'), e.g. team-a".into())
+    }
 }
 
 fn parse_secret_ref(text: &str) -> Result<(String, String), String> {
@@ -154,11 +179,23 @@ mod tests {
             ok.options.session_secret,
             ("verdant-system".into(), "verdant-broker-session".into())
         );
+        assert!(ok.options.serves("anything"), "no list: every namespace");
+        let listed = Cli::try_parse_from([
+            "b",
+            "--public-url=https://vdi.example.com/",
+            "--oidc-issuer=https://idp.example.com/",
+            "--namespace=team-a,team-b",
+            "--namespace=team-c",
+        ])
+        .unwrap();
+        assert_eq!(listed.options.namespaces, ["team-a", "team-b", "team-c"]);
+        assert!(listed.options.serves("team-c") && !listed.options.serves("kube-system"));
         for (flag, value) in [
             ("--public-url", "vdi.example.com"),
             ("--session-secret", "no-slash"),
             ("--session-ttl", "0s"),
             ("--listen", "nowhere"),
+            ("--namespace", "Team_A"),
         ] {
             let mut args = vec![
                 "b".to_owned(),

@@ -128,6 +128,11 @@ pub struct BootSpec {
     pub cmdline: Option<String>,
 }
 
+/// A host path written plainly: no `.` or `..` segment, no `//`, no trailing `/` (so that the
+/// operator's check of the administrator's host directories reads it as the kubelet will).
+const HOST_PATH_PLAIN_RULE: &str = "!self.matches('(^|/)[.][.]?(/|$)') && !self.contains('//') && (self == '/' || !self.endsWith('/'))";
+const HOST_PATH_PLAIN_MESSAGE: &str = "hostPath must be a plain absolute path: no `.` or `..` segment, no `//` and no trailing `/`; the operator also allows only the host directories its administrator lists";
+
 /// Where the launcher finds a boot file; exactly one field is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -139,6 +144,7 @@ pub struct ArtifactSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("hostPath must be an absolute path"))]
+    #[x_kube(validation = Rule::new(HOST_PATH_PLAIN_RULE).message(HOST_PATH_PLAIN_MESSAGE))]
     pub host_path: Option<String>,
     /// A file inside an OCI image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,6 +217,7 @@ pub struct DiskSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("hostPath must be an absolute path"))]
+    #[x_kube(validation = Rule::new(HOST_PATH_PLAIN_RULE).message(HOST_PATH_PLAIN_MESSAGE))]
     pub host_path: Option<String>,
     /// An OCI image that carries a disk image (containerDisk style); read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,6 +37,14 @@ pub struct LauncherConfig {
     /// The initrd, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initrd: Option<PathBuf>,
+    /// A directory `kernel` must stay inside: it is opened relative to it, and a `..` or a
+    /// symbolic link that leads out of it is refused (a host directory an administrator
+    /// allowed, mounted whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_root: Option<PathBuf>,
+    /// The same for `initrd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd_root: Option<PathBuf>,
     /// The kernel command line.
     #[serde(default)]
     pub cmdline: String,
@@ -140,6 +148,8 @@ impl LauncherConfig {
         Self {
             kernel: kernel.into(),
             initrd: None,
+            kernel_root: None,
+            initrd_root: None,
             cmdline: String::new(),
             cpus: default_cpus(),
             memory: default_memory(),

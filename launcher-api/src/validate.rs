@@ -30,6 +30,10 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initrd.
     pub initrd: Option<PathBuf>,
+    /// The directory the kernel must stay inside (see [`LauncherConfig::kernel_root`]).
+    pub kernel_root: Option<PathBuf>,
+    /// The directory the initrd must stay inside.
+    pub initrd_root: Option<PathBuf>,
     /// The command line.
     pub cmdline: String,
     /// vCPUs.
@@ -65,6 +69,27 @@ impl LauncherConfig {
                 "must name a file, or be left out",
             ));
         }
+        let inside =
+            |field: &str, file: Option<&PathBuf>, root: &Option<PathBuf>| match (file, root) {
+                (Some(file), Some(root)) if !file.starts_with(root) || file == root => {
+                    Err(ConfigError::new(
+                        field,
+                        format!(
+                            "{} is not inside {}Root {}",
+                            file.display(),
+                            field,
+                            root.display()
+                        ),
+                    ))
+                }
+                (None, Some(_)) => Err(ConfigError::new(
+                    format!("{field}Root"),
+                    format!("is set without a {field}"),
+                )),
+                _ => Ok(()),
+            };
+        inside("kernel", Some(&self.kernel), &self.kernel_root)?;
+        inside("initrd", self.initrd.as_ref(), &self.initrd_root)?;
         let cpus = u8::try_from(self.cpus)
             .ok()
             .filter(|&c| (MIN_CPUS..=MAX_CPUS).contains(&u32::from(c)))
@@ -134,6 +159,8 @@ impl LauncherConfig {
         Ok(VmConfig {
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
+            kernel_root: self.kernel_root.clone(),
+            initrd_root: self.initrd_root.clone(),
             cmdline: self.cmdline.clone(),
             cpus,
             memory: memory.div_ceil(MEMORY_GRANULE) * MEMORY_GRANULE,

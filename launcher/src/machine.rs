@@ -96,15 +96,11 @@ impl Machine {
     pub fn build(config: &VmConfig, console: ConsoleOptions) -> Result<Self, Error> {
         let started = Instant::now();
         // Bad input is reported as such, whatever this host's KVM can do.
-        let files = [
-            ("kernel", Some(&config.kernel)),
-            ("initrd", config.initrd.as_ref()),
-        ];
-        for (what, path) in files {
-            if let Some(path) = path {
-                std::fs::File::open(path).map_err(|e| Error::file(what, path, e))?;
-            }
-        }
+        let kernel = boot::open("kernel", &config.kernel, config.kernel_root.as_deref())?;
+        let initrd = match &config.initrd {
+            Some(path) => Some(boot::open("initrd", path, config.initrd_root.as_deref())?),
+            None => None,
+        };
         let kvm = Kvm::new()
             .map_err(|e| Error::KvmUnavailable(std::io::Error::from_raw_os_error(e.errno())))?;
         let framebuffer_bytes = config
@@ -128,8 +124,8 @@ impl Machine {
         let entry = boot::load(
             &mem,
             config.memory,
-            &config.kernel,
-            config.initrd.as_deref(),
+            kernel,
+            initrd,
             &config.cmdline,
             config.display,
         )?;

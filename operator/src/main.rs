@@ -41,6 +41,17 @@ struct RunArgs {
     /// values) [default: none of them set].
     #[arg(long, value_name = "FILE", env = "VERDANT_LAUNCHER_SETTINGS", value_parser = launcher_settings)]
     launcher_settings: Option<LauncherPod>,
+    /// A host directory Desktops may boot from (repeat it, or separate with commas): a
+    /// `hostPath` must lie under one of these or of the settings file's `hostPaths` [default:
+    /// none, so no hostPath at all].
+    #[arg(
+        long = "allow-host-path",
+        value_name = "DIR",
+        env = "VERDANT_ALLOW_HOST_PATHS",
+        value_delimiter = ',',
+        value_parser = host_dir
+    )]
+    allow_host_paths: Vec<std::path::PathBuf>,
     /// Watch only this namespace (repeat it for several) [default: all].
     #[arg(long = "namespace", value_name = "NS")]
     namespaces: Vec<String>,
@@ -149,6 +160,12 @@ fn launcher_settings(path: &str) -> Result<LauncherPod, String> {
     LauncherPod::parse(&text).map_err(|e| format!("{path}: {e}"))
 }
 
+fn host_dir(text: &str) -> Result<std::path::PathBuf, String> {
+    let dir = std::path::PathBuf::from(text);
+    operator::options::check_host_dir(&dir)?;
+    Ok(dir)
+}
+
 fn non_empty(text: &str) -> Result<String, String> {
     if text.is_empty() {
         return Err("must not be empty".into());
@@ -165,7 +182,11 @@ impl RunArgs {
                     env!("CARGO_PKG_VERSION")
                 )
             }),
-            launcher_pod: self.launcher_settings.unwrap_or_default(),
+            launcher_pod: {
+                let mut pod = self.launcher_settings.unwrap_or_default();
+                pod.host_paths.extend(self.allow_host_paths);
+                pod
+            },
             namespaces: self.namespaces,
             http: self.http.0,
             leader_election: self.leader_elect.then(|| LeaderElection {

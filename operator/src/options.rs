@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Toleration;
@@ -59,6 +60,73 @@ pub struct LauncherPod {
     /// `cpuAllocationRatio`, the same setting, defaults to 10).
     #[serde(default)]
     pub cpu_allocation_ratio: Option<u32>,
+    /// The host directories a Desktop may boot from: a `hostPath` must lie under one of them
+    /// (no `..`, and the launcher refuses a symbolic link that leads out). None: no hostPath
+    /// at all. Whoever may create a Desktop names the path, and the launcher pod is
+    /// privileged, so this list is the administrator's say over what of the node a guest
+    /// may be given (the kubelet's keys, say, are not under it).
+    #[serde(default)]
+    pub host_paths: Vec<PathBuf>,
+    /// The NetworkPolicy the operator keeps in every namespace where it makes launcher pods
+    /// (on unless `enabled: false`).
+    #[serde(default)]
+    pub network_policy: LauncherNetworkPolicy,
+}
+
+/// The launcher NetworkPolicy: in every namespace where it makes launcher pods, before the
+/// first one, the operator applies a policy that lets launcher pods be reached on their VNC
+/// port by the broker's pods and by nothing else (a pod's own node always reaches it, so the
+/// kubelet's probes pass). Without a broker named, no pod reaches a launcher at all.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LauncherNetworkPolicy {
+    /// Whether the operator keeps the policy [default: true].
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The broker's namespace.
+    #[serde(default)]
+    pub broker_namespace: Option<String>,
+    /// The labels of the broker's pods there.
+    #[serde(default)]
+    pub broker_pod_labels: BTreeMap<String, String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for LauncherNetworkPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            broker_namespace: None,
+            broker_pod_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Whether `dir` can be an allowed host directory: absolute, written plainly (no `.`, `..`,
+/// `//` or trailing `/`), and not the root, which would allow the whole node.
+pub fn check_host_dir(dir: &Path) -> Result<(), String> {
+    let text = dir.to_string_lossy();
+    if !plain_absolute(&text) {
+        return Err(format!(
+            "{text:?} is not a plain absolute path (no `.`, `..`, `//` or trailing `/`), such as /var/lib/verdant"
+        ));
+    }
+    if dir.components().all(|c| c == Component::RootDir) {
+        return Err("\"/\" would allow every file of the node; give the directories that hold boot files, such as /var/lib/verdant".into());
+    }
+    Ok(())
+}
+
+/// Whether `path` is absolute with only plain names between single slashes.
+pub fn plain_absolute(path: &str) -> bool {
+    path == "/"
+        || path.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/')
+                .all(|name| !name.is_empty() && name != "." && name != "..")
+        })
 }
 
 /// The most vCPUs per core [`LauncherPod::cpu_allocation_ratio`] may give.
@@ -68,8 +136,11 @@ impl LauncherPod {
     /// Parses the settings file's text; the error names the field and what it takes.
     pub fn parse(text: &str) -> Result<Self, String> {
         let settings: Self = serde_saphyr::from_str(text).map_err(|e| {
-            format!("{e}; the fields are imagePullPolicy, nodeSelector, tolerations, runtimeClassName and cpuAllocationRatio")
+            format!("{e}; the fields are imagePullPolicy, nodeSelector, tolerations, runtimeClassName, cpuAllocationRatio, hostPaths and networkPolicy")
         })?;
+        for dir in &settings.host_paths {
+            check_host_dir(dir).map_err(|e| format!("hostPaths: {e}"))?;
+        }
         if let Some(policy) = &settings.image_pull_policy
             && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
         {
@@ -83,6 +154,13 @@ impl LauncherPod {
             return Err(format!(
                 "cpuAllocationRatio: {ratio} is not between 1 and {MAX_CPU_ALLOCATION_RATIO} (vCPUs per core)"
             ));
+        }
+        let policy = &settings.network_policy;
+        if policy.broker_namespace.is_some() == policy.broker_pod_labels.is_empty() {
+            return Err(
+                "networkPolicy: give brokerNamespace and brokerPodLabels together (the broker's pods), or neither (no pod reaches a launcher)"
+                    .into(),
+            );
         }
         Ok(settings)
     }
@@ -131,6 +209,30 @@ mod tests {
 
     #[test]
     fn bad_launcher_settings_name_the_field() {
+        let half =
+            LauncherPod::parse("networkPolicy: {brokerNamespace: verdant-system}\n").unwrap_err();
+        assert!(half.contains("brokerPodLabels"), "{half}");
+        assert!(
+            LauncherPod::default().network_policy.enabled,
+            "on unless turned off"
+        );
+        assert!(
+            LauncherPod::default().host_paths.is_empty(),
+            "no host path unless allowed"
+        );
+        let ok = LauncherPod::parse("hostPaths: [/var/lib/verdant]\n").unwrap();
+        assert_eq!(ok.host_paths, [PathBuf::from("/var/lib/verdant")]);
+        for bad in [
+            "/",
+            "var/lib",
+            "/var/../etc",
+            "/var//lib",
+            "/var/lib/",
+            "/./x",
+        ] {
+            let e = LauncherPod::parse(&format!("hostPaths: [{bad:?}]\n")).unwrap_err();
+            assert!(e.starts_with("hostPaths: "), "{bad}: {e}");
+        }
         let unknown = LauncherPod::parse("nodeSelectors: {a: b}\n").unwrap_err();
         assert!(unknown.contains("nodeSelectors"), "{unknown}");
         let policy = LauncherPod::parse("imagePullPolicy: Sometimes\n").unwrap_err();

@@ -70,7 +70,7 @@ fn every_desktop_at_the_crds_bounds_runs_on_the_launcher() {
                         "metadata": {"name": "edge", "namespace": "ns", "uid": "u-1"},
                         "spec": {
                             "resources": {"cpus": cpus, "memory": memory},
-                            "boot": {"kernel": {"hostPath": "/k"}, "cmdline": cmdline},
+                            "boot": {"kernel": {"hostPath": "/var/lib/verdant/k"}, "cmdline": cmdline},
                             "display": {"width": width, "height": height},
                         },
                     }))
@@ -79,7 +79,11 @@ fn every_desktop_at_the_crds_bounds_runs_on_the_launcher() {
                         "{cpus} vCPUs, {memory}, {width}x{height}, cmdline of {} bytes",
                         cmdline.len()
                     );
-                    let config = launcher_config(&desktop).unwrap();
+                    let allowed = operator::LauncherPod {
+                        host_paths: vec!["/var/lib/verdant".into()],
+                        ..Default::default()
+                    };
+                    let config = launcher_config(&desktop, &allowed.host_paths).unwrap();
                     config
                         .validate()
                         .unwrap_or_else(|e| panic!("{what}: the launcher refuses it: {e}"));
@@ -87,7 +91,7 @@ fn every_desktop_at_the_crds_bounds_runs_on_the_launcher() {
                         &desktop,
                         &BuildContext {
                             launcher_image: "l:1",
-                            launcher_pod: &Default::default(),
+                            launcher_pod: &allowed,
                         },
                     )
                     .unwrap_or_else(|e| panic!("{what}: {}", e.message));

@@ -109,6 +109,8 @@ async fn main() {
                 NS,
                 "--http",
                 "off",
+                "--allow-host-path",
+                "/var/lib/verdant",
             ])
             .env("KUBECONFIG", cp.kubeconfig())
             .env("RUST_LOG", "warn")

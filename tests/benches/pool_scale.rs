@@ -266,7 +266,10 @@ async fn main() {
         .expect("operator credentials");
     let options = operator::Options {
         launcher_image: "registry.example/verdant/launcher:bench".into(),
-        launcher_pod: Default::default(),
+        launcher_pod: operator::LauncherPod {
+            host_paths: vec!["/var/lib/verdant".into()],
+            ..Default::default()
+        },
         namespaces: vec!["pool".into()],
         http: None,
         leader_election: None,

@@ -20,12 +20,13 @@ use crate::controlplane::{ControlPlane, Process};
 /// The broker's own Kubernetes user in tests.
 pub const BROKER_USER: &str = "verdant-broker";
 
-/// Binds the broker's ClusterRole (cluster-wide) and session Role (in `session_ns`), with the
-/// chart's rules (`charts/verdant/rbac/`), to `user`. Idempotent, so several brokers may share
-/// one user.
-pub async fn grant(client: &Client, user: &str, session_ns: &str) {
+/// Binds the broker's ClusterRole (cluster-wide), its desktop Role (in each of
+/// `desktop_namespaces`) and session Role (in `session_ns`), with the chart's rules
+/// (`charts/verdant/rbac/`), to `user`. Idempotent, so several brokers may share one user.
+pub async fn grant(client: &Client, user: &str, session_ns: &str, desktop_namespaces: &[&str]) {
     let role = crate::chart::cluster_role("verdant-broker", "broker");
     let session = crate::chart::role("verdant-broker-session", "broker-session");
+    let desktops = crate::chart::role("verdant-broker", "broker-desktops");
     let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "verdant-broker"},
@@ -36,6 +37,12 @@ pub async fn grant(client: &Client, user: &str, session_ns: &str) {
     let session_binding: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "verdant-broker-session"},
         "roleRef": {"kind": "Role", "name": "verdant-broker-session", "apiGroup": "rbac.authorization.k8s.io"},
+        "subjects": subject,
+    }))
+    .expect("binding");
+    let desktops_binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "verdant-broker"},
+        "roleRef": {"kind": "Role", "name": "verdant-broker", "apiGroup": "rbac.authorization.k8s.io"},
         "subjects": subject,
     }))
     .expect("binding");
@@ -61,6 +68,16 @@ pub async fn grant(client: &Client, user: &str, session_ns: &str) {
         .create(&pp, &session_binding)
         .await
         .map(drop));
+    for ns in desktop_namespaces {
+        ok(Api::<Role>::namespaced(client.clone(), ns)
+            .create(&pp, &desktops)
+            .await
+            .map(drop));
+        ok(Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .create(&pp, &desktops_binding)
+            .await
+            .map(drop));
+    }
 }
 
 /// noVNC from `broker/web` (installed with `npm ci` there when missing).
@@ -131,11 +148,13 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     /// Starts a broker on `port` as the user of `kubeconfig`, keeping its session key in
-    /// namespace `session_ns`; waits until `/readyz` answers 200.
+    /// namespace `session_ns` and serving desktops in `desktop_namespaces`; waits until
+    /// `/readyz` answers 200.
     pub async fn start(
         cp: &ControlPlane,
         kubeconfig: &Path,
         session_ns: &str,
+        desktop_namespaces: &[&str],
         port: u16,
         name: &str,
     ) -> Self {
@@ -158,6 +177,7 @@ impl BrokerProcess {
             format!("--oidc-client-secret-file={}", secret.display()),
             format!("--oidc-ca-file={}", oidc.ca_path().display()),
             format!("--session-secret={session_ns}/verdant-broker-session"),
+            format!("--namespace={}", desktop_namespaces.join(",")),
             format!("--novnc={}", novnc_dir().display()),
             format!("--kubeconfig={}", kubeconfig.display()),
             "--drain=3s".to_owned(),

@@ -111,7 +111,6 @@ pub struct BrokerEnv {
     pub broker: BrokerProcess,
     /// The broker user's kubeconfig, for more brokers.
     pub broker_kubeconfig: std::path::PathBuf,
-    _guest: tempfile::TempDir,
 }
 
 /// The test users: alice and bob (engineering), carol (helpdesk), eve (no group); the
@@ -187,13 +186,8 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         assignment,
         real_node,
     } = options;
-    let guest = tempfile::tempdir().unwrap();
-    let kernel = guest.path().join("demo.elf");
-    if launchers {
-        if !crate::e2e::demo_guest_runs() {
-            return None;
-        }
-        std::fs::write(&kernel, launcher::demo::DEMO_GUEST).unwrap();
+    if launchers && !crate::e2e::demo_guest_runs() {
+        return None;
     }
     if real_node && let Some(why) = crate::node::missing() {
         testkit::skip(testkit::NODE, why);
@@ -208,6 +202,11 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         },
     )
     .await;
+    // In the host directory the operator allows desktops to boot from.
+    let kernel = crate::env::boot_dir(&env.cp).join("demo.elf");
+    if launchers {
+        std::fs::write(&kernel, launcher::demo::DEMO_GUEST).unwrap();
+    }
     let node = if real_node {
         Node::Real {
             kubectl: env.cp.binaries().kubectl.clone(),
@@ -264,8 +263,9 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         .await
         .unwrap();
     let (_, kubeconfig) = env.cp.client_for(BROKER_USER, None).await.unwrap();
-    grant(&env.client, BROKER_USER, ns).await;
-    let broker = BrokerProcess::start(&env.cp, &kubeconfig, ns, free_port(), "broker-1").await;
+    grant(&env.client, BROKER_USER, ns, &[ns]).await;
+    let broker =
+        BrokerProcess::start(&env.cp, &kubeconfig, ns, &[ns], free_port(), "broker-1").await;
     crate::env::wait_ready_desktops(
         &env.desktops(),
         "vdi.verdant.dev/pool=eng",
@@ -279,7 +279,6 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         node,
         broker,
         broker_kubeconfig: kubeconfig,
-        _guest: guest,
     })
 }
 
@@ -291,6 +290,7 @@ impl BrokerEnv {
             &self.env.cp,
             &self.broker_kubeconfig,
             &self.env.ns,
+            &[&self.env.ns],
             port,
             name,
         )
@@ -303,6 +303,7 @@ impl BrokerEnv {
             &self.env.cp,
             &self.broker_kubeconfig,
             &self.env.ns,
+            &[&self.env.ns],
             free_port(),
             name,
         )

@@ -44,7 +44,7 @@ impl NodeEnv {
         )
         .await;
         // On the host, where the node's kubelet mounts it from: the control plane's folder.
-        let kernel = env.cp.dir().join("demo.elf");
+        let kernel = crate::env::boot_dir(&env.cp).join("demo.elf");
         std::fs::write(&kernel, launcher::demo::DEMO_GUEST).expect("the demo guest written");
         Some(Self { env, kernel })
     }

@@ -39,6 +39,14 @@ pub struct Env {
     pub operator: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The control plane's folder for boot files (made on first use): the host directory, besides
+/// `/var/lib/verdant`, that the tests' operator allows desktops to boot from.
+pub fn boot_dir(cp: &ControlPlane) -> std::path::PathBuf {
+    let dir = cp.dir().join("boot");
+    std::fs::create_dir_all(&dir).expect("the control plane's boot folder");
+    dir
+}
+
 /// Binds the operator's ClusterRole (cluster-wide) and leader-election Role (in `lease_ns`),
 /// with the chart's rules (`charts/verdant/rbac/`), to `user`.
 pub async fn grant(client: &Client, user: &str, lease_ns: &str) {
@@ -148,6 +156,9 @@ impl Env {
                 // fits on a real node of two cores, as an administrator overcommitting a VDI
                 // host would set it.
                 cpu_allocation_ratio: self.cp.node().map(|_| 10),
+                // Where the tests keep boot files: the conventional directory, and the control
+                // plane's folder for them (not the rest of it: the node's keys are there).
+                host_paths: vec!["/var/lib/verdant".into(), boot_dir(&self.cp)],
                 ..operator::LauncherPod::default()
             },
             namespaces: vec![self.ns.clone()],

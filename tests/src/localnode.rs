@@ -270,6 +270,12 @@ impl Step<'_> {
             config.initrd =
                 Some(host_path(pod, initrd).ok_or("the initrd is not on a hostPath volume")?);
         }
+        // The directories the launcher must stay inside, as mounted: the host directories.
+        for root in [&mut config.kernel_root, &mut config.initrd_root] {
+            if let Some(dir) = root.as_ref() {
+                *root = Some(host_path(pod, dir).ok_or("a boot root is not a hostPath volume")?);
+            }
+        }
         let ip = free_address();
         config.http = Some(SocketAddr::from((ip, HTTP_PORT)).to_string());
         if let Some(vnc) = config.vnc.as_mut() {

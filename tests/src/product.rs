@@ -57,7 +57,7 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
     say(&format!("node {} Ready at {}", node.name(), node.ip()));
 
     say("helm install verdant charts/verdant (the operator runs in a pod)");
-    install_chart(&cp)?;
+    install_chart(&cp, dir)?;
     say("Verdant installed; making the demo pool");
     let kernel = dir.join("demo.elf");
     std::fs::write(&kernel, launcher::demo::DEMO_GUEST)
@@ -68,10 +68,23 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
         .client_for(BROKER_USER, None)
         .await
         .map_err(|e| e.to_string())?;
-    grant(&cp.client(), BROKER_USER, SYSTEM_NAMESPACE).await;
+    grant(
+        &cp.client(),
+        BROKER_USER,
+        SYSTEM_NAMESPACE,
+        &[DEMO_NAMESPACE],
+    )
+    .await;
     let port = portal_port();
-    let broker =
-        BrokerProcess::start(&cp, &kubeconfig, SYSTEM_NAMESPACE, port, "verdant-broker").await;
+    let broker = BrokerProcess::start(
+        &cp,
+        &kubeconfig,
+        SYSTEM_NAMESPACE,
+        &[DEMO_NAMESPACE],
+        port,
+        "verdant-broker",
+    )
+    .await;
     say(&format!("portal on {}", broker.url));
 
     crate::env::wait_ready_desktops(
@@ -96,8 +109,9 @@ fn portal_port() -> u16 {
 
 /// `helm install` of the checkout's chart with the images the node holds: one operator replica
 /// (a node of two cores), launcher pods requesting a tenth of a core per vCPU, and the
-/// apiserver's node address for pods, since no kube-proxy runs here.
-fn install_chart(cp: &ControlPlane) -> Result<(), String> {
+/// apiserver's node address for pods, since no kube-proxy runs here; `boot_dir`, where the demo
+/// guest is written, is the host directory desktops may boot from.
+fn install_chart(cp: &ControlPlane, boot_dir: &Path) -> Result<(), String> {
     let node = cp.node().ok_or("no node")?;
     let port = cp
         .server()
@@ -109,6 +123,7 @@ fn install_chart(cp: &ControlPlane) -> Result<(), String> {
         "launcher.cpuAllocationRatio=10".to_owned(),
         format!("apiServer.host={}", node.ip()),
         format!("apiServer.port={port}"),
+        format!("launcher.hostPaths={{{}}}", boot_dir.display()),
     ];
     let out = crate::chart::helm()
         .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))

@@ -85,21 +85,25 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         "the launcher ran the demo guest"
     );
 
-    // The chart's NetworkPolicy that keeps launcher VNC ports to the broker: the apiserver
-    // takes it, and it selects the launcher pods (no CNI here enforces it).
-    let rendered = tests::chart::render(&[&format!("networkPolicy.namespaces={{{}}}", s.env.ns)]);
-    let policy: k8s_openapi::api::networking::v1::NetworkPolicy =
-        tests::chart::documents(&rendered)
-            .into_iter()
-            .find(|d| d["kind"] == "NetworkPolicy")
-            .map(|d| serde_json::from_value(d).expect("a NetworkPolicy"))
-            .expect("the chart renders the NetworkPolicy");
+    // The operator's NetworkPolicy, applied in the namespace before its first launcher pod:
+    // launchers take nothing from other pods here (no broker pod is named; no CNI here
+    // enforces it), and its selector picks the launcher pods.
     let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
         kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
-    policies
-        .create(&Default::default(), &policy)
+    let policy = policies
+        .get("verdant-launchers")
         .await
-        .expect("the apiserver takes the NetworkPolicy");
+        .expect("the operator made the launcher NetworkPolicy");
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.ingress.unwrap_or_default().len(),
+        0,
+        "no pod reaches launchers"
+    );
+    assert_eq!(
+        spec.pod_selector.unwrap().match_expressions.unwrap()[0].key,
+        "vdi.verdant.dev/desktop"
+    );
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
     let selected = pods

@@ -42,6 +42,18 @@ fn bad_values_are_refused_naming_the_value() {
         );
     };
     refused(&["broker.enabled=true"], "/broker/publicUrl");
+    refused(
+        &[
+            "broker.enabled=true",
+            "broker.publicUrl=https://desktops.example.com",
+            "broker.oidc.issuer=https://i",
+        ],
+        "/broker/desktopNamespaces",
+    );
+    refused(
+        &["broker.desktopNamespaces={Team_A}"],
+        "/broker/desktopNamespaces",
+    );
     refused(&["operator.replicass=3"], "replicass");
     refused(&["operator.replicas=0"], "/operator/replicas");
     refused(
@@ -81,6 +93,8 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
         "ClusterRole/verdant-broker",
         "Role/verdant-operator-leader-election",
         "Role/verdant-broker-session",
+        "Role/verdant-broker",
+        "RoleBinding/verdant-broker",
         "ConfigMap/verdant-launcher",
     ] {
         assert!(
@@ -88,8 +102,42 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
             "{expected} is missing: {kinds:?}"
         );
     }
-    let policies = docs.iter().filter(|d| d["kind"] == "NetworkPolicy").count();
-    assert_eq!(policies, 2, "one NetworkPolicy per desktop namespace");
+    // The broker's Role is in each desktop namespace, and its ClusterRole only creates
+    // reviews: it can read no Secret, pod or desktop anywhere else.
+    let broker_roles: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == "verdant-broker")
+        .map(|d| d["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(broker_roles, ["team-a", "team-b"]);
+    let cluster = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "verdant-broker")
+        .unwrap();
+    let resources: Vec<&str> = cluster["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["tokenreviews", "subjectaccessreviews"]);
+    let broker = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "verdant-broker")
+        .unwrap();
+    let broker_env = broker["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        broker_env
+            .iter()
+            .any(|e| e["name"] == "VERDANT_BROKER_NAMESPACES" && e["value"] == "team-a,team-b"),
+        "{broker_env:?}"
+    );
+    // The operator keeps the launcher NetworkPolicy itself, in every namespace it makes
+    // launchers in; the chart renders none.
+    assert!(!docs.iter().any(|d| d["kind"] == "NetworkPolicy"));
     // No ServiceMonitor without the Prometheus Operator's API.
     assert!(!kinds.iter().any(|k| k.starts_with("ServiceMonitor/")));
 
@@ -143,6 +191,22 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
     assert_eq!(parsed.runtime_class_name.as_deref(), Some("kvm"));
     assert_eq!(parsed.image_pull_policy.as_deref(), Some("Always"));
     assert_eq!(parsed.cpu_allocation_ratio, Some(8));
+    let policy = &parsed.network_policy;
+    assert!(policy.enabled);
+    assert_eq!(policy.broker_namespace.as_deref(), Some("verdant-system"));
+    assert_eq!(
+        policy.broker_pod_labels["app.kubernetes.io/name"],
+        "verdant-broker"
+    );
+    // With default values too: the policy is on (no broker: no pod reaches a launcher).
+    let defaults = documents(&render(&[]));
+    let settings = defaults
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .map(|d| d["data"]["settings.yaml"].as_str().unwrap().to_owned())
+        .unwrap();
+    let parsed = operator::LauncherPod::parse(&settings).unwrap();
+    assert!(parsed.network_policy.enabled && parsed.network_policy.broker_namespace.is_none());
 }
 
 #[test]
@@ -210,6 +274,8 @@ fn service_monitors_render_only_where_the_prometheus_operator_api_exists() {
             "broker.publicUrl=https://d.example.com",
             "--set",
             "broker.oidc.issuer=https://i.example.com",
+            "--set",
+            "broker.desktopNamespaces={team-a}",
         ],
     ]
     .concat();

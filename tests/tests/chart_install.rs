@@ -93,8 +93,6 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
         "--namespace",
         RELEASE_NS,
         "--create-namespace",
-        "--set",
-        &format!("networkPolicy.namespaces={{{DESKTOP_NS}}}"),
     ]));
     println!("{installed}");
     assert!(installed.contains("STATUS: deployed"), "{installed}");
@@ -112,7 +110,6 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
         "Role/verdant-system/verdant-operator-leader-election",
         "PodDisruptionBudget/verdant-system/verdant-operator",
         "ConfigMap/verdant-system/verdant-launcher",
-        "NetworkPolicy/team-a/verdant-launcher-vnc",
     ] {
         assert!(
             before.contains_key(expected),

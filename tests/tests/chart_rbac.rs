@@ -139,7 +139,7 @@ async fn scenario(stage: &Stage, name: &str) -> Result<(), String> {
         // Desktops watched, pods and Secrets made, status written.
         "a_desktop_reaches_ready" => {
             stage
-                .create_desktop("d1", json!({"hostPath": "/k"}))
+                .create_desktop("d1", json!({"hostPath": "/var/lib/verdant/k"}))
                 .await?;
             stage.phase("d1", DesktopPhase::Ready).await
         }
@@ -150,7 +150,7 @@ async fn scenario(stage: &Stage, name: &str) -> Result<(), String> {
                 "kind": "DesktopPool",
                 "metadata": {"name": "p1"},
                 "spec": {"replicas": 3, "template": {"spec": {
-                    "resources": {"cpus": 1, "memory": "256Mi"}, "boot": {"kernel": {"hostPath": "/k"}}}}},
+                    "resources": {"cpus": 1, "memory": "256Mi"}, "boot": {"kernel": {"hostPath": "/var/lib/verdant/k"}}}}},
             }))
             .unwrap();
             stage
@@ -342,7 +342,10 @@ async fn play(
 ) -> Result<(), (String, String)> {
     let options = operator::Options {
         launcher_image: "registry.example/verdant/launcher:test".into(),
-        launcher_pod: Default::default(),
+        launcher_pod: operator::LauncherPod {
+            host_paths: vec!["/var/lib/verdant".into()],
+            ..Default::default()
+        },
         namespaces: if watch_all {
             Vec::new()
         } else {

@@ -314,6 +314,23 @@ fn cases() -> Vec<Case> {
             says: "absolute path",
         },
         Case {
+            name: "kernel-path-with-dotdot",
+            kind: "Desktop",
+            spoil: |v| {
+                v["spec"]["boot"]["kernel"]["hostPath"] =
+                    json!("/var/lib/verdant/../kubelet/pki/kubelet.key")
+            },
+            field: "spec.boot.kernel.hostPath",
+            says: "plain absolute path",
+        },
+        Case {
+            name: "initrd-path-with-double-slash",
+            kind: "Desktop",
+            spoil: |v| v["spec"]["boot"]["initrd"] = json!({"hostPath": "/var/lib//verdant/i"}),
+            field: "spec.boot.initrd.hostPath",
+            says: "plain absolute path",
+        },
+        Case {
             name: "cmdline-too-long",
             kind: "Desktop",
             spoil: |v| v["spec"]["boot"]["cmdline"] = json!("x".repeat(2048)),

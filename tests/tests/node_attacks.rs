@@ -6,7 +6,9 @@
 //!   probes keep their answers, the desktop stays Ready, and its VM is not restarted (one
 //!   such client got the launcher killed before: its server answered one client at a time);
 //! - `/console` (the guest's boot command line and output) from another pod: refused, while
-//!   the probes still answer that pod.
+//!   the probes still answer that pod;
+//! - a Desktop whose initrd names one of the node's own files (the kubelet's key), directly,
+//!   through `..`, or through a symbolic link in an allowed directory: no guest is given it.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -63,7 +65,7 @@ fn pod_state(pod: &Pod) -> (i32, bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_pod_can_starve_a_launchers_probes_or_read_its_console() {
+async fn no_pod_or_desktop_reaches_a_launchers_probes_console_or_the_nodes_files() {
     let Some(e) = NodeEnv::start("node-attacks").await else {
         return;
     };
@@ -230,4 +232,96 @@ async fn no_pod_can_starve_a_launchers_probes_or_read_its_console() {
         Some(uid.as_str()),
         "the same launcher pod"
     );
+
+    node_files_reach_no_guest(&e).await;
+}
+
+/// A file of the node's own: the kubelet's key (or any key of the node's folder).
+fn a_node_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "key" || x == "pem") {
+                return path;
+            }
+        }
+    }
+    panic!("no key under {}", dir.display());
+}
+
+async fn node_files_reach_no_guest(e: &NodeEnv) {
+    let node = e.env.cp.node().expect("the node");
+    let key = a_node_key(node.dir());
+    let boot = tests::env::boot_dir(&e.env.cp);
+    // The allowed folder's way out: `..` up to the control plane's folder, then down.
+    let up = key.strip_prefix(e.env.cp.dir()).unwrap();
+    let dotdot = format!("{}/../{}", boot.display(), up.display());
+    let link = boot.join("innocent.img");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    // The demo desktop, with an initrd (under spec.boot, beside the kernel).
+    let with_initrd = |name: &str, initrd: &str| {
+        let kernel = format!("kernel: {{hostPath: {}}}", e.kernel.display());
+        e.demo_desktop(name).replace(
+            &kernel,
+            &format!("{kernel}\n    initrd: {{hostPath: {initrd}}}"),
+        )
+    };
+    // Through `..`: the CRD refuses it at the door.
+    let file = boot.join("dotdot.yaml");
+    std::fs::write(&file, with_initrd("dotdot", &dotdot)).unwrap();
+    let refused = e.kubectl(&["apply", "-f", &file.display().to_string()]);
+    let said = text(&refused);
+    eprintln!("dotdot: {said}");
+    assert!(!refused.status.success(), "the apiserver took {dotdot}");
+    assert!(
+        said.contains("spec.boot.initrd.hostPath") && said.contains("plain absolute path"),
+        "{said}"
+    );
+    // Straight to the node's key: the operator refuses it, and makes no pod.
+    for (name, path) in [("direct", key.display().to_string())] {
+        e.apply(&with_initrd(name, &path));
+        let failed = eventually(&format!("{name}: refused"), LIMIT, || async {
+            let d = e.env.desktops().get(name).await.ok()?;
+            let status = d.status?;
+            let refused = status
+                .conditions
+                .into_iter()
+                .find(|c| c.reason == "HostPathNotAllowed")?;
+            Some(refused.message)
+        })
+        .await;
+        eprintln!("{name}: {failed}");
+        assert!(failed.contains("spec.boot.initrd.hostPath"), "{failed}");
+        assert!(
+            e.env.live_pods(name).await.is_empty(),
+            "{name}: a launcher pod was made with the node's key"
+        );
+    }
+    // Lexically inside the allowed folder, really the node's key: the launcher refuses to
+    // open it, and the desktop's status says why (the end of the launcher's log).
+    e.apply(&with_initrd("symlink", &link.display().to_string()));
+    let said = eventually(
+        "symlink: the launcher refuses the way out",
+        LIMIT,
+        || async {
+            let d = e.env.desktops().get("symlink").await.ok()?;
+            let status = d.status?;
+            assert_ne!(
+                status.phase,
+                Some(DesktopPhase::Ready),
+                "a guest runs with the node's key"
+            );
+            status
+                .conditions
+                .into_iter()
+                .map(|c| c.message)
+                .find(|m| m.contains("leads out of"))
+        },
+    )
+    .await;
+    eprintln!("symlink: {said}");
+    assert!(said.contains("initrd"), "{said}");
 }

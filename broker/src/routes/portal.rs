@@ -162,6 +162,16 @@ impl ConnectError {
     }
 }
 
+/// The refusal of a pool the caller may not use (or that does not exist: the same words).
+fn not_entitled(namespace: &str, pool: &str) -> Refusal {
+    Refusal::Forbidden(
+        "not_entitled",
+        format!(
+            "You are not entitled to pool {pool} in {namespace}. Ask your administrator for the `use` verb on it."
+        ),
+    )
+}
+
 /// Gives the caller a desktop of `pool` (theirs if they have one there).
 async fn connect(
     broker: &Broker,
@@ -172,6 +182,12 @@ async fn connect(
     let Some((namespace, pool)) = names::object(namespace, pool) else {
         return Err(ConnectError::Refused(Refusal::BadName));
     };
+    // A namespace the broker does not serve has no pool it could give from (and asking the
+    // apiserver would cost it a review for nothing): the same answer as a pool not granted.
+    if !broker.options.serves(&namespace) {
+        broker.metrics.refused("not_entitled");
+        return Err(ConnectError::Refused(not_entitled(&namespace, &pool)));
+    }
     match broker
         .access
         .allowed(&who.identity, USE, POOLS, &namespace, &pool)
@@ -180,12 +196,7 @@ async fn connect(
         Ok(true) => {}
         Ok(false) => {
             broker.metrics.refused("not_entitled");
-            return Err(ConnectError::Refused(Refusal::Forbidden(
-                "not_entitled",
-                format!(
-                    "You are not entitled to pool {pool} in {namespace}. Ask your administrator for the `use` verb on it."
-                ),
-            )));
+            return Err(ConnectError::Refused(not_entitled(&namespace, &pool)));
         }
         Err(e) => {
             return Err(ConnectError::Refused(Refusal::Unavailable(format!(

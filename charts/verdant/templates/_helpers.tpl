@@ -66,6 +66,13 @@ seccompProfile:
 {{- $settings := dict "nodeSelector" $l.nodeSelector "tolerations" $l.tolerations "cpuAllocationRatio" $l.cpuAllocationRatio }}
 {{- with $l.image.pullPolicy }}{{ $_ := set $settings "imagePullPolicy" . }}{{ end }}
 {{- with $l.runtimeClassName }}{{ $_ := set $settings "runtimeClassName" . }}{{ end }}
+{{- $_ := set $settings "hostPaths" $l.hostPaths }}
+{{- $policy := dict "enabled" .Values.networkPolicy.enabled }}
+{{- if .Values.broker.enabled }}
+{{- $_ := set $policy "brokerNamespace" .Release.Namespace }}
+{{- $_ := set $policy "brokerPodLabels" (include "verdant.selectorLabels" (dict "root" . "component" "broker") | fromYaml) }}
+{{- end }}
+{{- $_ := set $settings "networkPolicy" $policy }}
 {{- toYaml $settings }}
 {{- end }}
 

@@ -1,8 +1,11 @@
 //! Direct kernel boot: loads an ELF `vmlinux` (PVH entry note, else the 64-bit Linux entry) or a
 //! `bzImage`, the initrd and the command line, and writes the boot structures the kernel reads.
 
+mod open;
 mod pvh;
 mod zeropage;
+
+pub use open::{BootFile, open};
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -50,16 +53,19 @@ pub struct InitrdPlacement {
 pub fn load(
     mem: &GuestMemoryMmap,
     mem_size: u64,
-    kernel: &Path,
-    initrd: Option<&Path>,
+    kernel: BootFile,
+    initrd: Option<BootFile>,
     cmdline: &str,
     display: Option<DisplayConfig>,
 ) -> Result<BootEntry, Error> {
-    let mut kernel_file = File::open(kernel).map_err(|e| Error::file("kernel", kernel, e))?;
-    let (entry, header) = load_kernel(mem, &mut kernel_file, kernel)?;
+    let BootFile {
+        path: kernel,
+        file: mut kernel_file,
+    } = kernel;
+    let (entry, header) = load_kernel(mem, &mut kernel_file, &kernel)?;
 
     let initrd = match initrd {
-        Some(path) => Some(load_initrd(mem, mem_size, path, header.as_ref())?),
+        Some(file) => Some(load_initrd(mem, mem_size, file, header.as_ref())?),
         None => None,
     };
     write_cmdline(mem, cmdline)?;
@@ -118,10 +124,14 @@ fn load_kernel(
 fn load_initrd(
     mem: &GuestMemoryMmap,
     mem_size: u64,
-    path: &Path,
+    initrd: BootFile,
     header: Option<&setup_header>,
 ) -> Result<InitrdPlacement, Error> {
-    let data = std::fs::read(path).map_err(|e| Error::file("initrd", path, e))?;
+    let BootFile { path, mut file } = initrd;
+    let path = path.as_path();
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(|e| Error::file("initrd", path, e))?;
     let size = data.len() as u64;
     let addr_max = header
         .map(|h| u64::from(h.initrd_addr_max))

@@ -19,7 +19,7 @@ use crate::field_manager::{self, FIELD_MANAGER};
 use crate::labels::{DESKTOP_LABEL, reset_count};
 
 /// How often a desktop whose display Secret is someone else's looks again.
-const FOREIGN_SECRET_RECHECK: Duration = Duration::from_secs(30);
+const FOREIGN_SECRET_RECHECK: Duration = Duration::from_secs(10);
 
 /// What apply did and saw, for the status step.
 #[derive(Debug, Default)]
@@ -189,6 +189,10 @@ pub async fn apply(
         applied.requeue_after = Some(Duration::from_secs(1));
         return Ok(applied);
     }
+    // The namespace's launcher NetworkPolicy first: no launcher is reachable by other pods
+    // for a moment.
+    let settings = &ctx.options.launcher_pod.network_policy;
+    dctx.policies.ensure(&ctx.client, settings, &ns).await?;
     if let Some(failure) = ensure_secret(dctx, desktop).await? {
         applied.failure = Some(failure);
         applied.requeue_after = Some(FOREIGN_SECRET_RECHECK);

@@ -1,13 +1,13 @@
 //! Build: a Desktop in, the objects it needs out. Pure: no API calls, unit-tested from fixtures.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use crds::{ArtifactSource, Desktop, DesktopSpec};
+use crds::{Desktop, DesktopSpec};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, ImageVolumeSource,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, ResourceRequirements, Secret,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, Pod, PodSpec, Probe,
+    ResourceRequirements, Secret, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,6 +18,7 @@ use launcher_api::endpoints::{self, HTTP_PORT, HTTP_PORT_NAME, VNC_PORT, VNC_POR
 use launcher_api::limits::{CPU_OVERHEAD_MILLIS, MEMORY_OVERHEAD};
 use launcher_api::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
 
+use super::boot::boot_file;
 use crate::hash::vm_hash;
 use crate::labels;
 use crate::options::LauncherPod;
@@ -38,14 +39,7 @@ pub struct BuildContext<'a> {
     pub launcher_pod: &'a LauncherPod,
 }
 
-/// Why a Desktop cannot be built, for its status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    /// CamelCase reason.
-    pub reason: &'static str,
-    /// What is wrong, naming the field, and how to fix it.
-    pub message: String,
-}
+pub use super::invalid::Invalid;
 
 pub use crds::labels::display_secret_name as secret_name;
 
@@ -65,79 +59,25 @@ pub fn guest_memory(spec: &DesktopSpec) -> Result<u64, Invalid> {
     })
 }
 
-/// A boot file's volume, mount and path inside the launcher.
-struct BootFile {
-    volume: Volume,
-    mount: VolumeMount,
-    path: String,
-}
-
-fn boot_file(name: &str, source: &ArtifactSource, field: &str) -> Result<BootFile, Invalid> {
-    let dir = format!("/verdant/boot/{name}");
-    let mut volume = Volume {
-        name: format!("boot-{name}"),
-        ..Volume::default()
-    };
-    let mut mount = VolumeMount {
-        name: volume.name.clone(),
-        mount_path: dir.clone(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    };
-    let path = match (
-        &source.host_path,
-        &source.image,
-        &source.persistent_volume_claim,
-    ) {
-        (Some(host_path), None, None) => {
-            // Mount the file itself, so the rest of the host stays out of the pod.
-            volume.host_path = Some(HostPathVolumeSource {
-                path: host_path.clone(),
-                type_: Some("File".into()),
-            });
-            mount.mount_path = format!("{dir}/file");
-            mount.mount_path.clone()
-        }
-        (None, Some(image), None) => {
-            volume.image = Some(ImageVolumeSource {
-                reference: Some(image.reference.clone()),
-                pull_policy: Some("IfNotPresent".into()),
-            });
-            format!("{dir}{}", image.path)
-        }
-        (None, None, Some(claim)) => {
-            volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.claim_name.clone(),
-                read_only: Some(true),
-            });
-            format!("{dir}/{}", claim.path.trim_start_matches('/'))
-        }
-        _ => {
-            return Err(Invalid {
-                reason: "InvalidBootSource",
-                message: format!(
-                    "{field}: set exactly one of hostPath, image or persistentVolumeClaim"
-                ),
-            });
-        }
-    };
-    Ok(BootFile {
-        volume,
-        mount,
-        path,
-    })
-}
-
-/// The launcher's configuration for a Desktop, with the boot files at their mount paths.
-pub fn launcher_config(desktop: &Desktop) -> Result<LauncherConfig, Invalid> {
+/// The launcher's configuration for a Desktop, with the boot files at their mount paths;
+/// host paths must lie under `host_paths`.
+pub fn launcher_config(
+    desktop: &Desktop,
+    host_paths: &[PathBuf],
+) -> Result<LauncherConfig, Invalid> {
     let spec = &desktop.spec;
-    let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel")?;
+    let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel", host_paths)?;
     let initrd = match &spec.boot.initrd {
-        Some(source) => Some(boot_file("initrd", source, "spec.boot.initrd")?),
+        Some(source) => Some(boot_file("initrd", source, "spec.boot.initrd", host_paths)?),
         None => None,
     };
     guest_memory(spec)?;
     Ok(LauncherConfig {
+        kernel_root: kernel.root.as_ref().map(Into::into),
+        initrd_root: initrd
+            .as_ref()
+            .and_then(|f| f.root.as_ref())
+            .map(Into::into),
         initrd: initrd.map(|f| f.path.into()),
         cmdline: spec.boot.cmdline.clone().unwrap_or_default(),
         cpus: spec.resources.cpus,
@@ -172,7 +112,7 @@ fn spec_field(config_field: &str) -> String {
 pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Invalid> {
     let spec = &desktop.spec;
     let name = desktop.name_any();
-    let config = launcher_config(desktop)?;
+    let config = launcher_config(desktop, &ctx.launcher_pod.host_paths)?;
     // What the launcher would refuse is refused here, naming the Desktop's field, instead of
     // a launcher pod that exits at once.
     config.validate().map_err(|e| Invalid {
@@ -220,11 +160,12 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
             ..VolumeMount::default()
         },
     ];
-    let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel")?;
+    let host_paths = &ctx.launcher_pod.host_paths;
+    let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel", host_paths)?;
     volumes.push(kernel.volume);
     mounts.push(kernel.mount);
     if let Some(source) = &spec.boot.initrd {
-        let initrd = boot_file("initrd", source, "spec.boot.initrd")?;
+        let initrd = boot_file("initrd", source, "spec.boot.initrd", host_paths)?;
         volumes.push(initrd.volume);
         mounts.push(initrd.mount);
     }
@@ -275,6 +216,9 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
             ..ResourceRequirements::default()
         }),
         readiness_probe: Some(probe(endpoints::READYZ, 2, 3)),
+        // A launcher that fails says why in its log; the kubelet keeps the end of it, which
+        // the Desktop's status then shows.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         liveness_probe: Some(probe(endpoints::HEALTHZ, 10, 3)),
         volume_mounts: Some(mounts),
         ..Container::default()
@@ -396,6 +340,8 @@ spec:
             }],
             runtime_class_name: Some("kvm".into()),
             cpu_allocation_ratio: None,
+            host_paths: vec!["/var/lib/verdant".into()],
+            ..LauncherPod::default()
         });
         BuildContext {
             launcher_image: "registry.example/verdant/launcher:0.1.0",
@@ -515,26 +461,6 @@ spec:
         );
         other.resources.memory = "8Gi".into();
         assert_ne!(pod_name("d", &other), base);
-    }
-
-    #[test]
-    fn host_path_mounts_just_the_file() {
-        let mut desktop = fixture();
-        desktop.spec.boot.kernel = ArtifactSource {
-            host_path: Some("/var/lib/verdant/vmlinuz".into()),
-            ..ArtifactSource::default()
-        };
-        let config = launcher_config(&desktop).unwrap();
-        assert_eq!(config.kernel.to_str(), Some("/verdant/boot/kernel/file"));
-        let pod = build_pod(&desktop, &ctx()).unwrap();
-        let spec = pod.spec.unwrap();
-        let vol = spec
-            .volumes
-            .unwrap()
-            .into_iter()
-            .find(|v| v.name == "boot-kernel")
-            .unwrap();
-        assert_eq!(vol.host_path.unwrap().type_.as_deref(), Some("File"));
     }
 
     #[test]

@@ -80,6 +80,15 @@ pub fn describe_exit(pod: &Pod) -> (bool, String, String) {
                 }
                 None => format!("the launcher exited with {exit}"),
             };
+            // What it said last (the kubelet's termination message: the end of its log),
+            // so the status says why without kubectl logs.
+            let said = terminated
+                .and_then(|t| t.message.as_deref())
+                .and_then(launcher_said);
+            let message = match said {
+                Some(said) => format!("{message}: {said}"),
+                None => message,
+            };
             (true, "LauncherFailed".into(), message)
         }
         None => (
@@ -92,6 +101,16 @@ pub fn describe_exit(pod: &Pod) -> (bool, String, String) {
             ),
         ),
     }
+}
+
+/// The launcher's own last line in a termination message (the end of its log, where the
+/// guest's console is mixed in), without its program-name prefix, at most 300 characters.
+fn launcher_said(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("verdant-launcher: "))?;
+    Some(line.chars().take(300).collect())
 }
 
 /// Whether a launcher pod has finished (its container exited).
@@ -256,6 +275,22 @@ mod tests {
         assert_eq!(reason, "GuestCrashed");
         let (failed, _, message) = describe_exit(&exited(1));
         assert!(failed && message.contains("exited with 1"), "{message}");
+        let mut said = exited(1);
+        let status = said
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap();
+        status[0].state.as_mut().unwrap().terminated.as_mut().unwrap().message = Some(
+            "guest line\nverdant-launcher: initrd /verdant/boot/initrd/host/x: it leads out of /verdant/boot/initrd/host\nguest: bye\n".into(),
+        );
+        let (_, _, message) = describe_exit(&said);
+        assert_eq!(
+            message,
+            "the launcher exited with 1 Error: initrd /verdant/boot/initrd/host/x: it leads out of /verdant/boot/initrd/host"
+        );
         let (failed, reason, message) = describe_exit(&exited(159));
         assert!(failed && reason == "LauncherFailed");
         assert!(

@@ -1,11 +1,16 @@
 //! The Desktop controller's reconcile, in Stackable's named steps: dereference (read what the
-//! Desktop points at) -> validate and build (pure, in [`support`] and [`build`]) -> apply (the
+//! Desktop points at) -> validate and build (pure, in [`support`], [`build`] and [`boot`]) ->
+//! apply (the
 //! only writes, in [`apply`]) -> status (pure, in [`status`], then one server-side-apply patch
-//! if it changed). What the controller remembers between reconciles is in [`state`].
+//! if it changed). What the controller remembers between reconciles is in [`state`]; the
+//! launcher NetworkPolicy of each namespace is kept by [`policy`].
 
 pub mod apply;
+pub mod boot;
 pub mod build;
 pub mod failures;
+pub mod invalid;
+pub mod policy;
 pub mod state;
 pub mod status;
 pub mod support;

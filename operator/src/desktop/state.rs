@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use super::failures::Failures;
+use super::policy::Policies;
 use crate::context::Context;
 use crate::retry::Retries;
 
@@ -30,6 +31,8 @@ pub struct DesktopContext {
     pub failures: Failures,
     /// Reconciles that failed with a transient error, for their retries.
     pub retries: Retries,
+    /// The launcher NetworkPolicy of each namespace, as this process applied it.
+    pub policies: Policies,
     /// The status last written to each desktop (by uid), with the resourceVersion the desktop
     /// had before: while the cache still shows that version, the write is what the desktop's
     /// status is. Without this, a reconcile that runs before the cache has seen the last
@@ -56,6 +59,7 @@ impl DesktopContext {
             pods,
             failures: Failures::default(),
             retries: Retries::default(),
+            policies: Policies::default(),
             written: Mutex::new(HashMap::new()),
         }
     }
