@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::activity::Activity;
 use crate::cache::Cache;
 use crate::identity::access::Access;
+use crate::identity::limits::RateLimiter;
 use crate::identity::oidc::{Oidc, http_client};
 use crate::identity::review::Reviewer;
 use crate::identity::session::Cookies;
@@ -26,6 +27,27 @@ use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::relays::Relays;
 use crate::token::ConnectTokens;
+
+/// Rates at which callers may make the broker ask the apiserver something.
+pub struct Limits {
+    /// TokenReviews of bearer tokens not reviewed lately, per client address.
+    pub reviews_per_client: RateLimiter<std::net::IpAddr>,
+    /// The same, over all clients: many addresses still make a bounded number.
+    pub reviews: RateLimiter<()>,
+    /// Lookups of desktops that are not the caller's own (SubjectAccessReviews, GETs), per
+    /// user.
+    pub lookups_per_user: RateLimiter<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            reviews_per_client: RateLimiter::new(5, 20),
+            reviews: RateLimiter::new(50, 100),
+            lookups_per_user: RateLimiter::new(10, 30),
+        }
+    }
+}
 
 /// The key in the session Secret.
 pub const SESSION_KEY: &str = "session-key";
@@ -88,6 +110,8 @@ pub struct Broker {
     pub activity: Arc<Activity>,
     /// The viewer relays open here, ended when their desktop changes hands.
     pub relays: Arc<Relays>,
+    /// What callers may cost the apiserver.
+    pub limits: Limits,
     /// Metrics.
     pub metrics: Metrics,
     /// This process, in assignment claims (the pod name, else host and pid).
@@ -242,6 +266,7 @@ impl Broker {
             assigners: Mutex::new(HashMap::new()),
             activity,
             relays,
+            limits: Limits::default(),
             metrics: Metrics::default(),
             shutdown: watch::channel(false).0,
             holder: std::env::var("HOSTNAME")

@@ -17,6 +17,10 @@ use tokio_rustls::rustls;
 
 use crate::context::Broker;
 
+/// The address a request came from (its TCP peer: behind an Ingress, the Ingress).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Largest request head (request line and headers) accepted; a larger one gets 431.
 pub const MAX_HEAD: usize = 32 * 1024;
 /// How long a client may take to send its request head, or its TLS handshake; also how long
@@ -76,7 +80,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Who is at the other end, for the per-client limits ([`crate::routes`]).
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {

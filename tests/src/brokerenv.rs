@@ -158,6 +158,9 @@ pub struct SetupOptions {
     /// Run the launcher pods on a real node ([`crate::node`]) instead of as local processes
     /// (with `launchers`).
     pub real_node: bool,
+    /// Have the apiserver write an audit log of every write (TokenReviews and
+    /// SubjectAccessReviews among them).
+    pub audit: bool,
 }
 
 /// A control plane with the provider, the operator, a node of launcher processes, pool `eng`
@@ -172,6 +175,7 @@ pub async fn setup(ns: &str, replicas: u32) -> Option<BrokerEnv> {
             launchers: true,
             assignment: "Floating",
             real_node: false,
+            audit: false,
         },
     )
     .await
@@ -185,6 +189,7 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         launchers,
         assignment,
         real_node,
+        audit,
     } = options;
     if launchers && !crate::e2e::demo_guest_runs() {
         return None;
@@ -198,6 +203,7 @@ pub async fn setup_with(ns: &str, options: SetupOptions) -> Option<BrokerEnv> {
         CpOptions {
             oidc: Some(users),
             node: real_node,
+            audit,
             ..CpOptions::default()
         },
     )

@@ -31,6 +31,7 @@ fn options(replicas: u32, launchers: bool, assignment: &'static str) -> SetupOpt
         launchers,
         assignment,
         real_node: false,
+        audit: false,
     }
 }
 
@@ -534,4 +535,128 @@ async fn the_brokers_identity_reads_no_secret_outside_its_desktop_namespaces() {
         .page(&alice, &format!("/desktops/{}/{given}", s.env.ns))
         .await;
     assert!(page.contains(&given), "the desktop page: {page}");
+}
+
+/// The broker's TokenReviews and SubjectAccessReviews so far, from the apiserver's audit log.
+fn reviews(s: &BrokerEnv) -> (usize, usize) {
+    let all = tests::audit::requests(&s.env.cp.audit_log());
+    let by_broker = |resource: &str| {
+        all.iter()
+            .filter(|r| r.user == tests::broker::BROKER_USER && r.resource == resource)
+            .count()
+    };
+    (by_broker("tokenreviews"), by_broker("subjectaccessreviews"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bogus_tokens_and_names_cost_the_apiserver_a_bounded_number_of_reviews() {
+    let Some(s) = setup_with(
+        "unauthenticated",
+        SetupOptions {
+            audit: true,
+            ..options(1, false, "Floating")
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (reviews_before, sars_before) = reviews(&s);
+    let url = s.broker.at(&format!("/api/desktops/{}/anything", s.env.ns));
+    let http = s.broker.http();
+    let started = Instant::now();
+    // 10,000 different bogus bearer tokens, 32 at a time; meanwhile real users log in.
+    let flood = futures::stream::iter(0..10_000)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let response = http
+                    .get(url)
+                    .bearer_auth(format!("bogus-token-{i:05}"))
+                    .send()
+                    .await;
+                response.map(|r| r.status().as_u16()).unwrap_or(0)
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<u16>>();
+    let logins = async {
+        let mut done = 0;
+        for user in ["alice", "bob", "carol", "alice", "bob", "carol"] {
+            let session = s.broker.session();
+            s.broker
+                .login(&s.env.cp, &session, user, &format!("{user}-pw"))
+                .await
+                .unwrap_or_else(|e| panic!("{user} could not log in during the flood: {e}"));
+            done += 1;
+        }
+        done
+    };
+    let (statuses, logged_in) = tokio::join!(flood, logins);
+    let took = started.elapsed();
+    let (reviews_after, _) = reviews(&s);
+    let bogus_reviews = reviews_after - reviews_before - logged_in;
+    let count = |code| statuses.iter().filter(|c| **c == code).count();
+    eprintln!(
+        "10,000 bogus bearer tokens in {took:?}: {} answered 401, {} answered 429; {bogus_reviews} TokenReviews for them; {logged_in} logins meanwhile",
+        count(401),
+        count(429)
+    );
+    assert_eq!(count(401) + count(429), 10_000, "every bogus token refused");
+    // One client: its burst of 20, then 5 a second.
+    let bound = 20 + 5 * took.as_secs_f64().ceil() as usize;
+    assert!(
+        bogus_reviews <= bound,
+        "{bogus_reviews} TokenReviews for bogus tokens (bound {bound})"
+    );
+    // A bogus token reviewed once (after the client's bucket refilled) costs nothing again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = http.get(url.clone()).bearer_auth("bogus-known").send().await;
+    assert_eq!(first.map(|r| r.status().as_u16()).ok(), Some(401));
+    let (before, _) = reviews(&s);
+    for _ in 0..50 {
+        let again = http
+            .get(url.clone())
+            .bearer_auth("bogus-known")
+            .send()
+            .await;
+        assert!(matches!(again.map(|r| r.status().as_u16()), Ok(401 | 429)));
+    }
+    assert_eq!(reviews(&s).0, before, "a refused token was reviewed again");
+
+    // A logged-in user asking for 1,000 random desktop names: each a 404 or a 429, and a
+    // bounded number of SubjectAccessReviews (none of them reads a desktop).
+    let alice = s.login("alice").await;
+    let started = Instant::now();
+    let names: Vec<u16> = futures::stream::iter(0..1000)
+        .map(|i| {
+            let (http, url) = (
+                alice.http.clone(),
+                s.broker
+                    .at(&format!("/api/desktops/{}/random-{i:04}", s.env.ns)),
+            );
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    let (_, sars_after) = reviews(&s);
+    let sars = sars_after - sars_before;
+    let count = |code| names.iter().filter(|c| **c == code).count();
+    eprintln!(
+        "1,000 random desktop names in {took:?}: {} answered 404, {} answered 429; {sars} SubjectAccessReviews",
+        count(404),
+        count(429)
+    );
+    assert_eq!(count(404) + count(429), 1000);
+    // Two reviews (use, shadow) a name, for the 30 of the burst and 10 a second after it.
+    let bound = 2 * (30 + 10 * took.as_secs_f64().ceil() as usize) + 10;
+    assert!(sars <= bound, "{sars} SubjectAccessReviews (bound {bound})");
 }

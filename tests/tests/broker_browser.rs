@@ -32,6 +32,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
         launchers: true,
         assignment: "Floating",
         real_node: true,
+        audit: false,
     };
     let Some(s) = setup_with("broker-browser", options).await else {
         return;

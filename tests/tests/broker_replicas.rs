@@ -76,6 +76,7 @@ async fn one_user_at_two_replicas_at_once_gets_one_desktop() {
             launchers: false,
             assignment: "Dedicated",
             real_node: false,
+            audit: false,
         },
     )
     .await

@@ -37,6 +37,7 @@ async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
             launchers: true,
             assignment: "Floating",
             real_node: false,
+            audit: false,
         },
     )
     .await

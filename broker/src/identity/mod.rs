@@ -2,6 +2,7 @@
 //! a bearer token, the session cookie, and SubjectAccessReviews.
 
 pub mod access;
+pub mod limits;
 pub mod oidc;
 pub mod review;
 pub mod session;

@@ -13,8 +13,14 @@ use serde::{Deserialize, Serialize};
 
 /// How long a bearer token's review is reused.
 const CACHE_FOR: Duration = Duration::from_secs(10);
-/// Most reviews cached.
+/// How long a token the apiserver refused stays refused without asking again.
+const REFUSED_FOR: Duration = Duration::from_secs(60);
+/// Most reviews cached (of each kind).
 const CACHE_MAX: usize = 10_000;
+/// TokenReviews in flight at once; more wait for one to finish.
+const IN_FLIGHT: usize = 16;
+/// How long a review waits for its turn before the caller is told to try again.
+const WAIT_FOR_TURN: Duration = Duration::from_secs(5);
 
 /// A user as Kubernetes knows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,12 +46,18 @@ pub enum ReviewError {
     /// The review could not be made.
     #[error("cannot review the token: {0}")]
     Kube(#[from] kube::Error),
+    /// Too many reviews are in flight; the caller should try again.
+    #[error("the broker is reviewing too many tokens; try again")]
+    Busy,
 }
 
 /// Reviews tokens, caching answers briefly (keyed by a hash of the token, never the token).
 pub struct Reviewer {
     api: Api<TokenReview>,
     cache: Mutex<HashMap<[u8; 32], (Instant, Identity)>>,
+    /// Tokens the apiserver refused, by hash, with why.
+    refused: Mutex<HashMap<[u8; 32], (Instant, String)>>,
+    turns: tokio::sync::Semaphore,
 }
 
 impl Reviewer {
@@ -54,11 +66,17 @@ impl Reviewer {
         Self {
             api: Api::all(client),
             cache: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            turns: tokio::sync::Semaphore::new(IN_FLIGHT),
         }
     }
 
-    /// Who `token` belongs to, from a fresh TokenReview.
+    /// Who `token` belongs to, from a fresh TokenReview (at most [`IN_FLIGHT`] at once).
     pub async fn review(&self, token: &str) -> Result<Identity, ReviewError> {
+        let _turn = tokio::time::timeout(WAIT_FOR_TURN, self.turns.acquire())
+            .await
+            .map_err(|_| ReviewError::Busy)?
+            .map_err(|_| ReviewError::Busy)?;
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
@@ -88,22 +106,49 @@ impl Reviewer {
         })
     }
 
-    /// Who bearer `token` belongs to, reusing a review of the last few seconds.
-    pub async fn review_bearer(&self, token: &str) -> Result<Identity, ReviewError> {
-        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .unwrap_or([0; 32]);
+    /// What an earlier review of bearer `token` says, if it is recent: who it is, or why the
+    /// apiserver refused it. `None`: a review is needed.
+    pub fn cached_bearer(&self, token: &str) -> Option<Result<Identity, ReviewError>> {
+        let key = token_key(token);
         let now = Instant::now();
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, identity)) = cache.get(&key)
+            && now.duration_since(*at) < CACHE_FOR
         {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, identity)) = cache.get(&key)
-                && now.duration_since(*at) < CACHE_FOR
-            {
-                return Ok(identity.clone());
-            }
+            return Some(Ok(identity.clone()));
         }
-        let identity = self.review(token).await?;
+        drop(cache);
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        match refused.get(&key) {
+            Some((at, why)) if now.duration_since(*at) < REFUSED_FOR => {
+                Some(Err(ReviewError::Invalid(why.clone())))
+            }
+            _ => None,
+        }
+    }
+
+    /// Who bearer `token` belongs to, reusing a review of the last few seconds (a refusal,
+    /// of the last minute).
+    pub async fn review_bearer(&self, token: &str) -> Result<Identity, ReviewError> {
+        if let Some(known) = self.cached_bearer(token) {
+            return known;
+        }
+        let key = token_key(token);
+        let now = Instant::now();
+        let identity = match self.review(token).await {
+            Ok(identity) => identity,
+            Err(ReviewError::Invalid(why)) => {
+                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if refused.len() >= CACHE_MAX {
+                    refused.retain(|_, (at, _)| now.duration_since(*at) < REFUSED_FOR);
+                }
+                if refused.len() < CACHE_MAX {
+                    refused.insert(key, (now, why.clone()));
+                }
+                return Err(ReviewError::Invalid(why));
+            }
+            Err(e) => return Err(e),
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, (at, _)| now.duration_since(*at) < CACHE_FOR);
@@ -113,4 +158,12 @@ impl Reviewer {
         }
         Ok(identity)
     }
+}
+
+/// The cache key of a token: its SHA-256, never the token itself.
+fn token_key(token: &str) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .try_into()
+        .unwrap_or([0; 32])
 }

@@ -65,8 +65,45 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            App(Arc::clone(&broker)),
+            bearer_gate,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(App(broker))
+}
+
+/// Bearer tokens the broker has not reviewed lately cost the apiserver a TokenReview each:
+/// a client (and all clients together) may bring only so many; past that, 429 without asking
+/// the apiserver anything. Tokens reviewed lately (accepted or refused) are answered from
+/// the broker's memory and never limited.
+async fn bearer_gate(
+    axum::extract::State(App(broker)): axum::extract::State<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if let Some(token) = token
+        && broker.reviewer.cached_bearer(token).is_none()
+    {
+        let peer = request
+            .extensions()
+            .get::<crate::server::Peer>()
+            .map(|p| p.0.ip());
+        let limits = &broker.limits;
+        let this_client = peer.is_none_or(|ip| limits.reviews_per_client.allow(&ip));
+        if !this_client || !limits.reviews.allow(&()) {
+            broker.metrics.refused("rate_limited");
+            return Refusal::TooMany.json();
+        }
+    }
+    next.run(request).await
 }
 
 async fn static_file(kind: &'static str, body: &'static str) -> Response {
@@ -154,6 +191,8 @@ pub enum Refusal {
     /// Not possible in the object's present state, with a metric reason and words for the
     /// user (a Dedicated desktop given back).
     Conflict(&'static str, String),
+    /// More requests than the caller may make; try again in a moment.
+    TooMany,
 }
 
 impl Refusal {
@@ -165,6 +204,7 @@ impl Refusal {
             Self::BadName => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Conflict(..) => StatusCode::CONFLICT,
+            Self::TooMany => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -183,6 +223,10 @@ impl Refusal {
             ),
             Self::Unavailable(text) => ("Not available", text.clone()),
             Self::Conflict(_, text) => ("Not possible", text.clone()),
+            Self::TooMany => (
+                "Slow down",
+                "Too many requests in a short time; try again in a moment.".into(),
+            ),
         }
     }
 
@@ -218,12 +262,19 @@ impl Refusal {
                 "dedicated" => "Dedicated",
                 _ => "Conflict",
             },
+            Self::TooMany => "TooManyRequests",
         };
-        (
+        let mut response = (
             self.status(),
             axum::Json(serde_json::json!({"reason": reason, "message": text})),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, Self::TooMany) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -266,6 +317,7 @@ pub async fn caller(
                 broker.metrics.refused("bad_bearer");
                 Err(Refusal::BadBearer)
             }
+            Err(crate::identity::review::ReviewError::Busy) => Err(Refusal::TooMany),
             Err(e) => Err(Refusal::Unavailable(format!(
                 "The broker cannot check tokens now: {e}"
             ))),

@@ -268,6 +268,11 @@ pub async fn connect_api(
 /// Whether the caller may open desktop `namespace`/`name`, and whether only to watch it:
 /// theirs (`spec.user`), or `use` on it (full), or `shadow` on it (view only). Anything else
 /// is the same 404 as a desktop that does not exist.
+///
+/// What it costs the apiserver is bounded: the caller's own desktop, as the cache shows it,
+/// costs nothing; anything else is rate-limited per user; a desktop the cache knows is read
+/// again (it may have been assigned a moment ago), and a name the cache has never seen is
+/// read only once a SubjectAccessReview allows the caller to open it.
 pub async fn desktop_access(
     broker: &Broker,
     who: &Caller,
@@ -276,27 +281,47 @@ pub async fn desktop_access(
 ) -> Result<(Arc<Desktop>, bool), Refusal> {
     let (namespace, name) = names::object(namespace, name).ok_or(Refusal::BadName)?;
     broker.listed().map_err(Refusal::Unavailable)?;
-    let unavailable = |e: kube::Error| {
-        Refusal::Unavailable(format!("The broker cannot check your rights now: {e}"))
-    };
-    let desktop = broker
-        .desktop_now(&namespace, &name, |d| who.owns(d))
-        .await
-        .map_err(unavailable)?;
-    if let Some(d) = &desktop
+    if !broker.options.serves(&namespace) {
+        broker.metrics.refused("not_entitled");
+        return Err(Refusal::NotFound);
+    }
+    let cached = broker.desktop(&namespace, &name);
+    if let Some(d) = &cached
         && who.owns(d)
     {
         return Ok((Arc::clone(d), false));
     }
-    let view_only = if broker
-        .access
+    if !broker.limits.lookups_per_user.allow(&who.identity.user) {
+        broker.metrics.refused("rate_limited");
+        return Err(Refusal::TooMany);
+    }
+    let unavailable = |e: kube::Error| {
+        Refusal::Unavailable(format!("The broker cannot check your rights now: {e}"))
+    };
+    let read = || async {
+        broker
+            .desktop_now(&namespace, &name, |d| who.owns(d))
+            .await
+            .map_err(unavailable)
+    };
+    // Known to the cache, not the caller's there: maybe assigned to them a moment ago.
+    let mut now = None;
+    if cached.is_some() {
+        now = read().await?;
+        if let Some(d) = &now
+            && who.owns(d)
+        {
+            return Ok((Arc::clone(d), false));
+        }
+    }
+    let access = &broker.access;
+    let view_only = if access
         .allowed(&who.identity, USE, DESKTOPS, &namespace, &name)
         .await
         .map_err(unavailable)?
     {
         false
-    } else if broker
-        .access
+    } else if access
         .allowed(&who.identity, SHADOW, DESKTOPS, &namespace, &name)
         .await
         .map_err(unavailable)?
@@ -306,7 +331,10 @@ pub async fn desktop_access(
         broker.metrics.refused("not_entitled");
         return Err(Refusal::NotFound);
     };
-    desktop.map(|d| (d, view_only)).ok_or(Refusal::NotFound)
+    if now.is_none() {
+        now = read().await?;
+    }
+    now.map(|d| (d, view_only)).ok_or(Refusal::NotFound)
 }
 
 fn progress_step(phase: Option<DesktopPhase>) -> u32 {
