@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use assignment::Assigner;
 use axum::extract::FromRef;
@@ -21,6 +20,7 @@ use crate::cache::Cache;
 use crate::identity::access::Access;
 use crate::identity::limits::RateLimiter;
 use crate::identity::oidc::{Oidc, http_client};
+use crate::identity::provider::{Provider, Registration};
 use crate::identity::review::Reviewer;
 use crate::identity::session::Cookies;
 use crate::metrics::Metrics;
@@ -99,8 +99,8 @@ pub struct Broker {
     pub reviewer: Reviewer,
     /// SubjectAccessReviews.
     pub access: Access,
-    /// The OpenID provider, once discovered.
-    pub oidc: RwLock<Option<Arc<Oidc>>>,
+    /// The OpenID provider, discovered and kept current.
+    pub provider: Arc<Provider>,
     /// Every Desktop the broker serves, as last seen.
     pub desktops: Cache<Desktop>,
     /// Every DesktopPool the broker serves, as last seen.
@@ -260,7 +260,14 @@ impl Broker {
             tokens: ConnectTokens::new(&secret),
             reviewer: Reviewer::new(client.clone()),
             access: Access::new(client.clone()),
-            oidc: RwLock::new(None),
+            provider: Arc::new(Provider::new(Registration {
+                issuer: options.oidc_issuer.clone(),
+                client_id: options.oidc_client_id.clone(),
+                client_secret,
+                redirect: options.redirect_uri(),
+                scopes: options.oidc_scopes.clone(),
+                http,
+            })),
             desktops,
             pools,
             assigners: Mutex::new(HashMap::new()),
@@ -275,44 +282,13 @@ impl Broker {
             options,
             client,
         });
-        let discovering = Arc::clone(&broker);
-        tokio::spawn(async move { discovering.discover(client_secret, http).await });
+        tokio::spawn(Arc::clone(&broker.provider).run());
         Ok(broker)
     }
 
-    async fn discover(&self, client_secret: Option<String>, http: reqwest::Client) {
-        let mut last_error = String::new();
-        loop {
-            let found = Oidc::discover(
-                &self.options.oidc_issuer,
-                &self.options.oidc_client_id,
-                client_secret.clone(),
-                &self.options.redirect_uri(),
-                self.options.oidc_scopes.clone(),
-                http.clone(),
-            )
-            .await;
-            match found {
-                Ok(oidc) => {
-                    tracing::info!(issuer = %self.options.oidc_issuer, "OpenID provider discovered");
-                    *self.oidc.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(oidc));
-                    return;
-                }
-                Err(e) => {
-                    let text = e.to_string();
-                    if text != last_error {
-                        tracing::warn!(error = %text, "OpenID discovery failed; retrying every 2 s");
-                        last_error = text;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-
-    /// The discovered provider.
+    /// The provider, as last discovered.
     pub fn oidc(&self) -> Option<Arc<Oidc>> {
-        self.oidc.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.provider.current()
     }
 
     /// Whether the broker can serve users: provider discovered, desktops and pools listed.

@@ -7,7 +7,8 @@
 //! - [`options`]: the command line;
 //! - [`context`]: what every request shares (clients, caches, keys, metrics); [`cache`]: the
 //!   watch caches of desktops and pools in the namespaces the broker serves;
-//! - [`identity`]: login, token review, the session cookie, access reviews;
+//! - [`identity`]: login (and the provider, kept current), token review, the session cookie,
+//!   access reviews, rate limits;
 //! - [`routes`]: the HTTP surface; [`portal`]: its pages;
 //! - [`token`]: one-time connect tokens; [`proxy`]: the VNC handshake and relay;
 //! - [`activity`]: session state into `Desktop.status.assignment`;

@@ -115,5 +115,5 @@ build_into "$k8s_dir" "kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-cont
 build_into "$helm_dir" "helm $HELM_VERSION" "" build_tool "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm.sh/helm/v3/internal/version.version
 build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" "" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" main.version
 build_into "$oidc_dir" "verdant-oidc-provider (zitadel/oidc $ZITADEL_OIDC_VERSION)" \
-  "$here/oidc/go.mod $here/oidc/go.sum $here/oidc/main.go" build_oidc_provider
+  "$here/oidc/go.mod $here/oidc/go.sum $here/oidc/main.go $here/oidc/keys.go" build_oidc_provider
 log "all tools ready under $cache"

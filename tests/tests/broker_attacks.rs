@@ -611,7 +611,11 @@ async fn bogus_tokens_and_names_cost_the_apiserver_a_bounded_number_of_reviews()
     );
     // A bogus token reviewed once (after the client's bucket refilled) costs nothing again.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let first = http.get(url.clone()).bearer_auth("bogus-known").send().await;
+    let first = http
+        .get(url.clone())
+        .bearer_auth("bogus-known")
+        .send()
+        .await;
     assert_eq!(first.map(|r| r.status().as_u16()).ok(), Some(401));
     let (before, _) = reviews(&s);
     for _ in 0..50 {
@@ -659,4 +663,35 @@ async fn bogus_tokens_and_names_cost_the_apiserver_a_bounded_number_of_reviews()
     // Two reviews (use, shadow) a name, for the 30 of the burst and 10 a second after it.
     let bound = 2 * (30 + 10 * took.as_secs_f64().ceil() as usize) + 10;
     assert!(sars <= bound, "{sars} SubjectAccessReviews (bound {bound})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_go_on_after_the_provider_rotates_its_signing_key() {
+    let Some(s) = setup_with("rotation", options(0, false, "Floating")).await else {
+        return;
+    };
+    s.login("alice").await;
+    let provider = s.env.cp.oidc().expect("the OpenID provider");
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        provider.rotate_key().await.unwrap();
+        // The next login's ID token names a key the broker has never seen: it fetches the
+        // provider's keys again, not after a restart.
+        let session = s.broker.session();
+        let started = Instant::now();
+        s.broker
+            .login(&s.env.cp, &session, "bob", "bob-pw")
+            .await
+            .unwrap_or_else(|e| panic!("a login after rotation {round}: {e}"));
+        eprintln!("rotation {round}: bob logged in, {:?}", started.elapsed());
+        let portal = s.page(&session, "/").await;
+        assert!(
+            portal.contains("Signed in as <strong>bob</strong>"),
+            "{portal}"
+        );
+    }
+    // One fetch of the keys per rotation (the broker's log says each).
+    let log = std::fs::read_to_string(&s.broker.log).unwrap_or_default();
+    let fetches = log.matches("fetched the provider's keys again").count();
+    assert_eq!(fetches, 2, "one fetch per rotation:\n{log}");
 }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod limits;
 pub mod oidc;
+pub mod provider;
 pub mod review;
 pub mod session;
 

@@ -12,6 +12,9 @@ use openidconnect::{
     TokenResponse,
 };
 
+/// An ID token as the provider sent it.
+pub type IdToken = openidconnect::core::CoreIdToken;
+
 /// The client type discovery gives.
 type Client = CoreClient<
     EndpointSet,
@@ -42,6 +45,10 @@ pub enum OidcError {
     /// The ID token is missing or does not check out.
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
+    /// The ID token is signed with a key the provider's key set (as last fetched) lacks: the
+    /// provider may have rotated its keys.
+    #[error("the ID token is signed with a key the provider's key set lacks")]
+    UnknownKey,
 }
 
 /// A login in progress: what the callback needs to finish it (kept in an encrypted cookie).
@@ -144,8 +151,8 @@ impl Oidc {
         )
     }
 
-    /// Trades `code` for tokens and checks the ID token; returns it, as sent.
-    pub async fn finish(&self, code: &str, pending: &Pending) -> Result<String, OidcError> {
+    /// Trades `code` for tokens; returns the ID token, unchecked ([`Oidc::verify`] checks it).
+    pub async fn exchange(&self, code: &str, pending: &Pending) -> Result<IdToken, OidcError> {
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -154,15 +161,27 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
-        let id_token = response
+        response
             .id_token()
-            .ok_or_else(|| OidcError::IdToken("the provider sent none".into()))?;
+            .cloned()
+            .ok_or_else(|| OidcError::IdToken("the provider sent none".into()))
+    }
+
+    /// Checks `id_token` (signature, issuer, audience, expiry, the login's nonce) against the
+    /// provider's key set as fetched at discovery; returns it, as sent.
+    pub fn verify(&self, id_token: &IdToken, pending: &Pending) -> Result<String, OidcError> {
+        use openidconnect::{ClaimsVerificationError, SignatureVerificationError};
         id_token
             .claims(
                 &self.client.id_token_verifier(),
                 &Nonce::new(pending.nonce.clone()),
             )
-            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            .map_err(|e| match e {
+                ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                ) => OidcError::UnknownKey,
+                e => OidcError::IdToken(e.to_string()),
+            })?;
         Ok(id_token.to_string())
     }
 }

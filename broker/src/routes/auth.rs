@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{Refusal, changing_caller};
 use crate::context::{App, Broker};
+use crate::identity::oidc::OidcError;
 use crate::identity::session::local_next;
 use crate::portal::pages;
 
@@ -120,10 +121,22 @@ pub async fn callback(
         )
             .into_response();
     };
-    let id_token = match oidc.finish(&code, &pending).await {
+    let checked = match oidc.exchange(&code, &pending).await {
+        Ok(token) => match oidc.verify(&token, &pending) {
+            // Signed with a key the broker has not fetched: the provider may have rotated
+            // its keys. Fetch them again (rate-limited) and check once more.
+            Err(OidcError::UnknownKey) => match broker.provider.refresh_for_unknown_key().await {
+                Some(fresh) => fresh.verify(&token, &pending),
+                None => Err(OidcError::UnknownKey),
+            },
+            checked => checked,
+        },
+        Err(e) => Err(e),
+    };
+    let id_token = match checked {
         Ok(token) => token,
         Err(e) => {
-            tracing::info!(error = %e, "login failed at the code exchange");
+            tracing::info!(error = %e, "login failed at the code exchange or the ID token's check");
             return (
                 jar,
                 login_failed(&broker, StatusCode::UNAUTHORIZED, &e.to_string()),

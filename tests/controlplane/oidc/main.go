@@ -4,7 +4,7 @@
 // token and userinfo whenever scope `groups` is asked for. The subject of a user is its plain id.
 //
 // It is for tests only: passwords are plain text, keys live in memory, and zitadel's example
-// storage keeps its own demonstration service users.
+// storage keeps its own demonstration service users. SIGHUP rotates the signing key (keys.go).
 //
 //	verdant-oidc-provider --addr 127.0.0.1:8443 --issuer https://127.0.0.1:8443 \
 //	  --tls-cert cert.pem --tls-key key.pem --users users.json \
@@ -74,7 +74,12 @@ func run(logger *slog.Logger, args []string) error {
 	// The globs double as the exact list, which no real URI equals; without one, zitadel's
 	// WebClient would register its own default (http://localhost:9999/auth/callback).
 	client := storage.WebClient(cfg.clientID, cfg.clientSecret, cfg.redirectGlobs...)
+	keys, err := newRotatingKeys(logger)
+	if err != nil {
+		return err
+	}
 	store := &groupsStorage{
+		keys:          keys,
 		Storage:       storage.NewStorageWithClients(users, map[string]*storage.Client{cfg.clientID: client}),
 		users:         users,
 		clientID:      cfg.clientID,
@@ -195,6 +200,7 @@ func (u *userStore) ExampleClientID() string { return storage.ServiceUserID }
 // groupsStorage is zitadel's example storage plus the groups claim and redirect globs.
 type groupsStorage struct {
 	*storage.Storage
+	keys          *rotatingKeys
 	users         *userStore
 	clientID      string
 	redirectGlobs []string

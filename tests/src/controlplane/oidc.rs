@@ -170,6 +170,34 @@ impl OidcProvider {
         &self.ca_path
     }
 
+    /// Rotates the provider's signing key (SIGHUP): ID tokens are signed with a new key from
+    /// now on, and the key set lists only that one. Returns once the provider says so.
+    pub async fn rotate_key(&self) -> Result<(), String> {
+        let rotated = || {
+            self.process
+                .log_tail(10_000)
+                .matches("rotated the signing key")
+                .count()
+        };
+        let before = rotated();
+        let pid = self.process.pid().ok_or("the provider is not running")?;
+        // SAFETY: kill(2) on our own child's pid with a valid signal; no memory is involved.
+        if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
+            return Err(format!("SIGHUP: {}", std::io::Error::last_os_error()));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rotated() == before {
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the provider did not rotate its key: {}",
+                    self.process.log_tail(20)
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// The provider's process.
     pub fn process(&self) -> &Process {
         &self.process
