@@ -49,6 +49,8 @@ pub type EndReason = Option<String>;
 
 struct Entry {
     id: u64,
+    /// Who opened it.
+    user: String,
     holder: Holder,
     /// The version of the desktop the relay opened with.
     opened_at: Option<u64>,
@@ -117,13 +119,14 @@ impl Relays {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a relay to `desktop` as it was read when the relay was allowed.
-    pub fn open(self: &Arc<Self>, desktop: &Desktop) -> Registration {
+    /// Registers a relay of `user` to `desktop` as it was read when the relay was allowed.
+    pub fn open(self: &Arc<Self>, desktop: &Desktop, user: &str) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (stop, ended) = watch::channel(None);
         let key = key(desktop);
         self.lock().entry(key.clone()).or_default().push(Entry {
             id,
+            user: user.to_owned(),
             holder: Holder::of(desktop),
             opened_at: version(desktop),
             stop,
@@ -167,6 +170,15 @@ impl Relays {
         }
     }
 
+    /// How many relays `user` has open here.
+    pub fn of_user(&self, user: &str) -> usize {
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|e| e.user == user)
+            .count()
+    }
+
     /// How many relays are open.
     pub fn len(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
@@ -203,7 +215,7 @@ mod tests {
     #[test]
     fn a_relay_ends_when_its_desktop_changes_hands_and_only_then() {
         let relays = Arc::new(Relays::default());
-        let alice = relays.open(&desktop("10", Some("alice"), 0));
+        let alice = relays.open(&desktop("10", Some("alice"), 0), "alice");
         // Older news (the watch lags the read the relay opened on), and a status write.
         assert_eq!(relays.desktop_changed(&desktop("9", None, 0)), 0);
         assert_eq!(relays.desktop_changed(&desktop("11", Some("alice"), 0)), 0);
@@ -215,7 +227,7 @@ mod tests {
             Some("the desktop changed hands")
         );
         // A relay opened on the fresh VM is not ended by what ended the last one.
-        let bob = relays.open(&desktop("14", Some("bob"), 1));
+        let bob = relays.open(&desktop("14", Some("bob"), 1), "bob");
         assert_eq!(relays.desktop_changed(&desktop("14", Some("bob"), 1)), 0);
         // A reset with the same user (an administrator's release and a new assignment
         // between two events) still ends it.
@@ -228,9 +240,10 @@ mod tests {
     #[test]
     fn deletion_ends_every_relay() {
         let relays = Arc::new(Relays::default());
-        let one = relays.open(&desktop("10", Some("alice"), 0));
-        let two = relays.open(&desktop("10", Some("alice"), 0));
+        let one = relays.open(&desktop("10", Some("alice"), 0), "alice");
+        let two = relays.open(&desktop("10", Some("alice"), 0), "alice");
         assert_eq!(relays.len(), 2);
+        assert_eq!((relays.of_user("alice"), relays.of_user("bob")), (2, 0));
         relays.desktop_deleted(&desktop("11", Some("alice"), 0));
         assert!(one.ended.borrow().is_some() && two.ended.borrow().is_some());
     }

@@ -695,3 +695,74 @@ async fn logins_go_on_after_the_provider_rotates_its_signing_key() {
     let fetches = log.matches("fetched the provider's keys again").count();
     assert_eq!(fetches, 2, "one fetch per rotation:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_cookie_provider_errors_and_viewers_per_user_are_bounded() {
+    let Some(s) = setup_with("small-holes", options(1, true, "Floating")).await else {
+        return;
+    };
+    // The login cookie is pinned to this host (`__Host-`, Secure, path /).
+    let start = s
+        .broker
+        .http()
+        .get(s.broker.at("/login"))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = start
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-verdant-login=")
+                && c.contains("Secure")
+                && c.contains("Path=/")),
+        "{cookies:?}"
+    );
+    // Whatever a link puts in ?error= reaches the page and the log only as bounded,
+    // printable text.
+    let mut callback = s.broker.at("/auth/callback");
+    callback
+        .query_pairs_mut()
+        .append_pair("error", "access_denied\r\nX-Injected: 1")
+        .append_pair(
+            "error_description",
+            &format!("<script>alert(1)</script>{}", "y".repeat(5000)),
+        );
+    let page = s.broker.http().get(callback).send().await.unwrap();
+    assert_eq!(page.status(), 401);
+    assert!(page.headers().get("x-injected").is_none());
+    let body = page.text().await.unwrap();
+    assert!(!body.contains("<script>alert"), "{body}");
+    assert!(body.len() < 4000, "the page echoes {} bytes", body.len());
+    let log = std::fs::read_to_string(&s.broker.log).unwrap_or_default();
+    assert!(!log.contains("X-Injected: 1\n") && !log.contains(&"y".repeat(300)));
+
+    // One user, eight viewers at most through one broker; the ninth is refused with 429.
+    let alice = s.login("alice").await;
+    let desktop = s.connect(&alice, "eng").await;
+    let mut viewers = Vec::new();
+    for _ in 0..8 {
+        viewers.push(s.viewer(&alice, &desktop).await);
+    }
+    let grant: serde_json::Value = s.token(&alice, &desktop).await.json().await.unwrap();
+    let mut url = s.broker.at(grant["path"].as_str().unwrap());
+    url.set_scheme("wss").unwrap();
+    let cookie = alice.cookie(&s.broker.url);
+    let ninth = tests::wsrfb::connect(
+        &url,
+        &s.broker.ca,
+        &[("cookie", &cookie), ("origin", &s.origin())],
+    )
+    .await;
+    assert!(
+        matches!(ninth, Err(tests::wsrfb::WsError::Status(429))),
+        "a ninth viewer: {:?}",
+        ninth.err()
+    );
+    drop(viewers);
+}

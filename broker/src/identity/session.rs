@@ -17,8 +17,10 @@ use super::review::Identity;
 pub const SESSION_COOKIE_SECURE: &str = "__Host-verdant-session";
 /// The session cookie over plain HTTP (local development only).
 pub const SESSION_COOKIE_PLAIN: &str = "verdant-session";
-/// The cookie of a login in progress.
-pub const LOGIN_COOKIE: &str = "verdant-login";
+/// The cookie of a login in progress over HTTPS (`__Host-`: this host, path `/`, Secure).
+pub const LOGIN_COOKIE_SECURE: &str = "__Host-verdant-login";
+/// The cookie of a login in progress over plain HTTP (local development only).
+pub const LOGIN_COOKIE_PLAIN: &str = "verdant-login";
 /// How long a login may take at the provider.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 
@@ -59,6 +61,14 @@ pub struct Cookies {
 }
 
 impl Cookies {
+    fn login_name(self) -> &'static str {
+        if self.secure {
+            LOGIN_COOKIE_SECURE
+        } else {
+            LOGIN_COOKIE_PLAIN
+        }
+    }
+
     fn session_name(self) -> &'static str {
         if self.secure {
             SESSION_COOKIE_SECURE
@@ -109,15 +119,15 @@ impl Cookies {
     /// `jar` with a login in progress stored.
     pub fn store_login(self, jar: PrivateCookieJar, pending: &Pending) -> PrivateCookieJar {
         let value = serde_json::to_string(pending).unwrap_or_default();
-        jar.add(self.cookie(LOGIN_COOKIE, value, LOGIN_TTL))
+        jar.add(self.cookie(self.login_name(), value, LOGIN_TTL))
     }
 
     /// The login in progress in `jar`, and `jar` without it.
     pub fn take_login(self, jar: PrivateCookieJar) -> (Option<Pending>, PrivateCookieJar) {
         let pending = jar
-            .get(LOGIN_COOKIE)
+            .get(self.login_name())
             .and_then(|c| serde_json::from_str(c.value()).ok());
-        let jar = jar.remove(self.cookie(LOGIN_COOKIE, String::new(), Duration::ZERO));
+        let jar = jar.remove(self.cookie(self.login_name(), String::new(), Duration::ZERO));
         (pending, jar)
     }
 }

@@ -72,7 +72,10 @@ pub async fn callback(
 ) -> Response {
     let (pending, jar) = broker.cookies.take_login(jar);
     if let Some(error) = query.error {
-        let detail = query.error_description.unwrap_or_default();
+        // Whatever the query says, shown and logged only as printable text of bounded size:
+        // anyone can send a browser here with any ?error=.
+        let error = printable(&error, 64);
+        let detail = printable(&query.error_description.unwrap_or_default(), 200);
         tracing::info!(%error, %detail, "the provider ended a login with an error");
         let text = format!("The login provider said: {error} {detail}");
         return (
@@ -171,6 +174,20 @@ pub async fn callback(
     (jar, Redirect::to(&next)).into_response()
 }
 
+/// `text` with anything but printable ASCII (RFC 6749's error and error_description
+/// characters) dropped, at most `max` characters, `...` marking a cut.
+fn printable(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect();
+    if clean.chars().count() > max {
+        clean.chars().take(max).collect::<String>() + "..."
+    } else {
+        clean
+    }
+}
+
 /// A form's CSRF field.
 #[derive(Debug, Deserialize)]
 pub struct CsrfForm {
@@ -201,4 +218,19 @@ pub async fn logout(
         )),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_providers_error_is_shown_as_bounded_printable_text() {
+        assert_eq!(printable("access_denied", 64), "access_denied");
+        assert_eq!(
+            printable("bad\r\nSet-Cookie: x=1\u{202e}\u{0}", 64),
+            "badSet-Cookie: x=1"
+        );
+        assert_eq!(printable(&"x".repeat(300), 10), "xxxxxxxxxx...");
+    }
 }

@@ -25,6 +25,8 @@ use crate::proxy::framer::MAX_PENDING;
 use crate::proxy::{handshake, relay};
 use crate::token::TOKEN_TTL;
 
+/// Viewers one user may have open at once through one broker.
+pub const MAX_VIEWERS_PER_USER: usize = 8;
 /// How long connecting to a launcher may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -153,6 +155,11 @@ pub async fn websocket(
             .json();
         }
     };
+    // A bounded number of viewers per user and replica: each holds a launcher connection.
+    if broker.relays.of_user(&who.identity.user) >= MAX_VIEWERS_PER_USER {
+        broker.metrics.refused("too_many_viewers");
+        return Refusal::TooMany.json();
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
@@ -199,7 +206,7 @@ pub async fn websocket(
     let counts = !view_only && who.owns(&desktop);
     // Registered before the relay starts; a change the watch brought meanwhile ends it at
     // once (the cache has it, and it is newer than what access was checked on).
-    let registration = broker.relays.open(&desktop);
+    let registration = broker.relays.open(&desktop, &who.identity.user);
     if let Some(now) = broker.desktop(&namespace, &name) {
         broker.relays.desktop_changed(&now);
     }
