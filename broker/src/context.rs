@@ -23,6 +23,7 @@ use crate::identity::oidc::{Oidc, http_client};
 use crate::identity::provider::{Provider, Registration};
 use crate::identity::review::Reviewer;
 use crate::identity::session::Cookies;
+use crate::identity::sessions::Sessions;
 use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::relays::Relays;
@@ -110,6 +111,8 @@ pub struct Broker {
     pub activity: Arc<Activity>,
     /// The viewer relays open here, ended when their desktop changes hands.
     pub relays: Arc<Relays>,
+    /// The server-side sessions (in the session Secret's namespace).
+    pub sessions: Arc<Sessions>,
     /// What callers may cost the apiserver.
     pub limits: Limits,
     /// Metrics.
@@ -243,6 +246,13 @@ impl Broker {
                 }
             },
         );
+        let ended = Arc::clone(&relays);
+        let sessions = Sessions::watch(client.clone(), ns, move |lease| {
+            let closed = ended.session_ended(lease);
+            if closed > 0 {
+                tracing::info!(session = %lease, viewers = closed, "session ended: its viewers closed");
+            }
+        });
         let pools = Cache::watch(
             &client,
             &options.namespaces,
@@ -273,6 +283,7 @@ impl Broker {
             assigners: Mutex::new(HashMap::new()),
             activity,
             relays,
+            sessions,
             limits: Limits::default(),
             metrics: Metrics::default(),
             shutdown: watch::channel(false).0,
@@ -337,6 +348,24 @@ impl Broker {
         }
         let api: Api<Desktop> = Api::namespaced(self.client.clone(), namespace);
         Ok(api.get_opt(name).await?.map(Arc::new))
+    }
+
+    /// Whether `identity`, whose desktop `desktop` is (`spec.user`), may still open it: a pool's
+    /// desktop only while RBAC lets them `use` the pool (an entitlement revoked takes their
+    /// desktop from them, not only new ones); a desktop of no pool, always.
+    pub async fn owner_entitled(
+        &self,
+        identity: &crate::identity::Identity,
+        desktop: &Desktop,
+    ) -> Result<bool, kube::Error> {
+        let Some(pool) = desktop.labels().get(crds::labels::POOL_LABEL) else {
+            return Ok(true);
+        };
+        let namespace = desktop.namespace().unwrap_or_default();
+        use crate::identity::access::{POOLS, USE};
+        self.access
+            .allowed(identity, USE, POOLS, &namespace, pool)
+            .await
     }
 
     /// The assigner of `namespace`'s pools (one watch per namespace, made on first use).

@@ -12,7 +12,8 @@
 //! - [`routes`]: the HTTP surface; [`portal`]: its pages;
 //! - [`token`]: one-time connect tokens; [`proxy`]: the VNC handshake and relay;
 //! - [`activity`]: session state into `Desktop.status.assignment`;
-//! - [`relays`]: the open viewer relays, ended when their desktop changes hands;
+//! - [`relays`]: the open viewer relays, ended when their desktop changes hands or their
+//!   session ends; [`watchdog`]: ends those RBAC no longer allows;
 //! - [`server`]: serving, TLS, graceful shutdown; [`metrics`], [`names`].
 
 pub mod activity;
@@ -28,3 +29,4 @@ pub mod relays;
 pub mod routes;
 pub mod server;
 pub mod token;
+pub mod watchdog;

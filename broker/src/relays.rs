@@ -1,7 +1,9 @@
 //! Every viewer relay this broker has open, by desktop: so that a relay ends the moment what
 //! it was opened under no longer holds. A desktop that changes hands (released, reset,
 //! given to someone else, deleted) ends every relay opened before, whoever opened it, so no
-//! viewer stays on a VM that is no longer its user's.
+//! viewer stays on a VM that is no longer its user's; a session that ends (logout, or an
+//! administrator's revocation) ends its relays; and the watchdog ([`crate::watchdog`]) ends
+//! those whose user RBAC no longer allows.
 //!
 //! The broker's desktop watch reports each change here ([`Relays::desktop_changed`]); a
 //! relay registers before it starts relaying and checks the cache once more after, so a
@@ -15,6 +17,9 @@ use crds::Desktop;
 use crds::labels::reset_count;
 use kube::ResourceExt;
 use tokio::sync::watch;
+
+use crate::identity::Identity;
+use crate::identity::sessions::lease_name;
 
 /// Whose a desktop is, as a relay saw it when it opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +49,37 @@ fn version(desktop: &Desktop) -> Option<u64> {
     desktop.metadata.resource_version.as_deref()?.parse().ok()
 }
 
+/// Who opened a relay, and how.
+#[derive(Debug, Clone)]
+pub struct Opener {
+    /// The browser session (or bearer token) it was opened in.
+    pub sid: String,
+    /// The user.
+    pub identity: Identity,
+    /// Watching only (shadow).
+    pub view_only: bool,
+}
+
+/// One open relay, as the watchdog looks at it.
+#[derive(Debug, Clone)]
+pub struct OpenRelay {
+    /// Its id (for [`Relays::end`]).
+    pub id: u64,
+    /// The desktop's namespace and name.
+    pub desktop: (String, String),
+    /// Who opened it.
+    pub opener: Opener,
+}
+
 /// Why a relay was ended: the WebSocket close reason the viewer is shown.
 pub type EndReason = Option<String>;
 
 struct Entry {
     id: u64,
-    /// Who opened it.
-    user: String,
+    /// Who opened it, and how.
+    opener: Opener,
+    /// The Lease name of the session it was opened in.
+    session: String,
     holder: Holder,
     /// The version of the desktop the relay opened with.
     opened_at: Option<u64>,
@@ -119,14 +148,15 @@ impl Relays {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a relay of `user` to `desktop` as it was read when the relay was allowed.
-    pub fn open(self: &Arc<Self>, desktop: &Desktop, user: &str) -> Registration {
+    /// Registers a relay of `opener` to `desktop` as it was read when the relay was allowed.
+    pub fn open(self: &Arc<Self>, desktop: &Desktop, opener: Opener) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (stop, ended) = watch::channel(None);
         let key = key(desktop);
         self.lock().entry(key.clone()).or_default().push(Entry {
             id,
-            user: user.to_owned(),
+            session: lease_name(&opener.sid),
+            opener,
             holder: Holder::of(desktop),
             opened_at: version(desktop),
             stop,
@@ -175,8 +205,42 @@ impl Relays {
         self.lock()
             .values()
             .flatten()
-            .filter(|e| e.user == user)
+            .filter(|e| e.opener.identity.user == user)
             .count()
+    }
+
+    /// The session whose Lease is `lease` ended: ends its relays. Returns how many.
+    pub fn session_ended(&self, lease: &str) -> usize {
+        let open = self.lock();
+        let mut ended = 0;
+        for entry in open.values().flatten().filter(|e| e.session == lease) {
+            entry
+                .stop
+                .send_replace(Some("the session ended; log in again".to_owned()));
+            ended += 1;
+        }
+        ended
+    }
+
+    /// Every open relay, for the watchdog.
+    pub fn snapshot(&self) -> Vec<OpenRelay> {
+        self.lock()
+            .iter()
+            .flat_map(|(desktop, entries)| {
+                entries.iter().map(|e| OpenRelay {
+                    id: e.id,
+                    desktop: desktop.clone(),
+                    opener: e.opener.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Ends relay `id`, telling its viewer `why`.
+    pub fn end(&self, id: u64, why: &str) {
+        for entry in self.lock().values().flatten().filter(|e| e.id == id) {
+            entry.stop.send_replace(Some(why.to_owned()));
+        }
     }
 
     /// How many relays are open.
@@ -194,6 +258,19 @@ impl Relays {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn opener(user: &str, sid: &str) -> Opener {
+        Opener {
+            sid: sid.into(),
+            identity: Identity {
+                user: user.into(),
+                groups: vec![],
+                uid: None,
+                extra: Default::default(),
+            },
+            view_only: false,
+        }
+    }
 
     fn desktop(version: &str, user: Option<&str>, resets: u64) -> Desktop {
         serde_json::from_value(json!({
@@ -215,7 +292,7 @@ mod tests {
     #[test]
     fn a_relay_ends_when_its_desktop_changes_hands_and_only_then() {
         let relays = Arc::new(Relays::default());
-        let alice = relays.open(&desktop("10", Some("alice"), 0), "alice");
+        let alice = relays.open(&desktop("10", Some("alice"), 0), opener("alice", "s1"));
         // Older news (the watch lags the read the relay opened on), and a status write.
         assert_eq!(relays.desktop_changed(&desktop("9", None, 0)), 0);
         assert_eq!(relays.desktop_changed(&desktop("11", Some("alice"), 0)), 0);
@@ -227,7 +304,7 @@ mod tests {
             Some("the desktop changed hands")
         );
         // A relay opened on the fresh VM is not ended by what ended the last one.
-        let bob = relays.open(&desktop("14", Some("bob"), 1), "bob");
+        let bob = relays.open(&desktop("14", Some("bob"), 1), opener("bob", "s2"));
         assert_eq!(relays.desktop_changed(&desktop("14", Some("bob"), 1)), 0);
         // A reset with the same user (an administrator's release and a new assignment
         // between two events) still ends it.
@@ -238,12 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_session_ends_its_relays_only() {
+        let relays = Arc::new(Relays::default());
+        let mine = relays.open(&desktop("10", Some("alice"), 0), opener("alice", "s1"));
+        let other = relays.open(&desktop("10", Some("alice"), 0), opener("alice", "s2"));
+        assert_eq!(relays.session_ended(&lease_name("s1")), 1);
+        assert!(mine.ended.borrow().is_some() && other.ended.borrow().is_none());
+    }
+
+    #[test]
     fn deletion_ends_every_relay() {
         let relays = Arc::new(Relays::default());
-        let one = relays.open(&desktop("10", Some("alice"), 0), "alice");
-        let two = relays.open(&desktop("10", Some("alice"), 0), "alice");
+        let one = relays.open(&desktop("10", Some("alice"), 0), opener("alice", "s1"));
+        let two = relays.open(&desktop("10", Some("alice"), 0), opener("alice", "s1"));
         assert_eq!(relays.len(), 2);
         assert_eq!((relays.of_user("alice"), relays.of_user("bob")), (2, 0));
+        assert_eq!(relays.snapshot().len(), 2);
         relays.desktop_deleted(&desktop("11", Some("alice"), 0));
         assert!(one.ended.borrow().is_some() && two.ended.borrow().is_some());
     }

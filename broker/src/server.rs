@@ -64,6 +64,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let router = crate::routes::router(Arc::clone(&broker));
+    let watchdog = tokio::spawn(crate::watchdog::run(Arc::clone(&broker)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -114,6 +115,7 @@ pub async fn serve(
             }
         });
     }
+    watchdog.abort();
     tracing::info!("shutting down: telling viewers to reconnect");
     broker.shutdown.send_replace(true);
     let drain = broker.options.drain;

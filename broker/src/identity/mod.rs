@@ -7,5 +7,6 @@ pub mod oidc;
 pub mod provider;
 pub mod review;
 pub mod session;
+pub mod sessions;
 
 pub use review::Identity;

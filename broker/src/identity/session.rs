@@ -1,7 +1,8 @@
 //! The browser session: an encrypted, authenticated cookie (AES-256-GCM, axum-extra's
-//! PrivateCookieJar) holding who the user is, until when, and the session's CSRF token. The
-//! key comes from a Secret every replica reads, so any replica serves any session, and a
-//! broker restart logs nobody out.
+//! PrivateCookieJar) holding the session's id, until when, and its CSRF token. Who the user
+//! is lives server-side ([`super::sessions`]), so a session can be ended everywhere and the
+//! cookie stays small however many groups the user has. The key comes from a Secret every
+//! replica reads, so any replica serves any session, and a broker restart logs nobody out.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,12 +26,19 @@ pub const LOGIN_COOKIE_PLAIN: &str = "verdant-login";
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 
 /// A logged-in browser.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// Random id; connect tokens are bound to it.
-    pub sid: String,
-    /// Who, as the apiserver reviewed them at login.
+    /// What its cookie holds.
+    pub cookie: SessionCookie,
+    /// Who, as the apiserver reviewed them at login (kept server-side).
     pub identity: Identity,
+}
+
+/// What a session's cookie holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCookie {
+    /// Random id; connect tokens are bound to it, and it names the server-side session.
+    pub sid: String,
     /// Expiry, Unix seconds.
     pub exp: u64,
     /// The token forms and scripts send back on every state-changing request.
@@ -90,24 +98,26 @@ impl Cookies {
     /// A new session for `identity`.
     pub fn new_session(self, identity: Identity) -> Result<Session, getrandom::Error> {
         Ok(Session {
-            sid: random(16)?,
+            cookie: SessionCookie {
+                sid: random(16)?,
+                exp: unix_now() + self.ttl.as_secs(),
+                csrf: random(24)?,
+            },
             identity,
-            exp: unix_now() + self.ttl.as_secs(),
-            csrf: random(24)?,
         })
     }
 
-    /// The session in `jar`, if there is one and it has not expired.
-    pub fn session(self, jar: &PrivateCookieJar) -> Option<Session> {
+    /// The session cookie in `jar`, if there is one and it has not expired.
+    pub fn session(self, jar: &PrivateCookieJar) -> Option<SessionCookie> {
         let cookie = jar.get(self.session_name())?;
-        let session: Session = serde_json::from_str(cookie.value()).ok()?;
+        let session: SessionCookie = serde_json::from_str(cookie.value()).ok()?;
         (session.exp > unix_now()).then_some(session)
     }
 
-    /// `jar` with `session` stored.
+    /// `jar` with `session`'s cookie stored.
     pub fn store_session(self, jar: PrivateCookieJar, session: &Session) -> PrivateCookieJar {
-        let value = serde_json::to_string(session).unwrap_or_default();
-        let left = Duration::from_secs(session.exp.saturating_sub(unix_now()));
+        let value = serde_json::to_string(&session.cookie).unwrap_or_default();
+        let left = Duration::from_secs(session.cookie.exp.saturating_sub(unix_now()));
         jar.add(self.cookie(self.session_name(), value, left))
     }
 

@@ -165,6 +165,20 @@ pub async fn callback(
                 .into_response();
         }
     };
+    // Server-side: what ends it everywhere (logout, an administrator) is its Lease going.
+    if let Err(e) = broker
+        .sessions
+        .create(&session.cookie.sid, &session.identity, broker.cookies.ttl)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record a session");
+        return (
+            jar,
+            Refusal::Unavailable(format!("The broker cannot start your session now: {e}"))
+                .page("/"),
+        )
+            .into_response();
+    }
     tracing::info!(user = %session.identity.user, groups = ?session.identity.groups, "logged in");
     broker.metrics.logins.inc();
     let jar = broker.cookies.store_session(jar, &session);
@@ -206,6 +220,13 @@ pub async fn logout(
         Ok(who) => who,
         Err(refusal) => return refusal.page("/"),
     };
+    // Ended everywhere: every replica's watch sees the Lease go and closes its viewers.
+    if !who.sid.starts_with("bearer-")
+        && let Err(e) = broker.sessions.end(&who.sid).await
+    {
+        return Refusal::Unavailable(format!("The broker cannot end your session now: {e}"))
+            .page("/");
+    }
     tracing::info!(user = %who.identity.user, "logged out");
     let jar = broker.cookies.clear_session(jar);
     (

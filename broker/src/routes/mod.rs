@@ -323,16 +323,25 @@ pub async fn caller(
             ))),
         };
     }
-    match broker.cookies.session(jar) {
-        Some(session) => Ok(Caller {
-            identity: session.identity,
-            sid: session.sid,
-            csrf: Some(session.csrf),
+    let Some(cookie) = broker.cookies.session(jar) else {
+        broker.metrics.refused("no_session");
+        return Err(Refusal::Unauthenticated);
+    };
+    // The session lives server-side: ended (logout, an administrator) means logged out,
+    // whatever the cookie says.
+    match broker.sessions.identity(&cookie.sid).await {
+        Ok(Some(identity)) => Ok(Caller {
+            identity,
+            sid: cookie.sid,
+            csrf: Some(cookie.csrf),
         }),
-        None => {
-            broker.metrics.refused("no_session");
+        Ok(None) => {
+            broker.metrics.refused("session_ended");
             Err(Refusal::Unauthenticated)
         }
+        Err(e) => Err(Refusal::Unavailable(format!(
+            "The broker cannot check your session now: {e}"
+        ))),
     }
 }
 

@@ -285,19 +285,32 @@ pub async fn desktop_access(
         broker.metrics.refused("not_entitled");
         return Err(Refusal::NotFound);
     }
+    let unavailable = |e: kube::Error| {
+        Refusal::Unavailable(format!("The broker cannot check your rights now: {e}"))
+    };
+    // Their own desktop, while RBAC still lets them use its pool.
+    let theirs = |d: Arc<Desktop>| async move {
+        if broker
+            .owner_entitled(&who.identity, &d)
+            .await
+            .map_err(unavailable)?
+        {
+            Ok((d, false))
+        } else {
+            broker.metrics.refused("not_entitled");
+            Err(Refusal::NotFound)
+        }
+    };
     let cached = broker.desktop(&namespace, &name);
     if let Some(d) = &cached
         && who.owns(d)
     {
-        return Ok((Arc::clone(d), false));
+        return theirs(Arc::clone(d)).await;
     }
     if !broker.limits.lookups_per_user.allow(&who.identity.user) {
         broker.metrics.refused("rate_limited");
         return Err(Refusal::TooMany);
     }
-    let unavailable = |e: kube::Error| {
-        Refusal::Unavailable(format!("The broker cannot check your rights now: {e}"))
-    };
     let read = || async {
         broker
             .desktop_now(&namespace, &name, |d| who.owns(d))
@@ -311,7 +324,7 @@ pub async fn desktop_access(
         if let Some(d) = &now
             && who.owns(d)
         {
-            return Ok((Arc::clone(d), false));
+            return theirs(Arc::clone(d)).await;
         }
     }
     let access = &broker.access;

@@ -206,7 +206,14 @@ pub async fn websocket(
     let counts = !view_only && who.owns(&desktop);
     // Registered before the relay starts; a change the watch brought meanwhile ends it at
     // once (the cache has it, and it is newer than what access was checked on).
-    let registration = broker.relays.open(&desktop, &who.identity.user);
+    let registration = broker.relays.open(
+        &desktop,
+        crate::relays::Opener {
+            sid: who.sid.clone(),
+            identity: who.identity.clone(),
+            view_only,
+        },
+    );
     if let Some(now) = broker.desktop(&namespace, &name) {
         broker.relays.desktop_changed(&now);
     }
