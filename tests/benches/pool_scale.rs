@@ -106,6 +106,23 @@ fn operator_writes(audit_log: &std::path::Path, ns: &str) -> BTreeMap<String, us
     counts
 }
 
+/// Waits until the operator has stopped writing in `ns` (no write for 2 s, at most a
+/// minute): the reaction to a mass release (1000 launchers replaced) is over before the next
+/// assign run is measured, as the steady rates were before releases reset desktops.
+async fn quiesce(audit_log: &std::path::Path, ns: &str) {
+    let total = || operator_writes(audit_log, ns).values().sum::<usize>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = total();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = total();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 fn per_desktop(counts: &BTreeMap<String, usize>, n: usize) -> (f64, f64) {
     let events: usize = counts
         .iter()
@@ -409,7 +426,7 @@ async fn main() {
             })
             .await;
         relaunch_released(&kubelet, &pods, &pools, n).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        quiesce(&cp.audit_log(), "pool").await;
 
         let users: Vec<String> = (0..n).map(|i| format!("user-{rate}-{i}")).collect();
         let started = Instant::now();

@@ -54,6 +54,9 @@ pub fn build(settings: &LauncherNetworkPolicy) -> serde_json::Value {
 #[derive(Default)]
 pub struct Policies {
     applied: Mutex<HashMap<String, Instant>>,
+    /// Held while a policy is applied: the reconciles of a pool's new desktops, which arrive
+    /// at once, wait for the first one's apply instead of each applying it too.
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl Policies {
@@ -69,6 +72,10 @@ impl Policies {
             return Ok(());
         }
         let fresh = |at: &Instant| at.elapsed() < REAPPLY;
+        if self.lock().get(namespace).is_some_and(fresh) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.applying.lock().await;
         if self.lock().get(namespace).is_some_and(fresh) {
             return Ok(());
         }
