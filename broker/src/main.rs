@@ -77,6 +77,16 @@ async fn run(options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let metrics_listener = match options.metrics_listen.0 {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("verdant-broker: cannot listen on --metrics-listen {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let listen = listener.local_addr().map_or(options.listen, |a| a);
     let url = options.public_url.clone();
     let broker = match Broker::start(options).await {
@@ -86,6 +96,15 @@ async fn run(options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(metrics) = metrics_listener {
+        let router = broker::routes::metrics_router(std::sync::Arc::clone(&broker));
+        tracing::info!(listen = ?metrics.local_addr().ok(), "serving /metrics");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, router).await {
+                tracing::error!("the metrics listener failed: {e}");
+            }
+        });
+    }
     tracing::info!(%listen, %url, tls = tls.is_some(), "serving");
     broker::server::serve(broker, listener, tls, terminated()).await;
     tracing::info!("stopped");

@@ -10,6 +10,15 @@ pub struct Options {
     /// Address to listen on.
     #[arg(long, env = "VERDANT_BROKER_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// Address to serve `/metrics` on, apart from the users' listener (which an Ingress
+    /// exposes), plain HTTP; `off` serves none.
+    #[arg(
+        long,
+        env = "VERDANT_BROKER_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090",
+        value_parser = parse_optional_addr
+    )]
+    pub metrics_listen: OptionalAddr,
     /// The URL users reach the broker at. Its origin is the only one a WebSocket or a form may
     /// come from; the OpenID callback is `<url>/auth/callback`.
     #[arg(long, env = "VERDANT_BROKER_URL", value_parser = parse_public_url)]
@@ -102,6 +111,19 @@ impl Options {
     pub fn secure(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// An address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
+    if text == "off" {
+        return Ok(OptionalAddr(None));
+    }
+    text.parse()
+        .map(|a| OptionalAddr(Some(a)))
+        .map_err(|e| format!("{e}: give IP:PORT, such as 0.0.0.0:9090, or off"))
 }
 
 fn parse_public_url(text: &str) -> Result<url::Url, String> {

@@ -2,8 +2,10 @@
 //!
 //! A token names the browser session and the desktop it was issued for, whether the viewer
 //! may only watch, and when it expires (seconds after issue). It is MAC'd with a key derived
-//! from the session key every replica shares, so any replica can check it; each replica
-//! remembers the tokens it has redeemed until they expire, so a token works once there.
+//! from the session key every replica shares, so any replica can check it. A token works once
+//! across every replica: each remembers the tokens it redeemed (a cheap first check), and the
+//! session's Lease records each redemption for all of them
+//! ([`crate::identity::sessions::Sessions::redeem_once`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

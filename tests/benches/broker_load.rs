@@ -96,13 +96,7 @@ fn mib(kib: u64) -> f64 {
 
 /// The broker's `/metrics` text.
 async fn metrics(env: &BrokerEnv) -> String {
-    match env
-        .broker
-        .http()
-        .get(env.broker.at("/metrics"))
-        .send()
-        .await
-    {
+    match env.broker.http().get(env.broker.metrics_url()).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(e) => format!("# /metrics failed: {e}"),
     }

@@ -140,6 +140,8 @@ pub struct BrokerProcess {
     pub url: Url,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` (plain HTTP, apart from the users' listener).
+    pub metrics: SocketAddr,
     /// The CA its certificate chains to.
     pub ca: PathBuf,
     /// Its log file.
@@ -165,10 +167,12 @@ impl BrokerProcess {
         std::fs::write(&secret, oidc.client_secret()).expect("client secret file");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let url = Url::parse(&format!("https://{addr}")).expect("URL");
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = cp.dir().join(format!("{name}.log"));
         let mut cmd = Command::new(crate::bins::binary("verdant-broker"));
         cmd.args([
             format!("--listen={addr}"),
+            format!("--metrics-listen={metrics}"),
             format!("--public-url={url}"),
             format!("--tls-cert={}", cp.pki().serving_cert.display()),
             format!("--tls-key={}", cp.pki().serving_key.display()),
@@ -188,6 +192,7 @@ impl BrokerProcess {
             process,
             url,
             addr,
+            metrics,
             ca: cp.pki().ca_cert.clone(),
             log,
         };
@@ -219,6 +224,11 @@ impl BrokerProcess {
     /// The URL of `path` on this broker.
     pub fn at(&self, path: &str) -> Url {
         self.url.join(path).expect("URL")
+    }
+
+    /// The URL of its `/metrics`, on the metrics listener.
+    pub fn metrics_url(&self) -> Url {
+        Url::parse(&format!("http://{}/metrics", self.metrics)).expect("URL")
     }
 
     /// An HTTP client trusting this broker's CA, following no redirects, without cookies.

@@ -697,7 +697,7 @@ async fn logins_go_on_after_the_provider_rotates_its_signing_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn login_cookie_provider_errors_and_viewers_per_user_are_bounded() {
+async fn login_cookie_provider_errors_metrics_and_viewers_per_user_are_bounded() {
     let Some(s) = setup_with("small-holes", options(1, true, "Floating")).await else {
         return;
     };
@@ -741,6 +741,13 @@ async fn login_cookie_provider_errors_and_viewers_per_user_are_bounded() {
     assert!(body.len() < 4000, "the page echoes {} bytes", body.len());
     let log = std::fs::read_to_string(&s.broker.log).unwrap_or_default();
     assert!(!log.contains("X-Injected: 1\n") && !log.contains(&"y".repeat(300)));
+
+    // /metrics is not on the users' port, which an Ingress exposes; it is on its own.
+    let public = s.broker.http().get(s.broker.at("/metrics")).send().await;
+    assert_eq!(public.unwrap().status(), 404, "/metrics on the users' port");
+    let metrics = reqwest::get(s.broker.metrics_url()).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("verdant_broker_"));
 
     // One user, eight viewers at most through one broker; the ninth is refused with 429.
     let alice = s.login("alice").await;
@@ -834,6 +841,46 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     let desktop = s.connect(&alice, "eng").await;
     // Bound: the watchdog's round and the access cache's 5 s, with room to spare.
     let bound = Duration::from_secs(20); // the watchdog's 10 s round and the access cache's 5 s
+
+    // 0. A connect token works once across the replicas, not once at each: issued at
+    // broker-1 and redeemed at broker-2 (any replica takes it), the same token is then
+    // refused at broker-1, with the same session cookie.
+    let csrf = s.broker.csrf(&alice).await.unwrap();
+    let grant: serde_json::Value = alice
+        .http
+        .post(
+            s.broker
+                .at(&format!("/api/desktops/{}/{desktop}/token", s.env.ns)),
+        )
+        .header("origin", s.origin())
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = grant["path"].as_str().expect("a token");
+    let open_at = |broker: &tests::broker::BrokerProcess| {
+        let mut url = broker.at(path);
+        url.set_scheme("wss").unwrap();
+        let cookie = alice.cookie(&broker.url);
+        let origin = broker.url.origin().ascii_serialization();
+        let ca = broker.ca.clone();
+        async move {
+            tests::wsrfb::connect(&url, &ca, &[("cookie", &cookie), ("origin", &origin)]).await
+        }
+    };
+    let first = open_at(&b2)
+        .await
+        .expect("a token from broker-1 opens a viewer at broker-2");
+    let replay = open_at(&s.broker).await;
+    assert!(
+        matches!(replay, Err(tests::wsrfb::WsError::Status(403))),
+        "the token replayed at broker-1: {:?}",
+        replay.as_ref().err()
+    );
+    drop(first);
 
     // 1. The RoleBinding that entitles alice's group to the pool goes: her viewers at both
     // replicas are closed, and her desktop's page is the same 404 as any other's.

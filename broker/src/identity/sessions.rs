@@ -34,6 +34,14 @@ pub const SESSION_LABEL: &str = "vdi.verdant.dev/session";
 pub const SESSION_USER_LABEL: &str = "vdi.verdant.dev/session-user";
 /// The annotation with the session's identity (JSON: user, groups, uid, extra).
 const IDENTITY_ANNOTATION: &str = "vdi.verdant.dev/identity";
+/// The annotation with the connect tokens the session redeemed and not yet expired (JSON: token
+/// id to expiry, Unix ms): one record every replica sees, so a token works once in all.
+const REDEEMED_ANNOTATION: &str = "vdi.verdant.dev/redeemed-tokens";
+/// Most unexpired tokens a session keeps; past it, the soonest to expire are forgotten (a
+/// page asks for one token per viewer, and they last 30 s).
+const REDEEMED_MAX: usize = 64;
+/// Tries of a redemption that met another replica's write.
+const REDEEM_TRIES: usize = 5;
 /// How long a session known to be gone is not looked up again.
 const GONE_FOR: Duration = Duration::from_secs(60);
 /// Most gone sessions remembered.
@@ -181,6 +189,56 @@ impl Sessions {
             }
         }
         Ok(found.as_ref().and_then(identity_of))
+    }
+
+    /// Uses up connect token `jti` (expiring at `exp`, Unix ms) of session `sid`, for every
+    /// replica: `true` the first time, `false` if it was used before (at any replica) or the
+    /// session is gone. The record is the session's Lease, written only if nobody wrote it since
+    /// it was read (its resourceVersion), so two replicas redeeming one token cannot both win.
+    pub async fn redeem_once(&self, sid: &str, jti: &str, exp: u64) -> Result<bool, kube::Error> {
+        let name = lease_name(sid);
+        let now = Timestamp::now().as_millisecond().max(0) as u64;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let Some(mut lease) = self.api.get_opt(&name).await? else {
+                return Ok(false);
+            };
+            if identity_of(&lease).is_none() {
+                return Ok(false);
+            }
+            let mut redeemed: HashMap<String, u64> = lease
+                .annotations()
+                .get(REDEEMED_ANNOTATION)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default();
+            if redeemed.contains_key(jti) {
+                return Ok(false);
+            }
+            redeemed.retain(|_, until| *until >= now);
+            if redeemed.len() >= REDEEMED_MAX {
+                let mut by_expiry: Vec<(String, u64)> = redeemed.into_iter().collect();
+                by_expiry.sort_by_key(|(_, until)| std::cmp::Reverse(*until));
+                by_expiry.truncate(REDEEMED_MAX - 1);
+                redeemed = by_expiry.into_iter().collect();
+            }
+            redeemed.insert(jti.to_owned(), exp);
+            lease.annotations_mut().insert(
+                REDEEMED_ANNOTATION.to_owned(),
+                serde_json::to_string(&redeemed).unwrap_or_default(),
+            );
+            // `replace` sends the resourceVersion read: a write in between is a 409.
+            match self
+                .api
+                .replace(&name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 && tries < REDEEM_TRIES => continue,
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Ends session `sid` everywhere (its Lease goes; every replica's watch sees it).

@@ -64,7 +64,6 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .nest_service("/novnc", novnc)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             App(Arc::clone(&broker)),
             bearer_gate,
@@ -142,6 +141,14 @@ async fn readyz(axum::extract::State(App(broker)): axum::extract::State<App>) ->
         Ok(()) => "ready".into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
+}
+
+/// What the metrics listener serves: `/metrics`, apart from the users' listener, so that an
+/// Ingress in front of that one never exposes it.
+pub fn metrics_router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(App(broker))
 }
 
 async fn metrics(axum::extract::State(App(broker)): axum::extract::State<App>) -> Response {

@@ -155,6 +155,30 @@ pub async fn websocket(
             .json();
         }
     };
+    // Once at every replica, not once at each: the session's record says whether any replica
+    // took this token already.
+    match broker
+        .sessions
+        .redeem_once(&who.sid, &grant.jti, grant.exp)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            let e = crate::token::TokenError::Replayed;
+            broker.metrics.refused(e.reason());
+            tracing::info!(user = %who.identity.user, %namespace, desktop = %name, why = %e, "connect token refused");
+            return Refusal::Forbidden(
+                e.reason(),
+                "The connect token is not valid; reload the page.".into(),
+            )
+            .json();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a connect token's use");
+            return Refusal::Unavailable("The broker cannot reach the cluster; try again.".into())
+                .json();
+        }
+    }
     // A bounded number of viewers per user and replica: each holds a launcher connection.
     if broker.relays.of_user(&who.identity.user) >= MAX_VIEWERS_PER_USER {
         broker.metrics.refused("too_many_viewers");
