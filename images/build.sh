@@ -82,6 +82,12 @@ stage() {
     install -m 0755 "$bins/verdant-$name" "$rootfs/usr/bin/verdant-$name"
     strip --strip-all "$rootfs/usr/bin/verdant-$name"
   fi
+  if [ "$name" = launcher ]; then
+    # The hardened mode's device plugin runs on the same nodes as the launcher: one image
+    # to pull there, not two.
+    install -m 0755 "$bins/verdant-kvm-plugin" "$rootfs/usr/bin/verdant-kvm-plugin"
+    strip --strip-all "$rootfs/usr/bin/verdant-kvm-plugin"
+  fi
   # Names for the two users an image runs as (65532 is distroless's nonroot), and the
   # resolver's order: static glibc reads /etc/hosts and /etc/resolv.conf itself (Kubernetes
   # mounts both), with no NSS modules to load.
@@ -110,9 +116,10 @@ description() {
   fi
 }
 
-# smoke NAME: the staged binary is static and runs with nothing else around it.
+# smoke NAME [BINARY]: the staged binary (default verdant-NAME) is static and runs with
+# nothing else around it.
 smoke() {
-  local name=$1 rootfs=$work/$1 bin=/usr/bin/verdant-$1
+  local name=$1 rootfs=$work/$1 bin=/usr/bin/${2:-verdant-$1}
   ldd "$rootfs$bin" 2>&1 | grep -Eq 'not a dynamic executable|statically linked' ||
     fail "$bin is not static: $(ldd "$rootfs$bin" 2>&1)"
   if [ "$(id -u)" = 0 ]; then
@@ -131,6 +138,7 @@ image() {
   step "$ref"
   stage "$name"
   smoke "$name"
+  if [ "$name" = launcher ]; then smoke launcher verdant-kvm-plugin; fi
   local c
   c=$(bah from --quiet scratch)
   bah copy --quiet --chown 0:0 "$c" "$work/$name/" /

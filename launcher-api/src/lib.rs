@@ -12,6 +12,7 @@
 
 pub mod argv;
 pub mod config;
+pub mod devices;
 pub mod endpoints;
 pub mod exit;
 pub mod limits;

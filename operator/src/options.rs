@@ -39,7 +39,7 @@ pub struct LeaderElection {
 
 /// Where launcher pods run and how their image is pulled: the file `--launcher-settings`
 /// names (the chart's `launcher` values), in the Pod API's own field names.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LauncherPod {
     /// The launcher container's `imagePullPolicy` [default: Kubernetes' own].
@@ -71,6 +71,12 @@ pub struct LauncherPod {
     /// (on unless `enabled: false`).
     #[serde(default)]
     pub network_policy: LauncherNetworkPolicy,
+    /// Whether launcher pods are privileged, with the node's `/dev/kvm` mounted [default:
+    /// true]. With `false` (the hardened mode) a launcher pod is not privileged, holds no
+    /// capability and asks for one unit of [`launcher_api::devices::KVM_RESOURCE`], which
+    /// the chart's device plugin (`verdant-kvm-plugin`) answers with `/dev/kvm` alone.
+    #[serde(default = "enabled")]
+    pub privileged: bool,
 }
 
 /// The launcher NetworkPolicy: in every namespace where it makes launcher pods, before the
@@ -93,6 +99,21 @@ pub struct LauncherNetworkPolicy {
 
 fn enabled() -> bool {
     true
+}
+
+impl Default for LauncherPod {
+    fn default() -> Self {
+        Self {
+            image_pull_policy: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            runtime_class_name: None,
+            cpu_allocation_ratio: None,
+            host_paths: Vec::new(),
+            network_policy: LauncherNetworkPolicy::default(),
+            privileged: true,
+        }
+    }
 }
 
 impl Default for LauncherNetworkPolicy {
@@ -136,7 +157,7 @@ impl LauncherPod {
     /// Parses the settings file's text; the error names the field and what it takes.
     pub fn parse(text: &str) -> Result<Self, String> {
         let settings: Self = serde_saphyr::from_str(text).map_err(|e| {
-            format!("{e}; the fields are imagePullPolicy, nodeSelector, tolerations, runtimeClassName, cpuAllocationRatio, hostPaths and networkPolicy")
+            format!("{e}; the fields are imagePullPolicy, nodeSelector, tolerations, runtimeClassName, cpuAllocationRatio, hostPaths, networkPolicy and privileged")
         })?;
         for dir in &settings.host_paths {
             check_host_dir(dir).map_err(|e| format!("hostPaths: {e}"))?;
@@ -188,6 +209,15 @@ mod tests {
         assert_eq!(settings.tolerations[0].key.as_deref(), Some("kvm"));
         assert_eq!(settings.runtime_class_name.as_deref(), Some("kvm"));
         assert_eq!(LauncherPod::parse("{}").unwrap(), LauncherPod::default());
+        assert!(
+            LauncherPod::default().privileged,
+            "privileged unless hardened"
+        );
+        assert!(
+            !LauncherPod::parse("privileged: false\n")
+                .unwrap()
+                .privileged
+        );
     }
 
     #[test]

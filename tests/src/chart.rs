@@ -61,6 +61,8 @@ pub const EVERY_OPTION: &[&str] = &[
     "launcher.runtimeClassName=kvm",
     "launcher.image.pullPolicy=Always",
     "launcher.cpuAllocationRatio=8",
+    "launcher.privileged=false",
+    "launcher.devicePlugin.kubeletDir=/var/lib/k0s/kubelet",
     "apiServer.host=10.213.0.1",
     "apiServer.port=6443",
 ];

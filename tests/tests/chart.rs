@@ -96,6 +96,7 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
         "Role/verdant-broker",
         "RoleBinding/verdant-broker",
         "ConfigMap/verdant-launcher",
+        "DaemonSet/verdant-kvm-plugin",
     ] {
         assert!(
             kinds.iter().any(|k| k == expected),
@@ -191,6 +192,39 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
     assert_eq!(parsed.runtime_class_name.as_deref(), Some("kvm"));
     assert_eq!(parsed.image_pull_policy.as_deref(), Some("Always"));
     assert_eq!(parsed.cpu_allocation_ratio, Some(8));
+    // The hardened mode: unprivileged launchers, and the device plugin on the KVM nodes, from
+    // the launcher image, registering in the kubelet's folder, itself unprivileged.
+    assert!(!parsed.privileged);
+    let plugin = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("the device plugin");
+    let plugin_pod = &plugin["spec"]["template"]["spec"];
+    assert_eq!(plugin_pod["nodeSelector"]["verdant.dev/kvm"], "enabled");
+    let c = &plugin_pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/verdant-vdi/verdant-launcher:0.1.0");
+    assert_eq!(c["command"][0], "/usr/bin/verdant-kvm-plugin");
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .contains(&"--kubelet-dir=/var/lib/k0s/kubelet".into())
+    );
+    assert_eq!(c["securityContext"]["privileged"], serde_json::Value::Null);
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    let host_paths: Vec<&str> = plugin_pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["hostPath"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        host_paths,
+        ["/var/lib/k0s/kubelet/device-plugins", "/dev/kvm"]
+    );
     let policy = &parsed.network_policy;
     assert!(policy.enabled);
     assert_eq!(policy.broker_namespace.as_deref(), Some("verdant-system"));
@@ -207,6 +241,9 @@ fn the_full_render_holds_each_optional_part_and_the_settings_reach_the_operator(
         .unwrap();
     let parsed = operator::LauncherPod::parse(&settings).unwrap();
     assert!(parsed.network_policy.enabled && parsed.network_policy.broker_namespace.is_none());
+    // Privileged launchers by default, as the design has them: no device plugin.
+    assert!(parsed.privileged);
+    assert!(!defaults.iter().any(|d| d["kind"] == "DaemonSet"));
 }
 
 #[test]
@@ -280,6 +317,14 @@ fn service_monitors_render_only_where_the_prometheus_operator_api_exists() {
     ]
     .concat();
     assert_eq!(count(&with_broker), 2, "the operator's and the broker's");
+    // The broker's is scraped on its own metrics port, which the Ingress does not route to.
+    let docs = documents(&tests::chart::render_with(&with_broker));
+    let monitor = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceMonitor" && d["metadata"]["name"] == "verdant-broker")
+        .unwrap();
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "http");
     assert_eq!(
         count(&[&api[..], &["--set", "serviceMonitor.enabled=false"]].concat()),
         0

@@ -296,6 +296,17 @@ fn the_images_are_reproducible_static_and_small() {
                 .args([&binary, "--version"]),
         );
         assert_eq!(printed, format!("verdant-{name} {version}\n"));
+        if name == "launcher" {
+            // The hardened mode's device plugin ships in the launcher's image.
+            let plugin = rootfs.join("usr/bin/verdant-kvm-plugin");
+            assert!(!asks_for_a_loader(&plugin), "verdant-kvm-plugin is dynamic");
+            let printed = output(
+                Command::new("chroot")
+                    .arg(&rootfs)
+                    .args(["/usr/bin/verdant-kvm-plugin", "--version"]),
+            );
+            assert_eq!(printed, format!("verdant-kvm-plugin {version}\n"));
+        }
         if name == "broker" {
             let rfb = rootfs.join("usr/share/verdant/novnc/core/rfb.js");
             assert!(rfb.is_file(), "the broker image has no noVNC: {rfb:?}");

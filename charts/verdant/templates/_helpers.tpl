@@ -67,6 +67,7 @@ seccompProfile:
 {{- with $l.image.pullPolicy }}{{ $_ := set $settings "imagePullPolicy" . }}{{ end }}
 {{- with $l.runtimeClassName }}{{ $_ := set $settings "runtimeClassName" . }}{{ end }}
 {{- $_ := set $settings "hostPaths" $l.hostPaths }}
+{{- $_ := set $settings "privileged" $l.privileged }}
 {{- $policy := dict "enabled" .Values.networkPolicy.enabled }}
 {{- if .Values.broker.enabled }}
 {{- $_ := set $policy "brokerNamespace" .Release.Namespace }}

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use crds::{Desktop, DesktopSpec};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, Pod, PodSpec, Probe,
-    ResourceRequirements, Secret, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, Pod, PodSpec,
+    Probe, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use kube::ResourceExt;
+use launcher_api::devices::{KVM_DEVICE, KVM_RESOURCE};
 use launcher_api::endpoints::{self, HTTP_PORT, HTTP_PORT_NAME, VNC_PORT, VNC_PORT_NAME};
 use launcher_api::limits::{CPU_OVERHEAD_MILLIS, MEMORY_OVERHEAD};
 use launcher_api::{DisplayConfig, LauncherConfig, VncConfig, parse_size};
@@ -128,38 +130,38 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
         .launcher_pod
         .cpu_request_millis(spec.resources.cpus, CPU_OVERHEAD_MILLIS);
 
-    let mut volumes = vec![
-        Volume {
+    let privileged = ctx.launcher_pod.privileged;
+    let mut volumes = vec![Volume {
+        name: "display-password".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret_name(&name)),
+            default_mode: Some(0o400),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "display-password".into(),
+        mount_path: DISPLAY_PASSWORD_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    if privileged {
+        // A privileged container may open any device; the node's /dev/kvm is mounted.
+        volumes.push(Volume {
             name: "kvm".into(),
             host_path: Some(HostPathVolumeSource {
-                path: "/dev/kvm".into(),
+                path: KVM_DEVICE.into(),
                 type_: Some("CharDevice".into()),
             }),
             ..Volume::default()
-        },
-        Volume {
-            name: "display-password".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret_name(&name)),
-                default_mode: Some(0o400),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-    ];
-    let mut mounts = vec![
-        VolumeMount {
+        });
+        mounts.push(VolumeMount {
             name: "kvm".into(),
-            mount_path: "/dev/kvm".into(),
+            mount_path: KVM_DEVICE.into(),
             ..VolumeMount::default()
-        },
-        VolumeMount {
-            name: "display-password".into(),
-            mount_path: DISPLAY_PASSWORD_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-    ];
+        });
+    }
     let host_paths = &ctx.launcher_pod.host_paths;
     let kernel = boot_file("kernel", &spec.boot.kernel, "spec.boot.kernel", host_paths)?;
     volumes.push(kernel.volume);
@@ -180,10 +182,18 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
         failure_threshold: Some(failures),
         ..Probe::default()
     };
-    let quantities = BTreeMap::from([
+    let mut quantities = BTreeMap::from([
         ("cpu".to_owned(), Quantity(format!("{cpu_millis}m"))),
         ("memory".to_owned(), Quantity(memory.to_string())),
     ]);
+    let mut limits = BTreeMap::from([("memory".to_owned(), quantities["memory"].clone())]);
+    if !privileged {
+        // The device plugin's answer is the device alone; an extended resource is asked for in
+        // the limits (the request follows).
+        let kvm = Quantity("1".into());
+        quantities.insert(KVM_RESOURCE.to_owned(), kvm.clone());
+        limits.insert(KVM_RESOURCE.to_owned(), kvm);
+    }
     let container = Container {
         name: "launcher".into(),
         image: Some(ctx.launcher_image.into()),
@@ -203,16 +213,10 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
                 ..ContainerPort::default()
             },
         ]),
-        security_context: Some(SecurityContext {
-            privileged: Some(true),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security_context(privileged)),
         resources: Some(ResourceRequirements {
-            requests: Some(quantities.clone()),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                quantities["memory"].clone(),
-            )])),
+            requests: Some(quantities),
+            limits: Some(limits),
             ..ResourceRequirements::default()
         }),
         readiness_probe: Some(probe(endpoints::READYZ, 2, 3)),
@@ -263,6 +267,31 @@ pub fn build_pod(desktop: &Desktop, ctx: &BuildContext<'_>) -> Result<Pod, Inval
         }),
         ..Pod::default()
     })
+}
+
+/// The launcher container's security context: privileged, or (the hardened mode) no
+/// privilege, no capability, no way to gain either, and the runtime's default seccomp filter
+/// under the launcher's own. Both modes run the launcher's own confinement after setup.
+fn security_context(privileged: bool) -> SecurityContext {
+    if privileged {
+        return SecurityContext {
+            privileged: Some(true),
+            ..SecurityContext::default()
+        };
+    }
+    SecurityContext {
+        privileged: Some(false),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
 }
 
 /// The display-password Secret of a Desktop, owned by it.
@@ -417,6 +446,48 @@ spec:
             secret.secret.as_ref().unwrap().secret_name.as_deref(),
             Some("alice-dev-display")
         );
+    }
+
+    #[test]
+    fn hardened_pods_are_unprivileged_and_ask_the_device_plugin_for_kvm_alone() {
+        let hardened = LauncherPod {
+            privileged: false,
+            ..ctx().launcher_pod.clone()
+        };
+        let pod = build_pod(
+            &fixture(),
+            &BuildContext {
+                launcher_pod: &hardened,
+                ..ctx()
+            },
+        )
+        .unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        let c = &spec.containers[0];
+        let security = c.security_context.as_ref().unwrap();
+        assert_eq!(security.privileged, Some(false));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            security.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert_eq!(
+            security.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        let resources = c.resources.as_ref().unwrap();
+        for quantities in [&resources.requests, &resources.limits] {
+            assert_eq!(quantities.as_ref().unwrap()[KVM_RESOURCE].0, "1");
+        }
+        // No host device is mounted: the plugin's answer is the only way to /dev/kvm.
+        let volumes = spec.volumes.as_ref().unwrap();
+        assert!(
+            volumes
+                .iter()
+                .all(|v| v.host_path.as_ref().is_none_or(|h| h.path != KVM_DEVICE)),
+            "{volumes:?}"
+        );
+        assert!(volumes.iter().all(|v| v.name != "kvm"));
     }
 
     #[test]
