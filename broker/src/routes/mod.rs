@@ -178,6 +178,11 @@ impl Caller {
     pub fn owns(&self, desktop: &Desktop) -> bool {
         desktop.spec.user.as_deref() == Some(self.identity.user.as_str())
     }
+
+    /// Whether the caller came with a bearer token, not a browser session (no session Lease).
+    pub fn is_bearer(&self) -> bool {
+        self.csrf.is_none()
+    }
 }
 
 /// Why a request is refused, and how to say it.

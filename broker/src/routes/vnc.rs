@@ -156,12 +156,17 @@ pub async fn websocket(
         }
     };
     // Once at every replica, not once at each: the session's record says whether any replica
-    // took this token already.
-    match broker
-        .sessions
-        .redeem_once(&who.sid, &grant.jti, grant.exp)
-        .await
-    {
+    // took this token already. A bearer caller has no session record, and needs none: the
+    // token opens nothing without the bearer token, which mints new connect tokens anyway.
+    let once = if who.is_bearer() {
+        Ok(true)
+    } else {
+        broker
+            .sessions
+            .redeem_once(&who.sid, &grant.jti, grant.exp)
+            .await
+    };
+    match once {
         Ok(true) => {}
         Ok(false) => {
             let e = crate::token::TokenError::Replayed;
