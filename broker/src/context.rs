@@ -379,10 +379,16 @@ impl Broker {
         }))
     }
 
-    /// Reads the display password of `desktop` from its Secret: `Err` when the Secret of that
-    /// name is not the desktop's own (its controller is not this Desktop), so a Secret someone
-    /// else stood up under the name is never used.
-    pub async fn display_password(&self, desktop: &Desktop) -> Result<Option<Vec<u8>>, String> {
+    /// Reads the display password of `desktop` from its Secret, the view-only one for a
+    /// viewer that may only watch (the launcher then sends it no clipboard and takes no input
+    /// from it): `Err` when the Secret of that name is not the desktop's own (its controller
+    /// is not this Desktop), so a Secret someone else stood up under the name is never used,
+    /// and when a view-only password is wanted and the Secret has none.
+    pub async fn display_password(
+        &self,
+        desktop: &Desktop,
+        view_only: bool,
+    ) -> Result<Option<Vec<u8>>, String> {
         let namespace = desktop.namespace().unwrap_or_default();
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         let name = crds::labels::display_secret_name(&desktop.name_any());
@@ -400,10 +406,22 @@ impl Broker {
                 desktop.name_any()
             ));
         }
-        Ok(secret
+        if !view_only {
+            return Ok(secret
+                .data
+                .and_then(|mut d| d.remove(crds::labels::DISPLAY_PASSWORD_KEY))
+                .map(|b| b.0));
+        }
+        match secret
             .data
-            .and_then(|mut d| d.remove(crds::labels::DISPLAY_PASSWORD_KEY))
-            .map(|b| b.0))
+            .and_then(|mut d| d.remove(crds::labels::DISPLAY_VIEW_ONLY_PASSWORD_KEY))
+        {
+            Some(password) => Ok(Some(password.0)),
+            // Never the full password for a watcher: it would get the user's clipboard.
+            None => Err(format!(
+                "Secret {name} has no view-only password (it was made before there were any), so the desktop cannot be watched; an administrator can delete the Secret and restart the desktop"
+            )),
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub const TEMPLATE_HASH_LABEL: &str = "vdi.verdant.dev/template-hash";
 
 /// The key of the display password in a Desktop's display Secret.
 pub const DISPLAY_PASSWORD_KEY: &str = "password";
+/// The key of the view-only display password (shadowing: the picture, no input, no
+/// clipboard) in a Desktop's display Secret.
+pub const DISPLAY_VIEW_ONLY_PASSWORD_KEY: &str = "viewOnlyPassword";
 
 /// The name of a Desktop's display-password Secret: the operator makes it, the launcher reads
 /// it from a mount, and the broker answers the launcher's VNC authentication with it.

@@ -79,6 +79,10 @@ pub struct VncConfig {
     /// A file holding the password viewers must give (VNC authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// A file holding a second password, which gives the picture alone: no keys, no pointer,
+    /// no clipboard (shadowing). Needs `passwordFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_only_password_file: Option<PathBuf>,
     /// No authentication at all: for local development only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_no_auth: bool,
@@ -93,6 +97,7 @@ impl VncConfig {
         Self {
             listen: listen.into(),
             password_file: None,
+            view_only_password_file: None,
             insecure_no_auth: false,
             max_fps: None,
         }

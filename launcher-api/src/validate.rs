@@ -19,6 +19,8 @@ pub struct VncSettings {
     pub addr: SocketAddr,
     /// The password file; none means no authentication.
     pub password_file: Option<PathBuf>,
+    /// The view-only password file, if any.
+    pub view_only_password_file: Option<PathBuf>,
     /// Frames per second a viewer gets at most.
     pub max_fps: u32,
 }
@@ -200,6 +202,12 @@ impl LauncherConfig {
                 "must name the password file (or set vnc.insecureNoAuth for local development)",
             )),
             (file, _) => {
+                if file.is_none() && vnc.view_only_password_file.is_some() {
+                    return Err(ConfigError::new(
+                        "vnc.viewOnlyPasswordFile",
+                        "needs vnc.passwordFile: a view-only password without a full one would leave the desktop open to anyone",
+                    ));
+                }
                 let max_fps = vnc.max_fps.unwrap_or(DEFAULT_MAX_FPS);
                 if !(1..=MAX_FPS).contains(&max_fps) {
                     return Err(ConfigError::new(
@@ -210,6 +218,7 @@ impl LauncherConfig {
                 Ok(Some(VncSettings {
                     addr,
                     password_file: file.clone(),
+                    view_only_password_file: vnc.view_only_password_file.clone(),
                     max_fps,
                 }))
             }
@@ -323,6 +332,16 @@ mod tests {
                 })),
                 "vnc.maxFps",
                 "use 1 to 60",
+            ),
+            (
+                with_display(with(&|c| {
+                    c.vnc = Some(VncConfig {
+                        view_only_password_file: Some("/v".into()),
+                        ..vnc("0.0.0.0:5900", None, true)
+                    })
+                })),
+                "vnc.viewOnlyPasswordFile",
+                "needs vnc.passwordFile",
             ),
         ];
         for (cfg, field, says) in cases {

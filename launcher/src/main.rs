@@ -83,6 +83,10 @@ struct RunArgs {
     /// The file holding the password VNC viewers must give.
     #[arg(long, value_name = "FILE", conflicts_with = "vnc_no_auth")]
     vnc_password_file: Option<PathBuf>,
+    /// The file holding a second password, which shows the desktop and takes no keys, pointer
+    /// or clipboard (shadowing). Needs --vnc-password-file.
+    #[arg(long, value_name = "FILE", requires = "vnc_password_file")]
+    vnc_view_only_password_file: Option<PathBuf>,
     /// No VNC authentication at all: for local development only.
     #[arg(long)]
     vnc_no_auth: bool,
@@ -151,6 +155,9 @@ impl RunArgs {
         }
         if let Some(file) = self.vnc_password_file {
             vnc(&mut config).password_file = Some(file);
+        }
+        if let Some(file) = self.vnc_view_only_password_file {
+            vnc(&mut config).view_only_password_file = Some(file);
         }
         if self.vnc_no_auth {
             vnc(&mut config).insecure_no_auth = true;
@@ -303,6 +310,7 @@ mod tests {
             }),
             vnc: Some(VncConfig {
                 password_file: Some("/verdant/secrets/display/password".into()),
+                view_only_password_file: Some("/verdant/secrets/display/viewOnlyPassword".into()),
                 ..VncConfig::new("0.0.0.0:5900")
             }),
             ..LauncherConfig::new("/verdant/boot/kernel/file")
@@ -322,6 +330,8 @@ mod tests {
             "0.0.0.0:5901",
             "--vnc-password-file",
             "/pw",
+            "--vnc-view-only-password-file",
+            "/view",
             "--vnc-fps",
             "15",
         ]);
@@ -331,6 +341,9 @@ mod tests {
             ("0.0.0.0:5901", Some(15))
         );
         assert_eq!(vnc.password_file.unwrap().to_str(), Some("/pw"));
+        assert_eq!(vnc.view_only_password_file.unwrap().to_str(), Some("/view"));
+        let err = run_args(&["--kernel", "/k", "--vnc-view-only-password-file", "/v"]).unwrap_err();
+        assert!(err.to_string().contains("--vnc-password-file"), "{err}");
         let err = run_args(&["--kernel", "/k", "--vnc-fps", "fast"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ValueValidation);
         assert!(err.to_string().contains("--vnc-fps"), "{err}");

@@ -89,7 +89,7 @@ impl Launcher {
         let vnc_security = match (&config.vnc, machine.framebuffer()) {
             (Some(settings), Some(_)) => Some(match &settings.password_file {
                 None => Security::None,
-                Some(file) => Security::Password(read_password(file)?),
+                Some(file) => passwords(file, settings.view_only_password_file.as_deref())?,
             }),
             _ => None,
         };
@@ -182,9 +182,37 @@ fn with_addr(error: std::io::Error, addr: SocketAddr) -> std::io::Error {
     std::io::Error::new(error.kind(), format!("{addr}: {error}"))
 }
 
-/// The VNC password from its file: the first line, which must not be empty.
-fn read_password(file: &Path) -> Result<Vec<u8>, Error> {
-    let bad = |message: String| launcher_api::ConfigError::new("vnc.passwordFile", message);
+/// VNC authentication with the password in `full`, and the view-only one in `view_only`.
+fn passwords(full: &Path, view_only: Option<&Path>) -> Result<Security, Error> {
+    let full = read_password(full, "vnc.passwordFile")?;
+    let Some(view_only) = view_only else {
+        return Ok(Security::Password(full));
+    };
+    // A display Secret made before view-only passwords has none: the desktop runs, and
+    // nobody can shadow it (fail closed), rather than not run at all.
+    if !view_only.exists() {
+        eprintln!(
+            "verdant-launcher: no view-only password at {} (vnc.viewOnlyPasswordFile): only the full password opens the display",
+            view_only.display()
+        );
+        return Ok(Security::Password(full));
+    }
+    let view_only = read_password(view_only, "vnc.viewOnlyPasswordFile")?;
+    // VNC authentication reads 8 bytes: the same 8 would make every viewer a full one.
+    let key = |p: &[u8]| p.iter().copied().take(8).collect::<Vec<u8>>();
+    if key(&full) == key(&view_only) {
+        return Err(launcher_api::ConfigError::new(
+            "vnc.viewOnlyPasswordFile",
+            "its password's first 8 bytes are the full password's: VNC authentication could not tell them apart; use another",
+        )
+        .into());
+    }
+    Ok(Security::Passwords { full, view_only })
+}
+
+/// A VNC password from its file: the first line, which must not be empty.
+fn read_password(file: &Path, field: &str) -> Result<Vec<u8>, Error> {
+    let bad = |message: String| launcher_api::ConfigError::new(field, message);
     let text =
         std::fs::read(file).map_err(|e| bad(format!("cannot read {}: {e}", file.display())))?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -221,15 +249,54 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("password");
         std::fs::write(&file, "s3cret\r\nignored\n").unwrap();
-        assert_eq!(read_password(&file).unwrap(), b"s3cret");
+        assert_eq!(read_password(&file, "vnc.passwordFile").unwrap(), b"s3cret");
         std::fs::write(&file, "\nsecond line\n").unwrap();
-        let err = read_password(&file).unwrap_err().to_string();
+        let err = read_password(&file, "vnc.passwordFile")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("vnc.passwordFile") && err.contains("empty"),
             "{err}"
         );
-        let err = read_password(&dir.join("missing")).unwrap_err().to_string();
+        let err = read_password(&dir.join("missing"), "vnc.passwordFile")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot read"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_view_only_password_must_differ_in_its_first_8_bytes() {
+        let dir = std::env::temp_dir().join(format!("verdant-pw2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (full, view) = (dir.join("full"), dir.join("view"));
+        std::fs::write(&full, "abcdefgh-full\n").unwrap();
+        std::fs::write(&view, "abcdefgh-view\n").unwrap();
+        let err = passwords(&full, Some(&view)).unwrap_err().to_string();
+        assert!(
+            err.contains("vnc.viewOnlyPasswordFile") && err.contains("first 8 bytes"),
+            "{err}"
+        );
+        std::fs::write(&view, "watching\n").unwrap();
+        assert!(matches!(
+            passwords(&full, Some(&view)).unwrap(),
+            Security::Passwords { .. }
+        ));
+        assert!(matches!(
+            passwords(&full, None).unwrap(),
+            Security::Password(_)
+        ));
+        // A Secret from before view-only passwords: the full one alone.
+        assert!(matches!(
+            passwords(&full, Some(&dir.join("absent"))).unwrap(),
+            Security::Password(_)
+        ));
+        std::fs::write(&view, "").unwrap();
+        let err = passwords(&full, Some(&view)).unwrap_err().to_string();
+        assert!(
+            err.contains("vnc.viewOnlyPasswordFile") && err.contains("empty"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

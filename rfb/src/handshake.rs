@@ -70,22 +70,28 @@ fn write_reason(stream: &mut Timed<'_>, reason: &str) -> std::io::Result<()> {
     stream.write_all(reason.as_bytes())
 }
 
-/// Version, security and ClientInit, by `deadline`.
+/// What a viewer may do, by the password it gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// See, type, point, share the clipboard.
+    Full,
+    /// See only.
+    ViewOnly,
+}
+
+/// Version, security and ClientInit, by `deadline`: what the viewer may do.
 pub fn greet(
     stream: &mut TcpStream,
     security: &Security,
     deadline: Instant,
-) -> Result<(), ProtocolError> {
+) -> Result<Access, ProtocolError> {
     let mut stream = Timed { stream, deadline };
     stream.write_all(b"RFB 003.008\n")?;
     let mut version = [0u8; 12];
     stream.read_exact(&mut version)?;
     let minor = protocol::parse_version(&version)?;
 
-    let wanted: u8 = match security {
-        Security::Password(_) => 2,
-        Security::None => 1,
-    };
+    let wanted: u8 = if security.passwords().is_some() { 2 } else { 1 };
     if minor == 3 {
         stream.write_all(&u32::from(wanted).to_be_bytes())?;
     } else {
@@ -103,13 +109,17 @@ pub fn greet(
             )));
         }
     }
-    match security {
-        Security::Password(password) => {
+    let access = match security.passwords() {
+        Some((full, view_only)) => {
             let challenge = auth::challenge().map_err(|e| std::io::Error::other(e.to_string()))?;
             stream.write_all(&challenge)?;
             let mut answer = [0u8; auth::CHALLENGE_LEN];
             stream.read_exact(&mut answer)?;
-            if !auth::verify(password, &challenge, &answer) {
+            let access = if auth::verify(full, &challenge, &answer) {
+                Access::Full
+            } else if view_only.is_some_and(|p| auth::verify(p, &challenge, &answer)) {
+                Access::ViewOnly
+            } else {
                 stream.write_all(&1u32.to_be_bytes())?;
                 if minor == 8 {
                     write_reason(&mut stream, "authentication failed")?;
@@ -119,16 +129,21 @@ pub fn greet(
                     "wrong password",
                 )
                 .into());
-            }
+            };
             stream.write_all(&0u32.to_be_bytes())?;
+            access
         }
-        Security::None if minor == 8 => stream.write_all(&0u32.to_be_bytes())?,
-        Security::None => {}
-    }
+        None => {
+            if minor == 8 {
+                stream.write_all(&0u32.to_be_bytes())?;
+            }
+            Access::Full
+        }
+    };
     let mut client_init = [0u8; 1];
     // Every viewer shares the desktop, whatever it asks.
     stream.read_exact(&mut client_init)?;
-    Ok(())
+    Ok(access)
 }
 
 /// ServerInit: the frame's size, the native pixel format and the desktop's name, by

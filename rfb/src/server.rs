@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::clipboard::{self, Clipboard, Extended};
 use crate::encoding::{self, Encoder, Negotiated};
 use crate::frame::{FrameSource, InputSink};
-use crate::handshake;
+use crate::handshake::{self, Access};
 use crate::protocol::{self, ClientMessage, PixelFormat, ProtocolError};
 use crate::tiles::{self, Rect};
 use crate::tracker::{Ask, FrameTracker, Look};
@@ -67,8 +67,39 @@ enum Event {
 pub enum Security {
     /// VNC authentication with this password (its first 8 bytes count).
     Password(Vec<u8>),
+    /// VNC authentication with either of two passwords, as TigerVNC's password file holds
+    /// them. Their first 8 bytes must differ.
+    Passwords {
+        /// Gives the desktop.
+        full: Vec<u8>,
+        /// Gives its picture alone: no keys, no pointer, no clipboard either way, for
+        /// someone watching over the user's shoulder.
+        view_only: Vec<u8>,
+    },
     /// None: anyone who can connect sees the desktop. For local development only.
     None,
+}
+
+/// Names the kind of security, never a password.
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Security::Password(_) => "Password(..)",
+            Security::Passwords { .. } => "Passwords { full: .., view_only: .. }",
+            Security::None => "None",
+        })
+    }
+}
+
+impl Security {
+    /// The full password and the view-only one, if any; none without authentication.
+    pub(crate) fn passwords(&self) -> Option<(&[u8], Option<&[u8]>)> {
+        match self {
+            Security::Password(full) => Some((full, None)),
+            Security::Passwords { full, view_only } => Some((full, Some(view_only))),
+            Security::None => None,
+        }
+    }
 }
 
 /// How a server behaves.
@@ -235,7 +266,7 @@ fn serve_viewer(
     let deadline = Instant::now() + handshake::HANDSHAKE_DEADLINE;
     let greeted = handshake::greet(&mut stream, &shared.security, deadline);
     shared.handshakes.fetch_sub(1, Ordering::AcqRel);
-    greeted?;
+    let access = greeted?;
     // A viewer slot, only now: handshakes (slow ones included) never hold one.
     if shared.viewers.fetch_add(1, Ordering::AcqRel) >= MAX_VIEWERS {
         shared.viewers.fetch_sub(1, Ordering::AcqRel);
@@ -279,7 +310,7 @@ fn serve_viewer(
                 }
             }
         })?;
-    let result = update_loop(&mut stream, shared, (id, peer), clipboard_seen, &rx);
+    let result = update_loop(&mut stream, shared, (id, peer, access), clipboard_seen, &rx);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
 }
@@ -312,12 +343,15 @@ struct Viewer {
 fn update_loop(
     stream: &mut TcpStream,
     shared: &Shared,
-    (id, peer): (usize, &str),
+    (id, peer, access): (usize, &str, Access),
     mut clipboard_seen: u64,
     rx: &mpsc::Receiver<Event>,
 ) -> Result<(), ProtocolError> {
     let frame_interval = shared.frame_interval;
-    let input = shared.input.as_deref();
+    // A view-only viewer's keys and pointer go nowhere, and the clipboard is neither taken
+    // from it nor given to it: what the user copies is not on their screen.
+    let full = access == Access::Full;
+    let input = shared.input.as_deref().filter(|_| full);
     let size = (shared.width, shared.height);
     let mut viewer = Viewer {
         format: PixelFormat::NATIVE,
@@ -388,7 +422,7 @@ fn update_loop(
                     if viewer.negotiated.qemu_extended_key && !before.qemu_extended_key {
                         viewer.owed.push((encoding::QEMU_EXTENDED_KEY, 0, 0));
                     }
-                    if viewer.negotiated.extended_clipboard && !before.extended_clipboard {
+                    if full && viewer.negotiated.extended_clipboard && !before.extended_clipboard {
                         viewer.outbox.extend(clipboard::caps_message());
                     }
                     if viewer.negotiated.extended_desktop_size && !before.extended_desktop_size {
@@ -415,6 +449,7 @@ fn update_loop(
                         input.xt_key(keycode, keysym, down);
                     }
                 }
+                ClientMessage::CutText(_) | ClientMessage::ExtendedClipboard { .. } if !full => {}
                 ClientMessage::CutText(text) => {
                     shared.clipboard.set(id, clipboard::from_latin1(&text));
                 }
@@ -448,7 +483,12 @@ fn update_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        if let Some(text) = shared.clipboard.newer(&mut clipboard_seen, id) {
+        let newer = if full {
+            shared.clipboard.newer(&mut clipboard_seen, id)
+        } else {
+            None
+        };
+        if let Some(text) = newer {
             let message = if !viewer.negotiated.extended_clipboard {
                 clipboard::latin1_message(&text)
             } else if text.len() <= viewer.clipboard_limit as usize {

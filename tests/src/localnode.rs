@@ -291,13 +291,24 @@ impl Step<'_> {
                     .get(&crds::labels::display_secret_name(&desktop))
                     .await
                     .map_err(|e| e.to_string())?;
-                let password = secret
-                    .data
-                    .and_then(|mut d| d.remove(crds::labels::DISPLAY_PASSWORD_KEY))
+                let mut data = secret.data.unwrap_or_default();
+                let password = data
+                    .remove(crds::labels::DISPLAY_PASSWORD_KEY)
                     .ok_or("the display Secret has no password")?;
                 let file = self.root.join(format!("{name}.password"));
                 std::fs::write(&file, &password.0).map_err(|e| e.to_string())?;
                 vnc.password_file = Some(file);
+                // As the Secret volume would have it: the file only where the key is.
+                if vnc.view_only_password_file.is_some() {
+                    let file = self.root.join(format!("{name}.view-only-password"));
+                    let _ = std::fs::remove_file(&file);
+                    if let Some(view_only) =
+                        data.remove(crds::labels::DISPLAY_VIEW_ONLY_PASSWORD_KEY)
+                    {
+                        std::fs::write(&file, &view_only.0).map_err(|e| e.to_string())?;
+                    }
+                    vnc.view_only_password_file = Some(file);
+                }
             }
         }
         // Appended to: a pod started again under the same name keeps its predecessor's log, as

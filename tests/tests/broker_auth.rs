@@ -191,6 +191,23 @@ async fn watch(viewer: &mut RfbClient<DuplexStream>, x: u16, y: u16, colour: u32
     format!("{:06x}", viewer.pixel(x, y))
 }
 
+/// The clipboard text the server sends `viewer` within `wait`, if any: it asks for a 1x1
+/// update after each one, so the server keeps answering and the text comes out between them.
+async fn clipboard_in(viewer: &mut RfbClient<DuplexStream>, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    viewer.cut_text = None;
+    while viewer.cut_text.is_none() {
+        viewer.request(false, 0, 0, 1, 1).await.ok()?;
+        if !matches!(
+            tokio::time::timeout_at(deadline, viewer.read_update()).await,
+            Ok(Ok(_))
+        ) {
+            break;
+        }
+    }
+    viewer.cut_text.take()
+}
+
 /// `token` with the base64 character at byte `at` changed: still well-formed, MAC wrong.
 fn flip(token: &str, at: usize) -> String {
     let mut bytes = token.as_bytes().to_vec();
@@ -502,7 +519,28 @@ async fn every_refusal_has_the_right_status_and_leaks_nothing() {
     t.row("key slot #1 at (128,128): still the window", "f0f0f0", slot);
     let seen = watch(&mut carol_view, 108, 128, 0x1c_3854).await;
     t.row("carol's view shows alice's 'a'", "1c3854", seen);
-    drop((carol_view, alice_view));
+    // alice copies on one viewer: her other viewer gets the text; carol, who watches with
+    // the view-only password, never does (the launcher sends a watcher no clipboard).
+    let (token, _) = grant(&s, &alice, &a).await;
+    let (_, alice_second) = open(&s, &vnc(&a, &token), &a_as).await;
+    let mut alice_second = alice_second.unwrap();
+    alice_view
+        .send_cut_text(b"alice's clipboard: the payroll password")
+        .await
+        .unwrap();
+    let got = clipboard_in(&mut alice_second, Duration::from_secs(15)).await;
+    t.row(
+        "alice's second viewer gets her clipboard",
+        "alice's clipboard: the payroll password",
+        String::from_utf8_lossy(&got.unwrap_or_default()),
+    );
+    let got = clipboard_in(&mut carol_view, Duration::from_secs(3)).await;
+    t.row(
+        "carol's view-only viewer gets no clipboard",
+        "none",
+        got.map_or("none".into(), |t| String::from_utf8_lossy(&t).into_owned()),
+    );
+    drop((carol_view, alice_view, alice_second));
 
     // 11. Bearer tokens: reviewed by the apiserver; no cookie and no CSRF token needed.
     t.case = "11";

@@ -72,7 +72,11 @@ async fn desktop_becomes_a_launcher_pod_and_follows_it() {
         .await
         .unwrap();
     assert_eq!(secret.owner_references()[0].uid, desktop.uid().unwrap());
-    assert_eq!(secret.data.as_ref().unwrap()["password"].0.len(), 24);
+    let data = secret.data.as_ref().unwrap();
+    assert_eq!(data["password"].0.len(), 24);
+    // The view-only password (shadowing), unlike the full one where VNC authentication looks.
+    assert_eq!(data["viewOnlyPassword"].0.len(), 24);
+    assert_ne!(data["viewOnlyPassword"].0[..8], data["password"].0[..8]);
 
     let d = env.wait_phase("alice-dev", DesktopPhase::Starting).await;
     assert_eq!(

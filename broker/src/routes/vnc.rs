@@ -203,7 +203,7 @@ pub async fn websocket(
         Ok(addr) => addr,
         Err(refusal) => return refusal.json(),
     };
-    let password = match broker.display_password(&desktop).await {
+    let password = match broker.display_password(&desktop, view_only).await {
         Ok(password) => password,
         Err(e) => {
             return Refusal::Unavailable(format!("Cannot use the desktop's display Secret: {e}"))

@@ -223,9 +223,11 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// Creates the display-password Secret once; an existing one is never touched (the password
-/// stays what users and the broker know). A Secret of that name that is not the desktop's
-/// own is a failure, shown in the status: no launcher is made with it.
+/// Creates the display-password Secret once, with the full and the view-only password; an
+/// existing one is never touched (the passwords stay what users and the broker know; one
+/// made before view-only passwords existed keeps having none, and its desktop cannot be
+/// shadowed). A Secret of that name that is not the desktop's own is a failure, shown in the
+/// status: no launcher is made with it.
 async fn ensure_secret(dctx: &DesktopContext, desktop: &Desktop) -> Result<Option<Failure>, Error> {
     let ns = desktop.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(dctx.ctx.client.clone(), &ns);
@@ -247,14 +249,16 @@ async fn ensure_secret(dctx: &DesktopContext, desktop: &Desktop) -> Result<Optio
             ),
         }));
     }
-    let password = build::generate_password().map_err(|e| Error::Random(e.to_string()))?;
+    let random = |e: getrandom::Error| Error::Random(e.to_string());
+    let password = build::generate_password().map_err(random)?;
+    let view_only = build::generate_view_only_password(password.as_bytes()).map_err(random)?;
     match secrets
         .create(
             &PostParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             },
-            &build::build_secret(desktop, &password),
+            &build::build_secret(desktop, &password, &view_only),
         )
         .await
     {

@@ -25,7 +25,7 @@ use crate::hash::vm_hash;
 use crate::labels;
 use crate::options::LauncherPod;
 
-pub use crds::labels::DISPLAY_PASSWORD_KEY;
+pub use crds::labels::{DISPLAY_PASSWORD_KEY, DISPLAY_VIEW_ONLY_PASSWORD_KEY};
 /// Where the display password Secret is mounted in the launcher.
 pub const DISPLAY_PASSWORD_DIR: &str = "/verdant/secrets/display";
 /// Length of generated display passwords. VNC authentication uses 8 bytes of it; the broker
@@ -91,6 +91,9 @@ pub fn launcher_config(
         }),
         vnc: Some(VncConfig {
             password_file: Some(format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_PASSWORD_KEY}").into()),
+            view_only_password_file: Some(
+                format!("{DISPLAY_PASSWORD_DIR}/{DISPLAY_VIEW_ONLY_PASSWORD_KEY}").into(),
+            ),
             ..VncConfig::new(endpoints::any_address(VNC_PORT))
         }),
         ..LauncherConfig::new(kernel.path)
@@ -294,8 +297,9 @@ fn security_context(privileged: bool) -> SecurityContext {
     }
 }
 
-/// The display-password Secret of a Desktop, owned by it.
-pub fn build_secret(desktop: &Desktop, password: &str) -> Secret {
+/// The display-password Secret of a Desktop, owned by it: the full password and the
+/// view-only one (for shadowing).
+pub fn build_secret(desktop: &Desktop, password: &str, view_only: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(&desktop.name_any())),
@@ -304,12 +308,29 @@ pub fn build_secret(desktop: &Desktop, password: &str) -> Secret {
             owner_references: desktop.controller_owner_ref(&()).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(
-            DISPLAY_PASSWORD_KEY.to_owned(),
-            ByteString(password.as_bytes().to_vec()),
-        )])),
+        data: Some(BTreeMap::from([
+            (
+                DISPLAY_PASSWORD_KEY.to_owned(),
+                ByteString(password.as_bytes().to_vec()),
+            ),
+            (
+                DISPLAY_VIEW_ONLY_PASSWORD_KEY.to_owned(),
+                ByteString(view_only.as_bytes().to_vec()),
+            ),
+        ])),
         type_: Some("Opaque".into()),
         ..Secret::default()
+    }
+}
+
+/// A view-only password for a Secret whose full password is `full`: random, and unlike it
+/// in the first 8 bytes, which are all VNC authentication compares.
+pub fn generate_view_only_password(full: &[u8]) -> Result<String, getrandom::Error> {
+    loop {
+        let password = generate_password()?;
+        if password.as_bytes().iter().take(8).ne(full.iter().take(8)) {
+            return Ok(password);
+        }
     }
 }
 
@@ -550,9 +571,14 @@ spec:
     #[test]
     fn secret_is_owned_and_passwords_are_random() {
         let desktop = fixture();
-        let secret = build_secret(&desktop, "pw");
+        let secret = build_secret(&desktop, "pw", "view");
         assert_eq!(secret.metadata.name.as_deref(), Some("alice-dev-display"));
-        assert_eq!(secret.data.unwrap()["password"].0, b"pw");
+        let data = secret.data.unwrap();
+        assert_eq!(data["password"].0, b"pw");
+        assert_eq!(data["viewOnlyPassword"].0, b"view");
+        let view = generate_view_only_password(b"abcdefgh").unwrap();
+        assert_eq!(view.len(), DISPLAY_PASSWORD_LEN);
+        assert_ne!(&view.as_bytes()[..8], b"abcdefgh");
         let (a, b) = (generate_password().unwrap(), generate_password().unwrap());
         assert_eq!(a.len(), DISPLAY_PASSWORD_LEN);
         assert_ne!(a, b);
