@@ -92,6 +92,8 @@ pub struct Broker {
     pub client: Client,
     /// Encrypts session cookies.
     pub key: Key,
+    /// Seals what the broker keeps in readable objects (refresh tokens in session Leases).
+    pub sealer: crate::identity::sealed::Sealer,
     /// Cookie settings.
     pub cookies: Cookies,
     /// Connect tokens.
@@ -267,6 +269,7 @@ impl Broker {
                 ttl: options.session_ttl,
             },
             key: cookie_key(&secret),
+            sealer: crate::identity::sealed::Sealer::new(&secret),
             tokens: ConnectTokens::new(&secret),
             reviewer: Reviewer::new(client.clone()),
             access: Access::new(client.clone()),

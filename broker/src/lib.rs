@@ -25,6 +25,7 @@ pub mod names;
 pub mod options;
 pub mod portal;
 pub mod proxy;
+pub mod refresher;
 pub mod relays;
 pub mod routes;
 pub mod server;

@@ -64,6 +64,13 @@ pub struct Options {
     /// How long a login lasts.
     #[arg(long, env = "VERDANT_BROKER_SESSION_TTL", default_value = "8h", value_parser = parse_ttl)]
     pub session_ttl: Duration,
+    /// How old a session's groups may grow before the broker reads them again from the
+    /// provider with the login's refresh token (where the provider gives one: scope
+    /// `offline_access`). A user the provider no longer knows, or whose grant it revoked, is
+    /// logged out everywhere; one who left a group loses what it allowed, open viewers
+    /// included.
+    #[arg(long, env = "VERDANT_BROKER_GROUPS_REFRESH", default_value = "5m", value_parser = parse_ttl)]
+    pub groups_refresh: Duration,
     /// The noVNC folder (the npm package's root, with `core/`), served at `/novnc/`.
     #[arg(
         long,

@@ -60,6 +60,16 @@ pub struct Opener {
     pub view_only: bool,
 }
 
+impl Opener {
+    /// Whether it was opened with a bearer token (no session Lease).
+    pub fn is_bearer(&self) -> bool {
+        self.sid.starts_with(BEARER_SID_PREFIX)
+    }
+}
+
+/// What a bearer caller's session id starts with.
+pub const BEARER_SID_PREFIX: &str = "bearer-";
+
 /// One open relay, as the watchdog looks at it.
 #[derive(Debug, Clone)]
 pub struct OpenRelay {

@@ -65,6 +65,7 @@ pub async fn serve(
 ) {
     let router = crate::routes::router(Arc::clone(&broker));
     let watchdog = tokio::spawn(crate::watchdog::run(Arc::clone(&broker)));
+    let refresher = tokio::spawn(crate::refresher::run(Arc::clone(&broker)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -116,6 +117,7 @@ pub async fn serve(
         });
     }
     watchdog.abort();
+    refresher.abort();
     tracing::info!("shutting down: telling viewers to reconnect");
     broker.shutdown.send_replace(true);
     let drain = broker.options.drain;

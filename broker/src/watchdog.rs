@@ -1,8 +1,9 @@
 //! Open relays are checked again every [`RECHECK`]: a relay whose user RBAC no longer allows
 //! on its desktop is closed, on every replica (each checks its own). So a revoked RoleBinding
 //! ends the sessions it allowed within [`RECHECK`] plus the access cache's 5 s, not when the
-//! user happens to reconnect. An apiserver that cannot answer ends nothing: the next round
-//! asks again.
+//! user happens to reconnect. The user is who their session says now: groups the refresher
+//! ([`crate::refresher`]) read again from the provider count. An apiserver that cannot answer
+//! ends nothing: the next round asks again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,14 @@ pub const RECHECK: Duration = Duration::from_secs(10);
 /// decided now.
 async fn still_allowed(broker: &Broker, relay: &OpenRelay) -> Option<bool> {
     let (namespace, name) = &relay.desktop;
-    let identity = &relay.opener.identity;
+    // The session's identity now (its groups refreshed); a bearer caller's is the one its
+    // token had. A session that ended is the session watch's to close.
+    let now = if relay.opener.is_bearer() {
+        None
+    } else {
+        broker.sessions.identity(&relay.opener.sid).await.ok()?
+    };
+    let identity = now.as_ref().unwrap_or(&relay.opener.identity);
     // (A desktop gone or changed hands is the desktop watch's to end.)
     let desktop = broker.desktop(namespace, name)?;
     if desktop.spec.user.as_deref() == Some(identity.user.as_str()) {

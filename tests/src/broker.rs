@@ -160,6 +160,28 @@ impl BrokerProcess {
         port: u16,
         name: &str,
     ) -> Self {
+        Self::start_with(
+            cp,
+            kubeconfig,
+            session_ns,
+            desktop_namespaces,
+            port,
+            name,
+            &[],
+        )
+        .await
+    }
+
+    /// [`BrokerProcess::start`] with `extra` command-line arguments.
+    pub async fn start_with(
+        cp: &ControlPlane,
+        kubeconfig: &Path,
+        session_ns: &str,
+        desktop_namespaces: &[&str],
+        port: u16,
+        name: &str,
+        extra: &[&str],
+    ) -> Self {
         let oidc = cp
             .oidc()
             .expect("a control plane started with the OpenID provider");
@@ -186,6 +208,7 @@ impl BrokerProcess {
             format!("--kubeconfig={}", kubeconfig.display()),
             "--drain=3s".to_owned(),
         ]);
+        cmd.args(extra);
         cmd.env("RUST_LOG", "info,broker=debug");
         let process = Process::spawn("verdant-broker", cmd, &log).expect("verdant-broker starts");
         let broker = Self {

@@ -303,17 +303,23 @@ impl BrokerEnv {
         .await
     }
 
-    /// Another broker process sharing the first one's session key.
-    pub async fn start_broker(&self, name: &str) -> BrokerProcess {
-        BrokerProcess::start(
+    /// Another broker process sharing the first one's session key, with `extra` arguments.
+    pub async fn start_broker_with(&self, name: &str, extra: &[&str]) -> BrokerProcess {
+        BrokerProcess::start_with(
             &self.env.cp,
             &self.broker_kubeconfig,
             &self.env.ns,
             &[&self.env.ns],
             free_port(),
             name,
+            extra,
         )
         .await
+    }
+
+    /// Another broker process sharing the first one's session key.
+    pub async fn start_broker(&self, name: &str) -> BrokerProcess {
+        self.start_broker_with(name, &[]).await
     }
 
     /// Logs `user` in at the first broker (password `<user>-pw`).

@@ -364,6 +364,21 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
     let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
     inbound.take(name_len).await;
 
+    // Bob's round trips before the attack, the same way as during it: what it adds is the
+    // difference.
+    let (w, h) = (bobs.width, bobs.height);
+    let mut quiet = Vec::new();
+    for _ in 0..40 {
+        let asked = Instant::now();
+        bobs.request(false, 0, 0, w.min(64), h.min(64))
+            .await
+            .unwrap();
+        bobs.read_update().await.unwrap();
+        quiet.push(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    quiet.sort();
+
     let broker_pid = s.broker.process.pid().expect("the broker's pid");
     let cpu_before = cpu_time(broker_pid);
     let size: u32 = 1 << 20;
@@ -374,7 +389,6 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
         sink.feed(Message::Binary(vec![byte].into())).await.unwrap();
     }
     // Meanwhile, bob's round trips, until the attack is over.
-    let (w, h) = (bobs.width, bobs.height);
     let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = std::sync::Arc::clone(&over);
     let watch_bob = tokio::spawn(async move {
@@ -418,12 +432,18 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
     over.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut rtts = watch_bob.await.unwrap();
     rtts.sort();
-    let at = |q: f64| rtts.get(((rtts.len() as f64 - 1.0) * q) as usize).copied();
+    let at = |v: &[Duration], q: f64| v.get(((v.len() as f64 - 1.0) * q) as usize).copied();
     eprintln!(
-        "1 MiB clipboard as 1,048,576 one-byte WebSocket messages: sent in {sent:?}, relayed in {took:?}; the broker used {cpu:?} of CPU; bob's 64x64 update round trips meanwhile: {} (p50 {:?}, p99 {:?})",
+        "1 MiB clipboard as 1,048,576 one-byte WebSocket messages: sent in {sent:?}, relayed in {took:?}; the broker used {cpu:?} of CPU; bob's 64x64 update round trips meanwhile: {} (p50 {:?}, p99 {:?}), before it: {} (p50 {:?}, p99 {:?}); added p99 {:?}",
         rtts.len(),
-        at(0.5),
-        at(0.99)
+        at(&rtts, 0.5),
+        at(&rtts, 0.99),
+        quiet.len(),
+        at(&quiet, 0.5),
+        at(&quiet, 0.99),
+        at(&rtts, 0.99)
+            .zip(at(&quiet, 0.99))
+            .map(|(during, before)| during.saturating_sub(before)),
     );
     assert!(
         answered.is_ok(),
@@ -835,7 +855,10 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     let Some(s) = setup_with("sessions", options(2, true, "Floating")).await else {
         return;
     };
-    let b2 = s.start_broker("broker-2").await;
+    // broker-2 reads sessions' groups again from the provider every 3 s (step 4).
+    let b2 = s
+        .start_broker_with("broker-2", &["--groups-refresh=3s"])
+        .await;
     let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
     let alice = s.login("alice").await;
     let desktop = s.connect(&alice, "eng").await;
@@ -992,4 +1015,40 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
             "bob's session after the administrator ended it"
         );
     }
+
+    // 4. alice leaves group engineering at the provider (nothing changes in Kubernetes):
+    // within broker-2's 3 s refresh and the watchdog's round, her viewers at both replicas
+    // are closed (each replica checks its own against the session's refreshed groups), and
+    // her desktop's page is the same 404 as any other's, while her session lasts.
+    let alice = s.login("alice").await;
+    let hers = s.connect(&alice, "eng").await;
+    let (_v7, c7) = viewer_at(&s, &s.broker, &alice, &hers).await;
+    let (_v8, c8) = viewer_at(&s, &b2, &alice, &hers).await;
+    let oidc = s.env.cp.oidc().expect("the provider");
+    oidc.set_groups("alice", &[]).await.unwrap();
+    let bound = Duration::from_secs(30); // 3 s refresh + its 1 s look, the 10 s round, the 5 s cache
+    let (t7, t8) = tokio::join!(
+        closed_in(c7, bound, "left the group at the provider, at broker-1"),
+        closed_in(c8, bound, "left the group at the provider, at broker-2")
+    );
+    eprintln!(
+        "alice left group engineering at the provider: viewers closed after {t7:?} and {t8:?} (bound {bound:?})"
+    );
+    let page = alice
+        .http
+        .get(s.broker.at(&format!("/api/desktops/{}/{hers}", s.env.ns)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.status(),
+        404,
+        "alice's old desktop after leaving the group"
+    );
+    let home = alice.http.get(s.broker.at("/")).send().await.unwrap();
+    assert_eq!(
+        home.status(),
+        200,
+        "alice is still logged in: only the group went"
+    );
 }

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod oidc;
 pub mod provider;
 pub mod review;
+pub mod sealed;
 pub mod session;
 pub mod sessions;
 

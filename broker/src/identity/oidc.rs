@@ -8,8 +8,8 @@ use std::path::Path;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse,
+    EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
 };
 
 /// An ID token as the provider sent it.
@@ -42,6 +42,13 @@ pub enum OidcError {
     /// The code exchange failed.
     #[error("the OpenID provider refused the login code: {0}")]
     Exchange(String),
+    /// The provider would not refresh (the user is gone, disabled or logged out there, or
+    /// the refresh token was revoked): the session must end.
+    #[error("the OpenID provider refused to refresh the login: {0}")]
+    RefreshRefused(String),
+    /// Refreshing failed for another reason (the provider unreachable): try again later.
+    #[error("cannot refresh the login at the OpenID provider: {0}")]
+    Refresh(String),
     /// The ID token is missing or does not check out.
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
@@ -70,6 +77,17 @@ pub struct Oidc {
     http: reqwest::Client,
     scopes: Vec<String>,
 }
+
+/// What a code exchange or a refresh brings.
+pub struct Tokens {
+    /// The ID token, unchecked.
+    pub id_token: IdToken,
+    /// A refresh token, when the provider gave one (scope `offline_access`).
+    pub refresh: Option<String>,
+}
+
+/// Scope `offline_access`: asks for a refresh token (OpenID Connect Core 11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// An HTTP client for the provider: no redirects followed (OAuth requires it), the given CA
 /// trusted besides the system's.
@@ -112,6 +130,15 @@ impl Oidc {
             })?;
         let redirect =
             RedirectUrl::new(redirect.to_owned()).map_err(|e| OidcError::Setup(e.to_string()))?;
+        // A refresh token lets the broker follow the user's groups at the provider; ask for one
+        // where the provider says it gives them (some refuse a scope they do not know).
+        let mut scopes = scopes;
+        let offline = metadata
+            .scopes_supported()
+            .is_some_and(|s| s.iter().any(|s| s.as_str() == OFFLINE_ACCESS));
+        if offline && !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
+            scopes.push(OFFLINE_ACCESS.to_owned());
+        }
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(client_id.to_owned()),
@@ -151,8 +178,13 @@ impl Oidc {
         )
     }
 
-    /// Trades `code` for tokens; returns the ID token, unchecked ([`Oidc::verify`] checks it).
-    pub async fn exchange(&self, code: &str, pending: &Pending) -> Result<IdToken, OidcError> {
+    /// Whether logins here bring refresh tokens (the scopes ask for `offline_access`).
+    pub fn refreshes(&self) -> bool {
+        self.scopes.iter().any(|s| s == OFFLINE_ACCESS)
+    }
+
+    /// Trades `code` for tokens; the ID token unchecked ([`Oidc::verify`] checks it).
+    pub async fn exchange(&self, code: &str, pending: &Pending) -> Result<Tokens, OidcError> {
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -161,28 +193,72 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
-        response
-            .id_token()
-            .cloned()
-            .ok_or_else(|| OidcError::IdToken("the provider sent none".into()))
+        Ok(Tokens {
+            id_token: response
+                .id_token()
+                .cloned()
+                .ok_or_else(|| OidcError::IdToken("the provider sent none".into()))?,
+            refresh: response.refresh_token().map(|t| t.secret().clone()),
+        })
+    }
+
+    /// Trades `refresh` for fresh tokens (the ID token unchecked: [`Oidc::verify_refreshed`]).
+    /// A provider that answers with an OAuth error (`invalid_grant`: the user or the grant is
+    /// gone) is [`OidcError::RefreshRefused`]; one that cannot be reached, [`OidcError::Refresh`].
+    pub async fn refresh(&self, refresh: &str) -> Result<Tokens, OidcError> {
+        let response = self
+            .client
+            .exchange_refresh_token(&RefreshToken::new(refresh.to_owned()))
+            .map_err(|e| OidcError::Refresh(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match &e {
+                RequestTokenError::ServerResponse(answer) => {
+                    OidcError::RefreshRefused(answer.to_string())
+                }
+                _ => OidcError::Refresh(error_chain(&e)),
+            })?;
+        Ok(Tokens {
+            id_token: response.id_token().cloned().ok_or_else(|| {
+                OidcError::Refresh("the provider sent no ID token with the refresh".into())
+            })?,
+            // A provider that rotates refresh tokens sends a new one; else the old one stays.
+            refresh: response.refresh_token().map(|t| t.secret().clone()),
+        })
+    }
+
+    /// Checks a refreshed `id_token` as [`Oidc::verify`] does, but for the nonce: a refreshed
+    /// ID token carries none, or the login's (OpenID Connect Core 12.2), and the login's is
+    /// not kept.
+    pub fn verify_refreshed(&self, id_token: &IdToken) -> Result<String, OidcError> {
+        id_token
+            .claims(&self.client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+            .map_err(claims_error)?;
+        Ok(id_token.to_string())
     }
 
     /// Checks `id_token` (signature, issuer, audience, expiry, the login's nonce) against the
     /// provider's key set as fetched at discovery; returns it, as sent.
     pub fn verify(&self, id_token: &IdToken, pending: &Pending) -> Result<String, OidcError> {
-        use openidconnect::{ClaimsVerificationError, SignatureVerificationError};
         id_token
             .claims(
                 &self.client.id_token_verifier(),
                 &Nonce::new(pending.nonce.clone()),
             )
-            .map_err(|e| match e {
-                ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
-                ) => OidcError::UnknownKey,
-                e => OidcError::IdToken(e.to_string()),
-            })?;
+            .map_err(claims_error)?;
         Ok(id_token.to_string())
+    }
+}
+
+/// An ID token's failed check: a key the key set lacks (the provider may have rotated) apart
+/// from the rest.
+fn claims_error(e: openidconnect::ClaimsVerificationError) -> OidcError {
+    use openidconnect::{ClaimsVerificationError, SignatureVerificationError};
+    match e {
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        ) => OidcError::UnknownKey,
+        e => OidcError::IdToken(e.to_string()),
     }
 }
 

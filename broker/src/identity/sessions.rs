@@ -42,6 +42,11 @@ const REDEEMED_ANNOTATION: &str = "vdi.verdant.dev/redeemed-tokens";
 const REDEEMED_MAX: usize = 64;
 /// Tries of a redemption that met another replica's write.
 const REDEEM_TRIES: usize = 5;
+/// The annotation with the session's refresh token, sealed ([`super::sealed`]) for this Lease.
+const REFRESH_ANNOTATION: &str = "vdi.verdant.dev/refresh-token";
+/// The annotation with when the session's groups were last read from the provider (Unix s),
+/// or a replica took it upon itself to read them.
+const GROUPS_AT_ANNOTATION: &str = "vdi.verdant.dev/groups-at";
 /// How long a session known to be gone is not looked up again.
 const GONE_FOR: Duration = Duration::from_secs(60);
 /// Most gone sessions remembered.
@@ -129,15 +134,17 @@ impl Sessions {
         sessions
     }
 
-    /// Records a new session of `identity` for `ttl`.
+    /// Records a new session of `identity` for `ttl`, with its refresh token if the login
+    /// brought one, `sealed` for the Lease ([`lease_name`]).
     pub async fn create(
         &self,
         sid: &str,
         identity: &Identity,
         ttl: Duration,
+        sealed: Option<String>,
     ) -> Result<(), kube::Error> {
         let now = MicroTime(Timestamp::now());
-        let lease: Lease = serde_json::from_value(json!({
+        let mut lease: Lease = serde_json::from_value(json!({
             "metadata": {
                 "name": lease_name(sid),
                 "labels": {
@@ -158,8 +165,91 @@ impl Sessions {
             },
         }))
         .map_err(kube::Error::SerdeError)?;
+        if let Some(sealed) = sealed {
+            let notes = lease.annotations_mut();
+            notes.insert(REFRESH_ANNOTATION.to_owned(), sealed);
+            notes.insert(
+                GROUPS_AT_ANNOTATION.to_owned(),
+                Timestamp::now().as_second().to_string(),
+            );
+        }
         self.api.create(&PostParams::default(), &lease).await?;
         Ok(())
+    }
+
+    /// Sessions whose groups were last read from the provider `every` ago or longer and that
+    /// can be refreshed: the Lease and its sealed refresh token.
+    pub fn due_for_refresh(&self, every: Duration) -> Vec<(Lease, String)> {
+        let now = Timestamp::now().as_second();
+        self.cache
+            .state()
+            .iter()
+            .filter(|lease| identity_of(lease).is_some())
+            .filter_map(|lease| {
+                let notes = lease.annotations();
+                let sealed = notes.get(REFRESH_ANNOTATION)?;
+                let at: i64 = notes.get(GROUPS_AT_ANNOTATION)?.parse().ok()?;
+                (at + every.as_secs() as i64 <= now).then(|| (Lease::clone(lease), sealed.clone()))
+            })
+            .collect()
+    }
+
+    /// Takes the refresh of `lease` upon this replica: marks its groups as read now, written
+    /// only if nobody wrote the Lease since it was read. `true`: this replica refreshes it;
+    /// `false`: another replica took it, or the session changed or ended.
+    pub async fn claim_refresh(&self, lease: &Lease) -> Result<bool, kube::Error> {
+        let mut claimed = lease.clone();
+        claimed.annotations_mut().insert(
+            GROUPS_AT_ANNOTATION.to_owned(),
+            Timestamp::now().as_second().to_string(),
+        );
+        match self
+            .api
+            .replace(&lease.name_any(), &PostParams::default(), &claimed)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records what a refresh of session Lease `name` brought: who the apiserver now says the
+    /// user is (their groups), and the refresh token to use next (sealed for the Lease).
+    /// `false`: the session ended meanwhile.
+    pub async fn refreshed(
+        &self,
+        name: &str,
+        identity: &Identity,
+        sealed: Option<String>,
+    ) -> Result<bool, kube::Error> {
+        for _ in 0..REDEEM_TRIES {
+            let Some(mut lease) = self.api.get_opt(name).await? else {
+                return Ok(false);
+            };
+            if identity_of(&lease).is_none() {
+                return Ok(false);
+            }
+            let notes = lease.annotations_mut();
+            notes.insert(
+                IDENTITY_ANNOTATION.to_owned(),
+                serde_json::to_string(identity).unwrap_or_default(),
+            );
+            if let Some(sealed) = &sealed {
+                notes.insert(REFRESH_ANNOTATION.to_owned(), sealed.clone());
+            }
+            notes.insert(
+                GROUPS_AT_ANNOTATION.to_owned(),
+                Timestamp::now().as_second().to_string(),
+            );
+            match self.api.replace(name, &PostParams::default(), &lease).await {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     /// Who session `sid` belongs to, while it lasts: from the watch cache, else (a session
@@ -243,11 +333,12 @@ impl Sessions {
 
     /// Ends session `sid` everywhere (its Lease goes; every replica's watch sees it).
     pub async fn end(&self, sid: &str) -> Result<(), kube::Error> {
-        match self
-            .api
-            .delete(&lease_name(sid), &DeleteParams::default())
-            .await
-        {
+        self.end_lease(&lease_name(sid)).await
+    }
+
+    /// Ends the session of Lease `name` everywhere.
+    pub async fn end_lease(&self, name: &str) -> Result<(), kube::Error> {
+        match self.api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(e),

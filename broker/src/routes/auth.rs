@@ -124,16 +124,23 @@ pub async fn callback(
         )
             .into_response();
     };
+    let mut refresh = None;
     let checked = match oidc.exchange(&code, &pending).await {
-        Ok(token) => match oidc.verify(&token, &pending) {
-            // Signed with a key the broker has not fetched: the provider may have rotated
-            // its keys. Fetch them again (rate-limited) and check once more.
-            Err(OidcError::UnknownKey) => match broker.provider.refresh_for_unknown_key().await {
-                Some(fresh) => fresh.verify(&token, &pending),
-                None => Err(OidcError::UnknownKey),
-            },
-            checked => checked,
-        },
+        Ok(tokens) => {
+            refresh = tokens.refresh;
+            let token = tokens.id_token;
+            match oidc.verify(&token, &pending) {
+                // Signed with a key the broker has not fetched: the provider may have rotated
+                // its keys. Fetch them again (rate-limited) and check once more.
+                Err(OidcError::UnknownKey) => {
+                    match broker.provider.refresh_for_unknown_key().await {
+                        Some(fresh) => fresh.verify(&token, &pending),
+                        None => Err(OidcError::UnknownKey),
+                    }
+                }
+                checked => checked,
+            }
+        }
         Err(e) => Err(e),
     };
     let id_token = match checked {
@@ -165,10 +172,18 @@ pub async fn callback(
                 .into_response();
         }
     };
-    // Server-side: what ends it everywhere (logout, an administrator) is its Lease going.
+    // Server-side: what ends it everywhere (logout, an administrator) is its Lease going. The
+    // refresh token (sealed: the Lease is readable) lets the broker follow the user's groups.
+    let lease = crate::identity::sessions::lease_name(&session.cookie.sid);
+    let sealed = refresh.and_then(|token| broker.sealer.seal(token.as_bytes(), &lease).ok());
     if let Err(e) = broker
         .sessions
-        .create(&session.cookie.sid, &session.identity, broker.cookies.ttl)
+        .create(
+            &session.cookie.sid,
+            &session.identity,
+            broker.cookies.ttl,
+            sealed,
+        )
         .await
     {
         tracing::warn!(error = %e, "cannot record a session");
@@ -221,7 +236,7 @@ pub async fn logout(
         Err(refusal) => return refusal.page("/"),
     };
     // Ended everywhere: every replica's watch sees the Lease go and closes its viewers.
-    if !who.sid.starts_with("bearer-")
+    if !who.is_bearer()
         && let Err(e) = broker.sessions.end(&who.sid).await
     {
         return Refusal::Unavailable(format!("The broker cannot end your session now: {e}"))

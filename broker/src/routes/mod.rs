@@ -181,7 +181,7 @@ impl Caller {
 
     /// Whether the caller came with a bearer token, not a browser session (no session Lease).
     pub fn is_bearer(&self) -> bool {
-        self.csrf.is_none()
+        self.sid.starts_with(crate::relays::BEARER_SID_PREFIX)
     }
 }
 
@@ -321,7 +321,7 @@ pub async fn caller(
                     .collect();
                 Ok(Caller {
                     identity,
-                    sid: format!("bearer-{sid}"),
+                    sid: format!("{}{sid}", crate::relays::BEARER_SID_PREFIX),
                     csrf: None,
                 })
             }

@@ -4,7 +4,9 @@
 // token and userinfo whenever scope `groups` is asked for. The subject of a user is its plain id.
 //
 // It is for tests only: passwords are plain text, keys live in memory, and zitadel's example
-// storage keeps its own demonstration service users. SIGHUP rotates the signing key (keys.go).
+// storage keeps its own demonstration service users. SIGHUP rotates the signing key (keys.go);
+// SIGUSR1 reads the users file's groups again (a user leaving a group at the provider), for
+// tokens issued from then on, refreshed ones included.
 //
 //	verdant-oidc-provider --addr 127.0.0.1:8443 --issuer https://127.0.0.1:8443 \
 //	  --tls-cert cert.pem --tls-key key.pem --users users.json \
@@ -27,7 +29,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"slices"
+	"sync"
+	"syscall"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -67,6 +72,7 @@ func run(logger *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	users.reloadGroupsOnSignal(logger, cfg.usersFile)
 	if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
 		return fmt.Errorf("--tls-cert %s / --tls-key %s: %w", cfg.tlsCert, cfg.tlsKey, err)
 	}
@@ -152,9 +158,38 @@ type user struct {
 }
 
 // userStore implements storage.UserStore over the users file; a user's id is its user name.
+// Its groups may be read again (reloadGroups) while it serves.
 type userStore struct {
 	users  map[string]*storage.User
+	mu     sync.RWMutex
 	groups map[string][]string
+}
+
+// groupsOf is a copy of the groups of user id.
+func (u *userStore) groupsOf(id string) []string {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return append([]string{}, u.groups[id]...)
+}
+
+// reloadGroupsOnSignal reads the users file's groups again on every SIGUSR1 (users and
+// passwords stay as they were), logging each reload.
+func (u *userStore) reloadGroupsOnSignal(logger *slog.Logger, path string) {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			fresh, err := readUsers(path)
+			if err != nil {
+				logger.Error("reloading the users' groups failed", "error", err)
+				continue
+			}
+			u.mu.Lock()
+			u.groups = fresh.groups
+			u.mu.Unlock()
+			logger.Info("reloaded the users' groups", "users", len(fresh.groups))
+		}
+	}()
 }
 
 func readUsers(path string) (*userStore, error) {
@@ -232,7 +267,7 @@ func (s *groupsStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.Use
 func (s *groupsStorage) addGroups(info *oidc.UserInfo, subject string, scopes []string) {
 	if slices.Contains(scopes, scopeGroups) {
 		// Always an array, also when empty, so relying parties see a list of strings.
-		info.AppendClaims(claimGroups, append([]string{}, s.users.groups[subject]...))
+		info.AppendClaims(claimGroups, s.users.groupsOf(subject))
 	}
 }
 

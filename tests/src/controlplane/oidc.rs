@@ -88,6 +88,9 @@ pub struct OidcProvider {
     ca_path: PathBuf,
     pub(super) discovery: Discovery,
     probe_password: String,
+    /// Every user, as the users file has them now.
+    users: std::sync::Mutex<Vec<OidcUser>>,
+    users_file: PathBuf,
 }
 
 impl OidcProvider {
@@ -137,6 +140,8 @@ impl OidcProvider {
                         ca_path: pki.ca_cert.clone(),
                         discovery,
                         probe_password,
+                        users: std::sync::Mutex::new(all),
+                        users_file,
                     });
                 }
                 Err(e) if attempt < PORT_ATTEMPTS && port_clash(&e) => attempt += 1,
@@ -173,27 +178,49 @@ impl OidcProvider {
     /// Rotates the provider's signing key (SIGHUP): ID tokens are signed with a new key from
     /// now on, and the key set lists only that one. Returns once the provider says so.
     pub async fn rotate_key(&self) -> Result<(), String> {
-        let rotated = || {
-            self.process
-                .log_tail(10_000)
-                .matches("rotated the signing key")
-                .count()
+        self.signal(libc::SIGHUP, "rotated the signing key").await
+    }
+
+    /// Gives `user` these groups at the provider (the users file, read again on SIGUSR1): the
+    /// tokens it issues from now on, refreshed ones included, say so. Returns once the
+    /// provider has read them.
+    pub async fn set_groups(&self, user: &str, groups: &[&str]) -> Result<(), String> {
+        let json = {
+            let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = users
+                .iter_mut()
+                .find(|u| u.name == user)
+                .ok_or_else(|| format!("no user {user} at the provider"))?;
+            entry.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+            serde_json::to_string_pretty(&*users).map_err(|e| e.to_string())?
         };
-        let before = rotated();
+        std::fs::write(&self.users_file, json)
+            .map_err(|e| format!("{}: {e}", self.users_file.display()))?;
+        self.signal(libc::SIGUSR1, "reloaded the users' groups")
+            .await
+    }
+
+    /// Sends the provider `signal` and waits for one more log line with `done` in it.
+    async fn signal(&self, signal: i32, done: &str) -> Result<(), String> {
+        let seen = || self.process.log_tail(10_000).matches(done).count();
+        let before = seen();
         let pid = self.process.pid().ok_or("the provider is not running")?;
         // SAFETY: kill(2) on our own child's pid with a valid signal; no memory is involved.
-        if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
-            return Err(format!("SIGHUP: {}", std::io::Error::last_os_error()));
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            return Err(format!(
+                "signal {signal}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while rotated() == before {
-            if std::time::Instant::now() > deadline {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen() == before {
+            if Instant::now() > deadline {
                 return Err(format!(
-                    "the provider did not rotate its key: {}",
+                    "the provider did not log {done:?}: {}",
                     self.process.log_tail(20)
                 ));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
     }
