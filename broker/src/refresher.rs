@@ -84,13 +84,10 @@ async fn refresh(broker: &Broker, lease: &Lease, sealed: &str) {
             return;
         }
     };
-    let checked = match oidc.verify_refreshed(&tokens.id_token) {
-        Err(OidcError::UnknownKey) => match broker.provider.refresh_for_unknown_key().await {
-            Some(fresh) => fresh.verify_refreshed(&tokens.id_token),
-            None => Err(OidcError::UnknownKey),
-        },
-        checked => checked,
-    };
+    let checked = broker
+        .provider
+        .check(&oidc, |oidc| oidc.verify_refreshed(&tokens.id_token))
+        .await;
     let id_token = match checked {
         Ok(token) => token,
         Err(e) => {

@@ -868,21 +868,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     // 0. A connect token works once across the replicas, not once at each: issued at
     // broker-1 and redeemed at broker-2 (any replica takes it), the same token is then
     // refused at broker-1, with the same session cookie.
-    let csrf = s.broker.csrf(&alice).await.unwrap();
-    let grant: serde_json::Value = alice
-        .http
-        .post(
-            s.broker
-                .at(&format!("/api/desktops/{}/{desktop}/token", s.env.ns)),
-        )
-        .header("origin", s.origin())
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let grant: serde_json::Value = s.token(&alice, &desktop).await.json().await.unwrap();
     let path = grant["path"].as_str().expect("a token");
     let open_at = |broker: &tests::broker::BrokerProcess| {
         let mut url = broker.at(path);

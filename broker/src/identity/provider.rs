@@ -107,6 +107,23 @@ impl Provider {
         }
     }
 
+    /// `check` with `oidc`, and once more with the provider discovered again if it names a
+    /// signing key `oidc` lacks (the provider may have rotated its keys; rate-limited as
+    /// [`Provider::refresh_for_unknown_key`]).
+    pub async fn check<T>(
+        &self,
+        oidc: &Oidc,
+        check: impl Fn(&Oidc) -> Result<T, OidcError>,
+    ) -> Result<T, OidcError> {
+        match check(oidc) {
+            Err(OidcError::UnknownKey) => match self.refresh_for_unknown_key().await {
+                Some(fresh) => check(&fresh),
+                None => Err(OidcError::UnknownKey),
+            },
+            checked => checked,
+        }
+    }
+
     /// An ID token named a key the last discovery lacks: discovers again, unless that was
     /// done in the last [`REFRESH_AT_MOST`]; the provider as it is now, if it could be had.
     pub async fn refresh_for_unknown_key(&self) -> Option<Arc<Oidc>> {

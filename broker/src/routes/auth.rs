@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use super::{Refusal, changing_caller};
 use crate::context::{App, Broker};
-use crate::identity::oidc::OidcError;
 use crate::identity::session::local_next;
 use crate::portal::pages;
 
@@ -129,17 +128,10 @@ pub async fn callback(
         Ok(tokens) => {
             refresh = tokens.refresh;
             let token = tokens.id_token;
-            match oidc.verify(&token, &pending) {
-                // Signed with a key the broker has not fetched: the provider may have rotated
-                // its keys. Fetch them again (rate-limited) and check once more.
-                Err(OidcError::UnknownKey) => {
-                    match broker.provider.refresh_for_unknown_key().await {
-                        Some(fresh) => fresh.verify(&token, &pending),
-                        None => Err(OidcError::UnknownKey),
-                    }
-                }
-                checked => checked,
-            }
+            broker
+                .provider
+                .check(&oidc, |oidc| oidc.verify(&token, &pending))
+                .await
         }
         Err(e) => Err(e),
     };

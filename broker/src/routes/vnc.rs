@@ -145,15 +145,7 @@ pub async fn websocket(
         &name,
     ) {
         Ok(grant) => grant,
-        Err(e) => {
-            broker.metrics.refused(e.reason());
-            tracing::info!(user = %who.identity.user, %namespace, desktop = %name, why = %e, "connect token refused");
-            return Refusal::Forbidden(
-                e.reason(),
-                "The connect token is not valid; reload the page.".into(),
-            )
-            .json();
-        }
+        Err(e) => return token_refused(&broker, &who, (&namespace, &name), &e),
     };
     // Once at every replica, not once at each: the session's record says whether any replica
     // took this token already. A bearer caller has no session record, and needs none: the
@@ -169,14 +161,8 @@ pub async fn websocket(
     match once {
         Ok(true) => {}
         Ok(false) => {
-            let e = crate::token::TokenError::Replayed;
-            broker.metrics.refused(e.reason());
-            tracing::info!(user = %who.identity.user, %namespace, desktop = %name, why = %e, "connect token refused");
-            return Refusal::Forbidden(
-                e.reason(),
-                "The connect token is not valid; reload the page.".into(),
-            )
-            .json();
+            let replayed = crate::token::TokenError::Replayed;
+            return token_refused(&broker, &who, (&namespace, &name), &replayed);
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot record a connect token's use");
@@ -279,4 +265,20 @@ pub async fn websocket(
             broker.metrics.sessions.dec();
             tracing::info!(%user, %namespace, desktop = %name, end = ?end, "viewer disconnected");
         })
+}
+
+/// A connect token refused: counted, logged, and 403 with what to do.
+fn token_refused(
+    broker: &Broker,
+    who: &super::Caller,
+    (namespace, name): (&str, &str),
+    e: &crate::token::TokenError,
+) -> Response {
+    broker.metrics.refused(e.reason());
+    tracing::info!(user = %who.identity.user, %namespace, desktop = %name, why = %e, "connect token refused");
+    Refusal::Forbidden(
+        e.reason(),
+        "The connect token is not valid; reload the page.".into(),
+    )
+    .json()
 }
