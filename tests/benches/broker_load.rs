@@ -19,13 +19,20 @@
 //! 5. Whole 1280x800 frames (4 MB Raw) through both paths, fewer
 //!    (`VERDANT_BROKER_BENCH_FRAME_SAMPLES`, default 200): the broker's cost on large updates.
 //!
+//! 6. The clipboard attack (issue 19, item 8): one more session sends 1 MiB ClientCutText
+//!    messages, each as 1,048,576 one-byte WebSocket messages, one after another, from its
+//!    own thread ([`tests::attacker::Flood`]), while the 64x64 samples of 3 run on the other
+//!    desktops; the same samples just before, without the attack, are the quiet figures. The
+//!    target is the same: added p99 <= 2 ms, under the attack.
+//!
 //! Prints the figures and targets (added p99 <= 2 ms, <= 256 KiB RSS per idle session); never
 //! fails on a figure. A session that cannot be opened fails the run, with the logs' words: the
 //! figures are of all the sessions asked for or of none.
 //!
 //! Run with `cargo bench -p tests --bench broker_load`. `VERDANT_BROKER_BENCH_DESKTOPS`,
-//! `VERDANT_BROKER_BENCH_VIEWERS` (per desktop) and `VERDANT_BROKER_BENCH_SAMPLES` (per path,
-//! default 2000) change the sizes.
+//! `VERDANT_BROKER_BENCH_VIEWERS` (per desktop), `VERDANT_BROKER_BENCH_SAMPLES` (per path,
+//! default 2000) and `VERDANT_BROKER_BENCH_ATTACK_SAMPLES` (per path and phase of 6, default
+//! 2000) change the sizes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -35,6 +42,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
+use tests::attacker::Flood;
 use tests::broker::Session;
 use tests::brokerenv::{BrokerEnv, SetupOptions, numbered_users, setup_with, users};
 use tests::controlplane::log_tail;
@@ -402,6 +410,38 @@ async fn interleaved(
     (via_broker, via_direct, paired)
 }
 
+/// Opens the way for a viewer of `desktop` as `session`: the WebSocket URL its token gives,
+/// and the headers the page would send.
+async fn viewer_url(
+    env: &BrokerEnv,
+    session: &Session,
+    desktop: &str,
+) -> (url::Url, Vec<(String, String)>) {
+    let csrf = env.broker.csrf(session).await.expect("CSRF token");
+    let grant: serde_json::Value = session
+        .http
+        .post(
+            env.broker
+                .at(&format!("/api/desktops/{NS}/{desktop}/token")),
+        )
+        .header("origin", env.origin())
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token answer");
+    let path = grant["path"].as_str().expect("a WebSocket path");
+    let mut url = env.broker.at(path);
+    url.set_scheme("wss").expect("wss URL");
+    let headers = vec![
+        ("cookie".to_owned(), session.cookie(&env.broker.url)),
+        ("origin".to_owned(), env.origin()),
+    ];
+    (url, headers)
+}
+
 #[tokio::main]
 async fn main() {
     let desktops = env_usize("VERDANT_BROKER_BENCH_DESKTOPS", 10);
@@ -625,6 +665,75 @@ async fn main() {
         println!("REDUCED: whole-frame sample failed: {e}");
     }
 
+    // 6. The clipboard attack (issue 19, item 8): one session sends 1 MiB ClientCutText
+    // messages, each as a million one-byte WebSocket messages, one after another, while the
+    // others' 64x64 round trips are sampled as in 3, both paths. Desktop 0 takes the attack;
+    // its other viewers are closed first, so what the launcher passes on to them (every
+    // viewer gets the clipboard) is not counted against the broker. The same sampling
+    // without the attack, just before, is the quiet figure it is compared with.
+    brokered.retain(|v| v.desktop != 0);
+    direct.retain(|v| v.desktop != 0);
+    let attack_samples = env_usize("VERDANT_BROKER_BENCH_ATTACK_SAMPLES", 2000);
+    let (mut quiet_broker, mut quiet_direct, _) =
+        interleaved(&mut brokered, &mut direct, desktops, attack_samples, REGION).await;
+    let (url, headers) = viewer_url(&env, &logins[0].0, &targets[0].name).await;
+    let flood = Flood::start(url, env.broker.ca.clone(), headers, 1 << 20);
+    let cpu_start = cpu_seconds(pid);
+    let flooded = flood
+        .during(interleaved(
+            &mut brokered,
+            &mut direct,
+            desktops,
+            attack_samples,
+            REGION,
+        ))
+        .await;
+    let attack_cpu = cpu_seconds(pid) - cpu_start;
+    let ((mut under_broker, mut under_direct, _), attack) = match flooded {
+        Ok(done) => done,
+        Err(e) => panic!(
+            "the clipboard attack failed: {e}\nbroker log, last lines:\n{}",
+            log_tail(&env.broker.log, 30)
+        ),
+    };
+    let failed: Vec<&String> = [&quiet_broker, &quiet_direct, &under_broker, &under_direct]
+        .iter()
+        .flat_map(|f| &f.errors)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} viewers failed in the attack phase: {failed:?}\nbroker log, last lines:\n{}",
+        failed.len(),
+        log_tail(&env.broker.log, 30)
+    );
+    println!(
+        "clipboard attack on desktop {}: {} clipboards of 1 MiB framed whole, one byte a WebSocket message ({:.0} messages/s over {:.1} s); broker CPU {:.2} s ({:.1}% of a core, {:.2} s a clipboard)",
+        targets[0].name,
+        attack.clipboards,
+        attack.messages as f64 / attack.seconds,
+        attack.seconds,
+        attack_cpu,
+        attack_cpu / attack.seconds * 100.0,
+        attack_cpu / (attack.clipboards.max(1) as f64)
+    );
+    let (quiet_b50, quiet_b99) = spread(
+        "64x64 via the broker, other desktops, quiet",
+        &mut quiet_broker.latencies,
+    );
+    let (quiet_d50, quiet_d99) = spread(
+        "64x64 direct (TCP), other desktops, quiet",
+        &mut quiet_direct.latencies,
+    );
+    let (under_b50, under_b99) = spread(
+        "64x64 via the broker, other desktops, under the attack",
+        &mut under_broker.latencies,
+    );
+    let (under_d50, under_d99) = spread(
+        "64x64 direct (TCP), other desktops, under the attack",
+        &mut under_direct.latencies,
+    );
+    let (quiet_added, under_added) = (quiet_b99 - quiet_d99, under_b99 - under_d99);
+
     println!("summary:");
     println!(
         "  sessions: {sessions} through the broker on {desktops} desktops ({} wanted), {} direct",
@@ -651,6 +760,12 @@ async fn main() {
         "  RSS per idle session {per_idle:.1} KiB (target <= 256 KiB: {}); CPU per active session {:.3}% of a core",
         if per_idle <= 256.0 { "met" } else { "missed" },
         cpu_per_session * 100.0
+    );
+    println!(
+        "  under the clipboard attack (1 MiB a byte a message, {} clipboards): 64x64 p99 via the broker {under_b99:.2} ms against {quiet_b99:.2} ms quiet (ratio {:.2}; p50 {under_b50:.2} against {quiet_b50:.2}); added p99 {under_added:.2} ms against {quiet_added:.2} ms quiet (target <= 2 ms: {}); direct p99 {under_d99:.2} against {quiet_d99:.2}, p50 {under_d50:.2} against {quiet_d50:.2}",
+        attack.clipboards,
+        under_b99 / quiet_b99,
+        if under_added <= 2.0 { "met" } else { "missed" },
     );
     println!("  wall time {:.1} s", bench_started.elapsed().as_secs_f64());
 }

@@ -1,6 +1,7 @@
 //! Verdant's test support: a real control plane (etcd + kube-apiserver + kube-controller-manager
 //! built from pinned Go modules) and the helpers end-to-end tests share.
 
+pub mod attacker;
 pub mod audit;
 pub mod bins;
 pub mod broker;

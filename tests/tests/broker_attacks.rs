@@ -12,15 +12,15 @@
 use std::time::{Duration, Instant};
 
 use crds::labels::{RESET_ANNOTATION, USED_BY_ANNOTATION, reset_count};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
+use tests::attacker::{RawViewer, cut_text_message};
 use tests::broker::Session;
 use tests::brokerenv::{BrokerEnv, SetupOptions, setup_with, users};
 use tests::kubelet::eventually;
 use tests::wsrfb::Closed;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The tests' users, `replicas` desktops in pool `eng` of policy `assignment`, run by launcher
 /// processes (`launchers`) or the stand-in kubelet.
@@ -345,24 +345,7 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
     )
     .await
     .unwrap();
-    let (mut sink, stream) = ws.split();
-    let mut inbound = Inbound {
-        stream,
-        buf: Vec::new(),
-    };
-    assert_eq!(inbound.take(12).await, b"RFB 003.008\n");
-    sink.send(Message::Binary(b"RFB 003.008\n".to_vec().into()))
-        .await
-        .unwrap();
-    let count = inbound.take(1).await[0] as usize;
-    let types = inbound.take(count).await;
-    assert!(types.contains(&1), "security None offered: {types:?}");
-    sink.send(Message::Binary(vec![1].into())).await.unwrap();
-    assert_eq!(inbound.take(4).await, [0, 0, 0, 0], "security result OK");
-    sink.send(Message::Binary(vec![1].into())).await.unwrap();
-    let init = inbound.take(24).await;
-    let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
-    inbound.take(name_len).await;
+    let mut attacker = RawViewer::handshake(ws).await.unwrap();
 
     // Bob's round trips before the attack, the same way as during it: what it adds is the
     // difference.
@@ -382,12 +365,9 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
     let broker_pid = s.broker.process.pid().expect("the broker's pid");
     let cpu_before = cpu_time(broker_pid);
     let size: u32 = 1 << 20;
+    let clipboard = cut_text_message(size);
     let started = Instant::now();
-    let mut header = vec![6, 0, 0, 0];
-    header.extend_from_slice(&size.to_be_bytes());
-    for byte in header {
-        sink.feed(Message::Binary(vec![byte].into())).await.unwrap();
-    }
+    attacker.send_bytewise(&clipboard[..8], None).await.unwrap();
     // Meanwhile, bob's round trips, until the attack is over.
     let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = std::sync::Arc::clone(&over);
@@ -408,25 +388,10 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
         }
         rtts
     });
-    for i in 0..size {
-        sink.feed(Message::Binary(vec![b'a' + (i % 26) as u8].into()))
-            .await
-            .unwrap();
-        if i % 4096 == 4095 {
-            sink.flush().await.unwrap();
-        }
-    }
-    sink.feed(Message::Binary(vec![3, 0, 0, 0, 0, 0, 0, 16, 0, 16].into()))
-        .await
-        .unwrap();
-    sink.flush().await.unwrap();
+    attacker.send_bytewise(&clipboard[8..], None).await.unwrap();
     let sent = started.elapsed();
     // The update answers the request sent after the clipboard: all of it was framed.
-    let answered = tokio::time::timeout(Duration::from_secs(180), async {
-        let header = inbound.take(4).await;
-        assert_eq!(header[0], 0, "a FramebufferUpdate");
-    })
-    .await;
+    let answered = tokio::time::timeout(Duration::from_secs(180), attacker.round_trip()).await;
     let took = started.elapsed();
     let cpu = cpu_time(broker_pid).saturating_sub(cpu_before);
     over.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -446,7 +411,7 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
             .map(|(during, before)| during.saturating_sub(before)),
     );
     assert!(
-        answered.is_ok(),
+        matches!(answered, Ok(Ok(()))),
         "the broker had not framed the clipboard {took:?} after it began (CPU {cpu:?})"
     );
     // A couple of microseconds of work a message (2.4 s here). Parsing the pending message
@@ -460,28 +425,6 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time() {
         !rtts.is_empty(),
         "bob got no update while alice's clipboard went through"
     );
-}
-
-/// Bytes from a WebSocket, taken in whole pieces.
-struct Inbound<S> {
-    stream: S,
-    buf: Vec<u8>,
-}
-
-impl<S> Inbound<S>
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    async fn take(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            match self.stream.next().await {
-                Some(Ok(Message::Binary(bytes))) => self.buf.extend_from_slice(&bytes),
-                Some(Ok(_)) => {}
-                other => panic!("the broker ended the viewer: {other:?}"),
-            }
-        }
-        self.buf.drain(..n).collect()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
