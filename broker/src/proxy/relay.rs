@@ -190,6 +190,12 @@ pub async fn run(socket: WebSocket, launcher: TcpStream, relay: Relay) -> End {
         let early = std::mem::take(&mut inbound.buf);
         let mut incoming = Some(early);
         loop {
+            // Each message from the viewer costs the task cooperative budget, so it yields to
+            // the other sessions on its worker every so often. Without this, one viewer's
+            // flood of tiny messages (a clipboard a byte a message) is parsed from the socket
+            // buffer thousands at a time, never touching the socket, which is where tokio
+            // counts the budget otherwise: the other relays on that worker wait meanwhile.
+            tokio::task::coop::consume_budget().await;
             let bytes = match incoming.take() {
                 Some(bytes) => bytes,
                 None => match inbound.stream.next().await {
