@@ -8,6 +8,10 @@
 //!
 //! Otherwise the skip is loud: it is written to the process's stderr directly, which the test
 //! harness does not capture, so `cargo test` shows it even for a test that passes.
+//!
+//! [`procfs`] reads another process's CPU time and memory, failing when it is gone.
+
+pub mod procfs;
 
 use std::fmt::Display;
 use std::io::Write;

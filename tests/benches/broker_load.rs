@@ -42,6 +42,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
+use testkit::procfs;
 use tests::attacker::Flood;
 use tests::broker::Session;
 use tests::brokerenv::{BrokerEnv, SetupOptions, numbered_users, setup_with, users};
@@ -78,28 +79,16 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// CPU seconds (user + system) process `pid` has used.
+/// CPU seconds (user + system) process `pid` has used; panics when it is gone.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3; utime 14,
-    // stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).map_or(0, |v| v.parse::<u64>().unwrap_or(0));
-    // SAFETY: sysconf reads a configuration value; no memory of ours is involved.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) as f64 / hz
+    procfs::cpu_time(pid)
+        .unwrap_or_else(|e| panic!("the CPU time of process {pid}: {e}"))
+        .as_secs_f64()
 }
 
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+/// A memory field of process `pid` in KiB (`VmRSS`, `VmHWM`); panics when it is gone.
 fn memory_kib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or(0)
+    procfs::memory_kib(pid, field).unwrap_or_else(|e| panic!("{field} of process {pid}: {e}"))
 }
 
 fn mib(kib: u64) -> f64 {

@@ -42,15 +42,11 @@ fn size() -> usize {
         .unwrap_or(10_000)
 }
 
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+/// A memory field of the operator in KiB (`VmRSS`, `VmHWM`); panics when it is gone, so a
+/// dead operator never reads as a small one.
 fn memory_kib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or(0)
+    testkit::procfs::memory_kib(pid, field)
+        .unwrap_or_else(|e| panic!("{field} of the operator (pid {pid}): {e}"))
 }
 
 fn mib(kib: u64) -> f64 {

@@ -308,17 +308,9 @@ async fn a_login_never_sends_the_browser_to_another_host() {
     );
 }
 
-/// Reads the CPU time (user + system) process `pid` has used, from `/proc`.
+/// The CPU time process `pid` has used.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command (which may hold spaces), from its closing parenthesis.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf takes and returns integers.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
+    testkit::procfs::cpu_time(pid).expect("the broker's /proc/PID/stat")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
