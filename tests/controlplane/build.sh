@@ -21,9 +21,10 @@ etcd_dir="$cache/etcd-$ETCD_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kubeconform_dir="$cache/kubeconform-$KUBECONFORM_VERSION"
 oidc_dir="$cache/oidc-provider-$ZITADEL_OIDC_VERSION"
+kstatus_dir="$cache/kstatus-$CLI_UTILS_VERSION"
 
 if [ "${1:-}" = "--print-dirs" ]; then
-  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$kubeconform_dir" "$oidc_dir"
+  printf '%s\n' "$k8s_dir" "$etcd_dir" "$helm_dir" "$kubeconform_dir" "$oidc_dir" "$kstatus_dir"
   exit 0
 fi
 
@@ -100,6 +101,17 @@ build_tool() {
   GOBIN="$out" go install -v -ldflags "-s -w -X $version_var=${pkg##*@}" "$pkg" 2>&1 | progress
 }
 
+# verdant-kstatus: kstatus/main.go over sigs.k8s.io/cli-utils' kstatus, the health rules Flux
+# applies, for the tests that check what GitOps tools make of our objects. Its go.mod must
+# require the cli-utils version that versions.env pins (the cache folder is named after it).
+build_kstatus() {
+  grep -q "sigs.k8s.io/cli-utils $CLI_UTILS_VERSION\$" "$here/kstatus/go.mod" || {
+    echo "build.sh: kstatus/go.mod does not require sigs.k8s.io/cli-utils $CLI_UTILS_VERSION (versions.env); run: cd $here/kstatus && go get sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION && go mod tidy" >&2
+    return 1
+  }
+  (cd "$here/kstatus" && go build -v -ldflags "-s -w" -o "$out/verdant-kstatus" . 2>&1 | progress)
+}
+
 # progress: condenses `go build -v` package lines and `go: downloading` lines into running counts;
 # passes everything else (errors) through unchanged.
 progress() {
@@ -116,4 +128,6 @@ build_into "$helm_dir" "helm $HELM_VERSION" "" build_tool "helm.sh/helm/v3/cmd/h
 build_into "$kubeconform_dir" "kubeconform $KUBECONFORM_VERSION" "" build_tool "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" main.version
 build_into "$oidc_dir" "verdant-oidc-provider (zitadel/oidc $ZITADEL_OIDC_VERSION)" \
   "$here/oidc/go.mod $here/oidc/go.sum $here/oidc/main.go $here/oidc/keys.go" build_oidc_provider
+build_into "$kstatus_dir" "verdant-kstatus (sigs.k8s.io/cli-utils $CLI_UTILS_VERSION)" \
+  "$here/kstatus/go.mod $here/kstatus/go.sum $here/kstatus/main.go" build_kstatus
 log "all tools ready under $cache"

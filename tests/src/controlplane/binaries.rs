@@ -23,6 +23,8 @@ pub struct Versions {
     pub kubeconform: String,
     /// `github.com/zitadel/oidc/v3`, which the tests' OpenID provider wraps.
     pub zitadel_oidc: String,
+    /// `sigs.k8s.io/cli-utils`, whose kstatus the tests' `verdant-kstatus` wraps.
+    pub cli_utils: String,
 }
 
 impl Versions {
@@ -45,6 +47,7 @@ impl Versions {
             helm: get("HELM_VERSION"),
             kubeconform: get("KUBECONFORM_VERSION"),
             zitadel_oidc: get("ZITADEL_OIDC_VERSION"),
+            cli_utils: get("CLI_UTILS_VERSION"),
         }
     }
 }
@@ -86,6 +89,9 @@ pub struct Binaries {
     pub kubeconform: PathBuf,
     /// verdant-oidc-provider, the tests' OpenID provider (see [`super::OidcProvider`]).
     pub oidc_provider: PathBuf,
+    /// verdant-kstatus: kstatus (sigs.k8s.io/cli-utils) on objects as JSON lines, see
+    /// tests/controlplane/kstatus.
+    pub kstatus: PathBuf,
 }
 
 impl Binaries {
@@ -109,6 +115,9 @@ impl Binaries {
             oidc_provider: dir
                 .join(format!("oidc-provider-{}", v.zitadel_oidc))
                 .join("verdant-oidc-provider"),
+            kstatus: dir
+                .join(format!("kstatus-{}", v.cli_utils))
+                .join("verdant-kstatus"),
         }
     }
 
@@ -142,6 +151,7 @@ impl Binaries {
             &self.helm,
             &self.kubeconform,
             &self.oidc_provider,
+            &self.kstatus,
         ]
         .into_iter()
         .find(|p| !p.is_file())
