@@ -36,6 +36,52 @@ pub fn condition(
     }
 }
 
+/// kstatus's abnormal-true pair (the health rules Flux applies): `Stalled` says the object
+/// cannot converge until someone changes something (kstatus `Failed`), `Reconciling` that it
+/// is still converging (`InProgress`); both False once it is as asked (`Current`).
+///
+/// A reason and message each: `stalled` when it cannot converge, `pending` when it is not as
+/// asked yet (ignored while stalled: nothing is in progress then).
+pub fn kstatus_pair(
+    current: &[Condition],
+    stalled: Option<(String, String)>,
+    pending: Option<(String, String)>,
+    generation: Option<i64>,
+    now: &Time,
+) -> [Condition; 2] {
+    let settled = || ("Settled".to_owned(), "nothing left to do".to_owned());
+    let is_stalled = stalled.is_some();
+    let reconciling = pending.filter(|_| !is_stalled);
+    let is_reconciling = reconciling.is_some();
+    let (stalled_reason, stalled_message) = stalled.unwrap_or_else(settled);
+    let (reconciling_reason, reconciling_message) = reconciling.unwrap_or_else(settled);
+    [
+        condition(
+            current,
+            STALLED,
+            is_stalled,
+            &stalled_reason,
+            stalled_message,
+            generation,
+            now,
+        ),
+        condition(
+            current,
+            RECONCILING,
+            is_reconciling,
+            &reconciling_reason,
+            reconciling_message,
+            generation,
+            now,
+        ),
+    ]
+}
+
+/// Condition type: the object cannot converge until someone changes something.
+pub const STALLED: &str = "Stalled";
+/// Condition type: the object is converging on its spec.
+pub const RECONCILING: &str = "Reconciling";
+
 #[cfg(test)]
 mod tests {
     use super::*;

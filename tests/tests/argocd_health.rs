@@ -1,7 +1,12 @@
-//! The Argo CD health checks the chart's README documents, run as Argo CD runs them (Lua 5.1,
-//! `obj` the live object, the script returns `{status, message}`) on real Desktops and pools
-//! as the operator writes them: Progressing while they start, Healthy once Ready, Degraded
-//! when a desktop failed.
+//! What GitOps tools make of Desktops and pools as the operator writes them, on real objects
+//! from a real apiserver:
+//! - the Argo CD health checks the chart's README documents, run as Argo CD runs them (Lua
+//!   5.1, `obj` the live object, the script returns `{status, message}`): Progressing while
+//!   they start, Healthy once Ready, Degraded when a desktop failed or a pool cannot converge;
+//! - kstatus, the rules Flux (and kpt, and `cli-utils` appliers) decide health with, run
+//!   itself (`verdant-kstatus`, built from `sigs.k8s.io/cli-utils`): InProgress while they
+//!   converge, Current once Ready, Failed at once for a spec that cannot run, so an apply
+//!   reports it instead of waiting out its timeout.
 
 use crds::DesktopPhase;
 use kube::ResourceExt;
@@ -52,8 +57,34 @@ fn health(script: &str, object: &impl serde::Serialize) -> (String, String) {
     )
 }
 
+/// What kstatus computes for `object`: its status and message.
+fn kstatus(object: &impl serde::Serialize) -> (String, String) {
+    use std::io::Write;
+    let binaries = tests::controlplane::Binaries::locate().expect("the control-plane tools");
+    let mut child = std::process::Command::new(&binaries.kstatus)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("verdant-kstatus runs");
+    let mut line = serde_json::to_vec(object).unwrap();
+    line.push(b'\n');
+    child.stdin.take().unwrap().write_all(&line).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "verdant-kstatus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        result["status"].as_str().unwrap().to_owned(),
+        result["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_documented_argo_cd_health_checks_follow_desktops_and_pools() {
+async fn argo_cd_and_kstatus_follow_desktops_and_pools() {
     let (desktop_check, pool_check) = scripts();
     let env = Env::start("argocd").await;
 
@@ -63,11 +94,15 @@ async fn the_documented_argo_cd_health_checks_follow_desktops_and_pools() {
     let starting = env.desktops().get("alice-dev").await.unwrap();
     let (status, message) = health(&desktop_check, &starting);
     assert_eq!(status, "Progressing", "{message}");
+    let (status, message) = kstatus(&starting);
+    assert_eq!(status, "InProgress", "{message}");
     env.kubelet.schedule(&pod.name_any()).await.unwrap();
     env.kubelet.run(&pod.name_any(), true).await.unwrap();
     let ready = env.wait_phase("alice-dev", DesktopPhase::Ready).await;
     let (status, message) = health(&desktop_check, &ready);
     assert_eq!(status, "Healthy", "{message}");
+    let (status, message) = kstatus(&ready);
+    assert_eq!(status, "Current", "{message}");
 
     // A desktop that cannot start (its boot claim is missing): Degraded, saying why.
     env.create_desktop_with(
@@ -85,6 +120,9 @@ async fn the_documented_argo_cd_health_checks_follow_desktops_and_pools() {
         message.contains("kernels"),
         "the message says why: {message}"
     );
+    let (status, message) = kstatus(&failed);
+    assert_eq!(status, "Failed", "{message}");
+    assert!(message.contains("kernels"), "kstatus says why: {message}");
 
     // A pool: Progressing while its desktops start, Healthy when all are Ready.
     env.create_pool("office", json!({"replicas": 2})).await;
@@ -100,6 +138,8 @@ async fn the_documented_argo_cd_health_checks_follow_desktops_and_pools() {
     .await;
     let (status, message) = health(&pool_check, &pool);
     assert_eq!(status, "Progressing", "{message}");
+    let (status, message) = kstatus(&pool);
+    assert_eq!(status, "InProgress", "{message}");
     for pod in &pods {
         env.kubelet.schedule(&pod.name_any()).await.unwrap();
         env.kubelet.run(&pod.name_any(), true).await.unwrap();
@@ -111,4 +151,30 @@ async fn the_documented_argo_cd_health_checks_follow_desktops_and_pools() {
     })
     .await;
     println!("office: Healthy ({healthy})");
+    let pool = env.pools().get("office").await.unwrap();
+    let (status, message) = kstatus(&pool);
+    assert_eq!(status, "Current", "{message}");
+
+    // A pool whose desktops cannot run (their kernel's claim is missing): Degraded and
+    // Failed, naming a desktop and why, once its desktops say so.
+    env.create_pool(
+        "lab",
+        json!({"replicas": 1, "template": {"spec": {
+            "resources": {"cpus": 1, "memory": "1Gi"},
+            "boot": {"kernel": {"persistentVolumeClaim": {"claimName": "lab-kernels", "path": "vmlinuz"}}},
+        }}}),
+    )
+    .await;
+    let stalled = eventually("lab Failed for kstatus", tests::env::LIMIT, || async {
+        let pool = env.pools().get("lab").await.ok()?;
+        (kstatus(&pool).0 == "Failed").then_some(pool)
+    })
+    .await;
+    let (_, message) = kstatus(&stalled);
+    assert!(
+        message.contains("lab-0") && message.contains("lab-kernels"),
+        "kstatus says which desktop and why: {message}"
+    );
+    let (status, message) = health(&pool_check, &stalled);
+    assert_eq!(status, "Degraded", "{message}");
 }

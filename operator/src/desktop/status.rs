@@ -9,7 +9,7 @@ use kube::ResourceExt;
 
 use super::build::Invalid;
 use super::support::unsupported;
-use crate::conditions::condition;
+use crate::conditions::{condition, kstatus_pair};
 
 /// Condition types this controller owns.
 pub const POD_SCHEDULED: &str = "PodScheduled";
@@ -26,9 +26,18 @@ pub const SUPPORTED: &str = "Supported";
 /// The desktop is as its spec asks (kstatus `Ready`, for `kubectl wait` and GitOps health):
 /// running with its display live, or stopped when `running` is false.
 pub const READY: &str = "Ready";
+/// The operator is still bringing the desktop to what its spec asks (starting, stopping, or
+/// waiting out a failed launcher's backoff): kstatus `InProgress`.
+pub use crate::conditions::RECONCILING;
+/// The spec cannot be run until someone changes it or what it names (a missing claim, a
+/// disk the launcher cannot attach): kstatus `Failed`, so a GitOps apply reports it at once
+/// instead of waiting out its timeout.
+pub use crate::conditions::STALLED;
 /// Every condition type this controller writes.
-pub const OWNED_CONDITIONS: [&str; 7] = [
+pub const OWNED_CONDITIONS: [&str; 9] = [
     READY,
+    RECONCILING,
+    STALLED,
     POD_SCHEDULED,
     VM_RUNNING,
     DISPLAY_READY,
@@ -241,11 +250,21 @@ pub fn desired(desktop: &Desktop, observed: &Observed<'_>, now: &Time) -> Deskto
         READY,
         is_ready,
         &reason,
-        message,
+        message.clone(),
         generation,
         now,
     );
     conditions.push(ready_now);
+    // kstatus: Stalled for a spec that cannot run, Reconciling while not ready.
+    conditions.extend(kstatus_pair(
+        &current.conditions,
+        observed
+            .invalid
+            .map(|invalid| (invalid.reason.to_owned(), invalid.message.clone())),
+        (!is_ready).then_some((reason, message)),
+        generation,
+        now,
+    ));
 
     let live_pod = pod.filter(|_| desktop.spec.running);
     let started_at = live_pod

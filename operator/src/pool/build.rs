@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use crds::{Desktop, DesktopPhase, DesktopPool, DesktopPoolStatus, SessionState};
+use crds::{ConditionStatus, Desktop, DesktopPhase, DesktopPool, DesktopPoolStatus, SessionState};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Resource, ResourceExt};
 
 use super::plan::{Member, Plan, Sizing};
-use crate::conditions::condition;
+use crate::conditions::{condition, kstatus_pair};
 use crate::labels::{POOL_LABEL, TEMPLATE_HASH_LABEL};
 
 /// The pool condition that says its desktops cannot be made (as a ReplicaSet's does).
@@ -17,6 +17,15 @@ pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 /// The pool is as its spec asks (kstatus `Ready`, for `kubectl wait` and GitOps health): it
 /// has the desktops it wants, all Ready, and none failed to be made.
 pub const READY: &str = "Ready";
+
+/// The pool is still converging on its spec (making, starting or replacing desktops): kstatus
+/// `InProgress`.
+pub use crate::conditions::RECONCILING;
+
+/// The pool cannot converge until someone changes something: its desktops cannot be made, or
+/// one of them cannot run (its own `Stalled`). kstatus `Failed`, so a GitOps apply reports it
+/// at once.
+pub use crate::conditions::STALLED;
 
 /// Why the pool's desktops cannot be made: for its `ReplicaFailure` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +61,10 @@ pub fn members<'a>(desktops: impl IntoIterator<Item = &'a Desktop>, hash: &str) 
                     .and_then(|a| a.session)
                     == Some(SessionState::Connected),
                 terminating: d.metadata.deletion_timestamp.is_some(),
+                stalled: status
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == STALLED))
+                    .filter(|c| c.status == ConditionStatus::True)
+                    .map(|c| format!("{}: {}", c.reason, c.message)),
                 created: d
                     .metadata
                     .creation_timestamp
@@ -131,6 +144,7 @@ pub fn status(
             ),
         ),
     };
+    let ready_message = message.clone();
     let mut conditions = vec![condition(
         current, READY, is_ready, &reason, message, generation, now,
     )];
@@ -146,6 +160,29 @@ pub fn status(
             now,
         ));
     }
+    // kstatus, after the others: Stalled while desktops cannot be made or one cannot run,
+    // Reconciling while not ready.
+    let mut stuck = live
+        .iter()
+        .filter_map(|m| Some((&m.name, m.stalled.as_ref()?)));
+    let stalled = match (failure, stuck.next()) {
+        (Some(f), _) => Some((f.reason.clone(), f.message.clone())),
+        (None, Some((name, why))) => Some((
+            "DesktopStalled".to_owned(),
+            format!(
+                "desktop {name} cannot run ({why}); {} of the pool's desktops cannot",
+                1 + stuck.count()
+            ),
+        )),
+        (None, None) => None,
+    };
+    conditions.extend(kstatus_pair(
+        current,
+        stalled,
+        (!is_ready).then_some((reason, ready_message)),
+        generation,
+        now,
+    ));
     DesktopPoolStatus {
         replicas,
         ready,
@@ -238,6 +275,7 @@ mod tests {
             ready,
             connected: false,
             terminating,
+            stalled: None,
             created: 0,
         };
         let members = [
@@ -269,7 +307,7 @@ mod tests {
             .iter()
             .map(|c| c.type_.as_str())
             .collect();
-        assert_eq!(types, [READY], "no ReplicaFailure");
+        assert_eq!(types, [READY, STALLED, RECONCILING], "no ReplicaFailure");
         let ready = &counted.conditions[0];
         assert_eq!(
             (
@@ -325,6 +363,7 @@ mod tests {
             ready,
             connected: false,
             terminating: false,
+            stalled: None,
             created: 0,
         };
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
@@ -344,5 +383,62 @@ mod tests {
             ready_of(&[member("a", true), member("b", true)]),
             (crds::ConditionStatus::True, "AllReady".into())
         );
+    }
+
+    #[test]
+    fn kstatus_conditions_say_converging_failed_for_good_or_settled() {
+        let pool = pool();
+        let member = |name: &str, ready, stalled: Option<&str>| Member {
+            name: name.into(),
+            current: true,
+            assigned: false,
+            ready,
+            connected: false,
+            terminating: false,
+            stalled: stalled.map(Into::into),
+            created: 0,
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let pair = |members: &[Member], failure: Option<&ReplicaFailure>| {
+            let plan = super::super::plan::plan(sizing(&pool), members);
+            let s = status(&pool, members, &plan, failure, &now);
+            let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+            (get(RECONCILING), get(STALLED))
+        };
+        let yes = crds::ConditionStatus::True;
+        let no = crds::ConditionStatus::False;
+        // Scaling: converging.
+        let (reconciling, stalled) = pair(&[member("a", true, None)], None);
+        assert_eq!((reconciling.status, stalled.status), (yes, no));
+        assert_eq!(reconciling.reason, "Scaling");
+        // All the desktops it wants, all Ready: settled.
+        let settled = [member("a", true, None), member("b", true, None)];
+        let (reconciling, stalled) = pair(&settled, None);
+        assert_eq!((reconciling.status, stalled.status), (no, no));
+        // A desktop that cannot run: the pool cannot converge, and says which.
+        let stuck = [
+            member("a", true, None),
+            member(
+                "b",
+                false,
+                Some("PersistentVolumeClaimNotFound: claim kernels"),
+            ),
+        ];
+        let (reconciling, stalled) = pair(&stuck, None);
+        assert_eq!((reconciling.status, stalled.status), (no, yes));
+        assert_eq!(stalled.reason, "DesktopStalled");
+        assert!(
+            stalled.message.contains("desktop b") && stalled.message.contains("claim kernels"),
+            "{}",
+            stalled.message
+        );
+        // Desktops that cannot be made: stalled with the apiserver's reason.
+        let failure = ReplicaFailure {
+            reason: "FailedCreateInvalid".into(),
+            message: "creating desktop office-1: refused".into(),
+        };
+        let (reconciling, stalled) = pair(&[member("a", true, None)], Some(&failure));
+        assert_eq!((reconciling.status, stalled.status), (no, yes));
+        assert_eq!(stalled.reason, "FailedCreateInvalid");
     }
 }

@@ -20,6 +20,9 @@ pub struct Member {
     pub connected: bool,
     /// Being deleted already.
     pub terminating: bool,
+    /// Why the Desktop cannot run until someone changes something (its `Stalled` condition's
+    /// reason and message), if so.
+    pub stalled: Option<String>,
     /// Creation time, seconds since the epoch: among equals, the newest goes first.
     pub created: i64,
 }
@@ -151,6 +154,7 @@ mod tests {
             ready,
             connected,
             terminating: false,
+            stalled: None,
             created: 0,
         }
     }

@@ -299,3 +299,55 @@ fn conditions_of_other_writers_do_not_force_writes() {
     d.status = Some(with_other);
     assert!(!needs_write(d.status.as_ref(), &first));
 }
+
+#[test]
+fn kstatus_conditions_say_converging_failed_for_good_or_settled() {
+    let d = desktop(true);
+    let pair = |s: &DesktopStatus| {
+        let is = |t| cond(s, t).status == ConditionStatus::True;
+        (is(RECONCILING), is(STALLED))
+    };
+    let with = |observed: Observed<'_>| desired(&d, &observed, &t(1));
+    // Converging: no pod yet, then a pod not yet Ready; a failed launcher waits to be
+    // replaced, which the operator does by itself.
+    assert_eq!(pair(&with(Observed::default())), (true, false));
+    let starting = pod("Running", Some("n"), false);
+    let s = with(Observed {
+        pod: Some(&starting),
+        ..Default::default()
+    });
+    assert_eq!(pair(&s), (true, false));
+    assert_eq!(cond(&s, RECONCILING).reason, cond(&s, READY).reason);
+    let failure = Failure {
+        reason: "LauncherFailed".into(),
+        message: "exit 4; the next launcher starts in 10 s".into(),
+    };
+    let s = with(Observed {
+        failure: Some(failure),
+        ..Default::default()
+    });
+    assert_eq!(pair(&s), (true, false));
+    // As asked: Ready, or stopped.
+    let ready = pod("Running", Some("n"), true);
+    let s = with(Observed {
+        pod: Some(&ready),
+        ..Default::default()
+    });
+    assert_eq!(pair(&s), (false, false));
+    assert_eq!(
+        pair(&desired(&desktop(false), &Observed::default(), &t(1))),
+        (false, false)
+    );
+    // Failed for good: a spec that cannot run until someone changes something.
+    let invalid = Invalid {
+        reason: "PersistentVolumeClaimNotFound",
+        message: "spec.boot.kernel: claim kernels does not exist".into(),
+    };
+    let s = with(Observed {
+        invalid: Some(&invalid),
+        ..Default::default()
+    });
+    assert_eq!(pair(&s), (false, true));
+    assert_eq!(cond(&s, STALLED).reason, "PersistentVolumeClaimNotFound");
+    assert_eq!(cond(&s, STALLED).message, invalid.message);
+}
