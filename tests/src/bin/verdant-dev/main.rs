@@ -1,7 +1,9 @@
 //! `verdant-dev`: Verdant's local environment on this machine.
 //!
-//! `verdant-dev up` starts the whole product in the background where this machine can run a
-//! node (root, `/dev/kvm`, containerd, runc and the CNI plugins): a real control plane (etcd,
+//! `verdant-dev up` first installs what the product needs and this machine lacks (Debian
+//! packages, PyPI tools and npm packages from tests/setup/requirements.txt, as root), then
+//! starts the whole product in the background where this machine can run a node (root,
+//! `/dev/kvm`, containerd, runc and the CNI plugins): a real control plane (etcd,
 //! kube-apiserver, kube-controller-manager, built from pinned Go modules on first use) with a
 //! real node (containerd, kubelet, kube-scheduler), Verdant's images built by
 //! `images/build.sh` and loaded into it, `helm install` of the chart, a demo pool of two
@@ -46,6 +48,7 @@ struct Cli {
 enum Cmd {
     /// Start the environment in the background and print how to use it.
     ///
+    /// First installs what is missing (tests/setup/requirements.txt; Debian packages as root).
     /// Where a node can run (root, /dev/kvm, containerd, runc, CNI plugins): the control plane,
     /// a node, helm install of Verdant, a demo pool and the portal. Else the control plane, the
     /// CRDs, the operator and a demo VM, saying why.
@@ -112,6 +115,7 @@ fn up(state: &State) -> Result<(), String> {
     std::fs::create_dir_all(&state.dir)
         .map_err(|e| format!("cannot create {}: {e}", state.dir.display()))?;
 
+    install_requirements();
     // Build missing tools here, in the foreground, so their progress shows.
     controlplane::Binaries::locate().map_err(|e| e.to_string())?;
     // The whole product where a node can run, and its images built here too; else the
@@ -199,6 +203,30 @@ fn up(state: &State) -> Result<(), String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Installs what the product needs and this machine lacks, from the list `.ci/run` uses too
+/// (tests/setup/requirements.txt), saying what and why. Where that cannot be done (not root,
+/// no network), says so and the one command that would; `up` then goes on with what is here,
+/// falling back as it says.
+fn install_requirements() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("setup/install.sh");
+    let status = Command::new("bash").arg(&script).status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) if s.code() == Some(3) => println!(
+            "verdant-dev: going on without them; `sudo bash {}` installs them",
+            script.display()
+        ),
+        Ok(s) => println!(
+            "verdant-dev: {} failed ({s}); going on with what is here",
+            script.display()
+        ),
+        Err(e) => println!(
+            "verdant-dev: cannot run {}: {e}; going on with what is here",
+            script.display()
+        ),
     }
 }
 
