@@ -1,13 +1,15 @@
-//! Skipping honestly. A test or benchmark whose real part is missing (`/dev/kvm`, the test
-//! guests, a viewer we did not write) calls [`skip`] and returns. Where that part is required,
-//! [`skip`] fails instead, naming what is missing:
+//! Skipping only when asked to. A test or benchmark whose real part is missing (`/dev/kvm`,
+//! the test guests, a viewer we did not write) calls [`skip`]. By default that is a failure
+//! naming the part, since `verdant-dev up` installs every part (tests/setup); a developer who
+//! cannot install them opts out:
 //!
-//! - `VERDANT_REQUIRE=all` requires everything (CI sets it: `.ci/run` installs every part);
-//! - `VERDANT_REQUIRE=kvm,viewers` requires those kinds of part;
-//! - `VERDANT_REQUIRE_KVM=1` requires [`KVM`] (the device and the test guests).
+//! - `VERDANT_ALLOW_SKIP=1` lets every missing part skip;
+//! - `VERDANT_REQUIRE=kvm,viewers` requires exactly those kinds of part (`all`: every kind,
+//!   `none`: no kind), whatever `VERDANT_ALLOW_SKIP` says;
+//! - `VERDANT_REQUIRE_KVM=1` requires [`KVM`] even where skipping is allowed.
 //!
-//! Otherwise the skip is loud: it is written to the process's stderr directly, which the test
-//! harness does not capture, so `cargo test` shows it even for a test that passes.
+//! A skip is loud: it is written to the process's stderr directly, which the test harness does
+//! not capture, so `cargo test` shows it even for a test that passes.
 //!
 //! [`procfs`] reads another process's CPU time and memory, failing when it is gone.
 
@@ -29,26 +31,41 @@ pub const NODE: &str = "node";
 /// Whether parts of `kind` are required, as the environment says.
 pub fn required(kind: &str) -> bool {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
-    required_by(&var("VERDANT_REQUIRE"), &var("VERDANT_REQUIRE_KVM"), kind)
+    required_by(
+        &var("VERDANT_REQUIRE"),
+        &var("VERDANT_REQUIRE_KVM"),
+        &var("VERDANT_ALLOW_SKIP"),
+        kind,
+    )
 }
 
-/// [`required`], from the two variables' values.
-fn required_by(require: &str, require_kvm: &str, kind: &str) -> bool {
-    let listed = require
-        .split(',')
-        .map(str::trim)
-        .any(|k| k == "all" || k == kind);
-    let kvm = kind == KVM && !matches!(require_kvm.trim(), "" | "0" | "false" | "no");
-    listed || kvm
+fn truthy(value: &str) -> bool {
+    !matches!(value.trim(), "" | "0" | "false" | "no")
+}
+
+/// [`required`], from the three variables' values.
+fn required_by(require: &str, require_kvm: &str, allow_skip: &str, kind: &str) -> bool {
+    let kvm = kind == KVM && truthy(require_kvm);
+    if !require.trim().is_empty() {
+        let listed = require
+            .split(',')
+            .map(str::trim)
+            .any(|k| k == "all" || k == kind);
+        return listed || kvm;
+    }
+    !truthy(allow_skip) || kvm
 }
 
 /// Skips what the caller was about to do because a part of `kind` is missing (`why` says
 /// which, and how to get it): panics when that kind is required, else says so loudly.
 pub fn skip(kind: &str, why: impl Display) {
     if required(kind) {
-        panic!(
-            "{why}; this part is required here (VERDANT_REQUIRE / VERDANT_REQUIRE_KVM), so this is a failure, not a skip"
-        );
+        let fix = if kind == KVM {
+            "the KVM tests need a usable /dev/kvm, which nothing here can install"
+        } else {
+            "`verdant-dev up` installs what the tests need (as root; the list is tests/setup/requirements.txt)"
+        };
+        panic!("{why}; {fix}. To skip what is missing instead, run with VERDANT_ALLOW_SKIP=1");
     }
     // Straight to the process's stderr: the test harness captures `eprintln!`, not this.
     let _ = writeln!(std::io::stderr().lock(), "SKIP ({kind}): {why}");
@@ -94,11 +111,16 @@ mod tests {
 
     #[test]
     fn the_variables_say_what_is_required() {
-        assert!(!required_by("", "", KVM));
-        assert!(required_by("all", "", KVM) && required_by("all", "", VIEWERS));
-        assert!(required_by("kvm, viewers", "", VIEWERS));
-        assert!(!required_by("viewers", "", KVM));
-        assert!(required_by("", "1", KVM) && !required_by("", "1", VIEWERS));
-        assert!(!required_by("", "0", KVM));
+        // By default, everything.
+        assert!(required_by("", "", "", KVM) && required_by("", "", "", NODE));
+        // The opt-out.
+        assert!(!required_by("", "", "1", KVM) && !required_by("", "", "1", VIEWERS));
+        assert!(required_by("", "", "0", VIEWERS));
+        assert!(required_by("", "1", "1", KVM) && !required_by("", "1", "1", VIEWERS));
+        // An explicit list says exactly what.
+        assert!(required_by("all", "", "1", KVM) && required_by("all", "", "", VIEWERS));
+        assert!(required_by("kvm, viewers", "", "", VIEWERS));
+        assert!(!required_by("viewers", "", "", KVM));
+        assert!(!required_by("none", "", "", KVM) && required_by("none", "1", "", KVM));
     }
 }
