@@ -22,8 +22,8 @@
 //! 6. The clipboard attack (issue 19, item 8): one more session sends 1 MiB ClientCutText
 //!    messages, each as 1,048,576 one-byte WebSocket messages, one after another, from its
 //!    own thread ([`tests::attacker::Flood`]), while the 64x64 samples of 3 run on the other
-//!    desktops; the same samples just before, without the attack, are the quiet figures. The
-//!    target is the same: added p99 <= 2 ms, under the attack.
+//!    desktops, in 4 blocks between 4 quiet blocks of the same samples without it (so drift
+//!    over the run weighs on both). The target is the same: added p99 <= 2 ms, under attack.
 //!
 //! Prints the figures and targets (added p99 <= 2 ms, <= 256 KiB RSS per idle session); never
 //! fails on a figure. A session that cannot be opened fails the run, with the logs' words: the
@@ -43,34 +43,32 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use testkit::procfs;
-use tests::attacker::Flood;
+use tests::attacker::{Flood, Flooded};
 use tests::broker::Session;
 use tests::brokerenv::{BrokerEnv, SetupOptions, numbered_users, setup_with, users};
 use tests::controlplane::log_tail;
 use tests::wsrfb::{RfbClient, websocket};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
+use tokio::io::DuplexStream;
 use tokio::net::TcpStream;
 
+#[path = "broker_load/sampling.rs"]
+mod sampling;
+use sampling::{Figures, MIN_GAP, Region, Viewer, interleaved, sample, spread};
+
 const NS: &str = "broker-load";
-/// A region of the frame: x, y, width, height.
-type Region = (u16, u16, u16, u16);
 /// The region asked for in each sample: one of the launcher's 64x64 tiles.
 const REGION: Region = (0, 0, 64, 64);
 /// The demo guest's whole frame, for the large-update samples.
 const WHOLE: Region = (0, 0, 1280, 800);
+/// Quiet and attacked blocks of the clipboard attack's samples, alternating.
+const ATTACK_ROUNDS: usize = 4;
 /// How long the sessions sit idle before the idle figures are read.
 const IDLE: Duration = Duration::from_secs(5);
-/// A session's samples are at least this far apart: the launcher's VNC server looks at the
-/// frame at most every 100 ms while it is unchanged (rfb's IDLE_WAKE), and a sample must not
-/// wait for that.
-const MIN_GAP: Duration = Duration::from_millis(150);
 /// Direct sessions per desktop (a launcher takes rfb::MAX_VIEWERS viewers at most).
 const DIRECT_PER_DESKTOP: usize = 2;
 /// The users the broker sessions are spread over, all in group `engineering`: 5 sessions
 /// each at the default sizes, under the broker's 8 viewers per user.
 const SESSION_USERS: usize = 20;
-/// How long one sample may take before it counts as failed.
-const SAMPLE_LIMIT: Duration = Duration::from_secs(30);
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -120,33 +118,6 @@ async fn relayed(env: &BrokerEnv) -> (f64, f64) {
         )
     };
     (bytes("to_browser"), bytes("to_launcher"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// p50, p99 and max of some latencies, in ms.
-fn spread(label: &str, latencies: &mut [Duration]) -> (f64, f64) {
-    latencies.sort_unstable();
-    let (p50, p99) = (
-        ms(percentile(latencies, 0.50)),
-        ms(percentile(latencies, 0.99)),
-    );
-    println!(
-        "{label}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms ({} samples)",
-        ms(latencies.last().copied().unwrap_or_default()),
-        latencies.len()
-    );
-    (p50, p99)
 }
 
 /// One of the pool's desktops, as a direct viewer reaches it.
@@ -229,6 +200,36 @@ async fn broker_viewer(
     desktop: &str,
 ) -> Result<(RfbClient<DuplexStream>, Duration), String> {
     let started = Instant::now();
+    let (url, headers) = viewer_url(env, session, csrf, desktop).await?;
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stream = websocket(&url, &env.broker.ca, &headers)
+        .await
+        .map_err(|e| format!("WebSocket: {e}"))?;
+    let client = RfbClient::handshake(stream, None)
+        .await
+        .map_err(|e| format!("RFB through the broker: {e}"))?;
+    Ok((client, started.elapsed()))
+}
+
+/// A viewer straight to a launcher, with VNC authentication.
+async fn direct_viewer(target: &Target) -> Result<RfbClient<TcpStream>, String> {
+    let stream = TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("connect {}: {e}", target.addr))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    RfbClient::handshake(stream, Some(&target.password))
+        .await
+        .map_err(|e| format!("RFB to {}: {e}", target.addr))
+}
+
+/// Asks the broker for a viewer of `desktop` as `session` (its CSRF token at hand): the
+/// WebSocket URL the token gives, and the headers the page sends with it.
+async fn viewer_url(
+    env: &BrokerEnv,
+    session: &Session,
+    csrf: &str,
+    desktop: &str,
+) -> Result<(url::Url, Vec<(&'static str, String)>), String> {
     let response = session
         .http
         .post(
@@ -250,185 +251,11 @@ async fn broker_viewer(
         .ok_or_else(|| format!("token answer {status}: {grant}"))?;
     let mut url = env.broker.at(path);
     url.set_scheme("wss").map_err(|()| "wss URL".to_owned())?;
-    let cookie = session.cookie(&env.broker.url);
-    let origin = env.origin();
-    let stream = websocket(
-        &url,
-        &env.broker.ca,
-        &[("cookie", &cookie), ("origin", &origin)],
-    )
-    .await
-    .map_err(|e| format!("WebSocket: {e}"))?;
-    let client = RfbClient::handshake(stream, None)
-        .await
-        .map_err(|e| format!("RFB through the broker: {e}"))?;
-    Ok((client, started.elapsed()))
-}
-
-/// A viewer straight to a launcher, with VNC authentication.
-async fn direct_viewer(target: &Target) -> Result<RfbClient<TcpStream>, String> {
-    let stream = TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("connect {}: {e}", target.addr))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    RfbClient::handshake(stream, Some(&target.password))
-        .await
-        .map_err(|e| format!("RFB to {}: {e}", target.addr))
-}
-
-/// A viewer and when its last sample ended.
-struct Viewer<S> {
-    client: RfbClient<S>,
-    last: Option<Instant>,
-    desktop: usize,
-    failed: bool,
-}
-
-impl<S> Viewer<S> {
-    fn new(client: RfbClient<S>, desktop: usize) -> Self {
-        Self {
-            client,
-            last: None,
-            desktop,
-            failed: false,
-        }
-    }
-}
-
-/// What the samples of one path came to.
-#[derive(Default)]
-struct Figures {
-    latencies: Vec<Duration>,
-    bytes: u64,
-    waits: usize,
-    errors: Vec<String>,
-}
-
-/// One sample: a non-incremental request for `region`, timed until its update is read.
-/// `None` when the viewer has failed (now or before).
-async fn sample<S: AsyncRead + AsyncWrite + Unpin>(
-    viewer: &mut Viewer<S>,
-    region: Region,
-    path: &mut Figures,
-    label: &str,
-) -> Option<Duration> {
-    if viewer.failed {
-        return None;
-    }
-    if let Some(ago) = viewer.last.map(|at| at.elapsed())
-        && ago < MIN_GAP
-    {
-        path.waits += 1;
-        tokio::time::sleep(MIN_GAP - ago).await;
-    }
-    let (x, y, w, h) = region;
-    let started = Instant::now();
-    let result = tokio::time::timeout(SAMPLE_LIMIT, async {
-        viewer.client.request(false, x, y, w, h).await?;
-        viewer.client.read_update().await
-    })
-    .await;
-    let took = started.elapsed();
-    viewer.last = Some(Instant::now());
-    match result {
-        Ok(Ok(update)) => {
-            path.bytes += update.bytes;
-            path.latencies.push(took);
-            Some(took)
-        }
-        Ok(Err(e)) => {
-            viewer.failed = true;
-            path.errors
-                .push(format!("{label} desktop {}: {e}", viewer.desktop));
-            None
-        }
-        Err(_) => {
-            viewer.failed = true;
-            path.errors.push(format!(
-                "{label} desktop {}: no update in {} s",
-                viewer.desktop,
-                SAMPLE_LIMIT.as_secs()
-            ));
-            None
-        }
-    }
-}
-
-/// `samples` samples of `region` through the broker, one request at a time: desktop by
-/// desktop, a broker sample then a direct one on the same launcher (the other way round every
-/// other round). The figures of each path, and the paired differences (broker minus the
-/// direct sample beside it), in ms.
-async fn interleaved(
-    brokered: &mut [Viewer<DuplexStream>],
-    direct: &mut [Viewer<TcpStream>],
-    desktops: usize,
-    samples: usize,
-    region: Region,
-) -> (Figures, Figures, Vec<f64>) {
-    let rounds = samples.div_ceil(brokered.len().max(1));
-    let mut via_broker = Figures::default();
-    let mut via_direct = Figures::default();
-    let mut paired = Vec::new();
-    let mut direct_turn = vec![0usize; desktops];
-    'rounds: for round in 0..rounds {
-        for viewer in brokered.iter_mut() {
-            if via_broker.latencies.len() >= samples {
-                break 'rounds;
-            }
-            let d = viewer.desktop;
-            let mine: Vec<usize> = (0..direct.len())
-                .filter(|&j| direct[j].desktop == d && !direct[j].failed)
-                .collect();
-            let j = (!mine.is_empty()).then(|| mine[direct_turn[d] % mine.len()]);
-            direct_turn[d] += 1;
-            // The direct sample first every other round, so neither path always goes second.
-            let direct_first = round % 2 == 1;
-            let mut t = None;
-            if direct_first && let Some(j) = j {
-                t = sample(&mut direct[j], region, &mut via_direct, "direct").await;
-            }
-            let b = sample(viewer, region, &mut via_broker, "broker").await;
-            if !direct_first && let Some(j) = j {
-                t = sample(&mut direct[j], region, &mut via_direct, "direct").await;
-            }
-            if let (Some(b), Some(t)) = (b, t) {
-                paired.push(ms(b) - ms(t));
-            }
-        }
-    }
-    (via_broker, via_direct, paired)
-}
-
-/// Opens the way for a viewer of `desktop` as `session`: the WebSocket URL its token gives,
-/// and the headers the page would send.
-async fn viewer_url(
-    env: &BrokerEnv,
-    session: &Session,
-    desktop: &str,
-) -> (url::Url, Vec<(String, String)>) {
-    let csrf = env.broker.csrf(session).await.expect("CSRF token");
-    let grant: serde_json::Value = session
-        .http
-        .post(
-            env.broker
-                .at(&format!("/api/desktops/{NS}/{desktop}/token")),
-        )
-        .header("origin", env.origin())
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token answer");
-    let path = grant["path"].as_str().expect("a WebSocket path");
-    let mut url = env.broker.at(path);
-    url.set_scheme("wss").expect("wss URL");
     let headers = vec![
-        ("cookie".to_owned(), session.cookie(&env.broker.url)),
-        ("origin".to_owned(), env.origin()),
+        ("cookie", session.cookie(&env.broker.url)),
+        ("origin", env.origin()),
     ];
-    (url, headers)
+    Ok((url, headers))
 }
 
 #[tokio::main]
@@ -659,32 +486,43 @@ async fn main() {
     // others' 64x64 round trips are sampled as in 3, both paths. Desktop 0 takes the attack;
     // its other viewers are closed first, so what the launcher passes on to them (every
     // viewer gets the clipboard) is not counted against the broker. The same sampling
-    // without the attack, just before, is the quiet figure it is compared with.
+    // without the attack is the quiet figure it is compared with: quiet and attacked blocks
+    // alternate, so that drift over the run weighs on both alike.
     brokered.retain(|v| v.desktop != 0);
     direct.retain(|v| v.desktop != 0);
     let attack_samples = env_usize("VERDANT_BROKER_BENCH_ATTACK_SAMPLES", 2000);
-    let (mut quiet_broker, mut quiet_direct, _) =
-        interleaved(&mut brokered, &mut direct, desktops, attack_samples, REGION).await;
-    let (url, headers) = viewer_url(&env, &logins[0].0, &targets[0].name).await;
-    let flood = Flood::start(url, env.broker.ca.clone(), headers, 1 << 20);
-    let cpu_start = cpu_seconds(pid);
-    let flooded = flood
-        .during(interleaved(
-            &mut brokered,
-            &mut direct,
-            desktops,
-            attack_samples,
-            REGION,
-        ))
-        .await;
-    let attack_cpu = cpu_seconds(pid) - cpu_start;
-    let ((mut under_broker, mut under_direct, _), attack) = match flooded {
-        Ok(done) => done,
-        Err(e) => panic!(
-            "the clipboard attack failed: {e}\nbroker log, last lines:\n{}",
-            log_tail(&env.broker.log, 30)
-        ),
-    };
+    let block = attack_samples.div_ceil(ATTACK_ROUNDS);
+    let [
+        mut quiet_broker,
+        mut quiet_direct,
+        mut under_broker,
+        mut under_direct,
+    ] = std::array::from_fn(|_| Figures::default());
+    let mut attack = Flooded::default();
+    let mut attack_cpu = 0.0;
+    for _ in 0..ATTACK_ROUNDS {
+        let (b, d, _) = interleaved(&mut brokered, &mut direct, desktops, block, REGION).await;
+        quiet_broker.absorb(b);
+        quiet_direct.absorb(d);
+        let (session, csrf) = &logins[0];
+        let (url, headers) = viewer_url(&env, session, csrf, &targets[0].name)
+            .await
+            .expect("a token for the attacker's viewer");
+        let headers = headers.into_iter().map(|(k, v)| (k.to_owned(), v));
+        let flood = Flood::start(url, env.broker.ca.clone(), headers.collect(), 1 << 20);
+        let cpu_start = cpu_seconds(pid);
+        let sampled = interleaved(&mut brokered, &mut direct, desktops, block, REGION);
+        let ((b, d, _), flooded) = flood.during(sampled).await.unwrap_or_else(|e| {
+            panic!(
+                "the clipboard attack failed: {e}\nbroker log, last lines:\n{}",
+                log_tail(&env.broker.log, 30)
+            )
+        });
+        attack_cpu += cpu_seconds(pid) - cpu_start;
+        under_broker.absorb(b);
+        under_direct.absorb(d);
+        attack.add(&flooded);
+    }
     let failed: Vec<&String> = [&quiet_broker, &quiet_direct, &under_broker, &under_direct]
         .iter()
         .flat_map(|f| &f.errors)
@@ -696,7 +534,7 @@ async fn main() {
         log_tail(&env.broker.log, 30)
     );
     println!(
-        "clipboard attack on desktop {}: {} clipboards of 1 MiB framed whole, one byte a WebSocket message ({:.0} messages/s over {:.1} s); broker CPU {:.2} s ({:.1}% of a core, {:.2} s a clipboard)",
+        "clipboard attack on desktop {} ({ATTACK_ROUNDS} blocks between quiet ones): {} clipboards of 1 MiB framed whole, one byte a WebSocket message ({:.0} messages/s over {:.1} s); broker CPU {:.2} s ({:.1}% of a core, {:.2} s a clipboard)",
         targets[0].name,
         attack.clipboards,
         attack.messages as f64 / attack.seconds,

@@ -169,7 +169,7 @@ impl RawViewer {
 }
 
 /// What a [`Flood`] came to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Flooded {
     /// Whole clipboards sent and seen relayed (an update asked for after each came back).
     pub clipboards: usize,
@@ -177,6 +177,15 @@ pub struct Flooded {
     pub messages: usize,
     /// Seconds from the first byte to the stop.
     pub seconds: f64,
+}
+
+impl Flooded {
+    /// Adds another flood's figures to these.
+    pub fn add(&mut self, other: &Flooded) {
+        self.clipboards += other.clipboards;
+        self.messages += other.messages;
+        self.seconds += other.seconds;
+    }
 }
 
 /// A viewer sending clipboards of `size` bytes one after another, each a byte a WebSocket
