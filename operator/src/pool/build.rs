@@ -222,6 +222,20 @@ mod tests {
         .unwrap()
     }
 
+    /// A current, unassigned, unconnected member that is `ready` or not.
+    fn member(name: &str, ready: bool) -> Member {
+        Member {
+            name: name.into(),
+            current: true,
+            assigned: false,
+            ready,
+            connected: false,
+            terminating: false,
+            stalled: None,
+            created: 0,
+        }
+    }
+
     #[test]
     fn a_pool_desktop_is_its_template_labelled_owned_and_nobodys() {
         let pool = pool();
@@ -269,14 +283,9 @@ mod tests {
     fn status_counts_what_the_desktops_do() {
         let pool = pool();
         let member = |name: &str, assigned, ready, terminating| Member {
-            name: name.into(),
-            current: true,
             assigned,
-            ready,
-            connected: false,
             terminating,
-            stalled: None,
-            created: 0,
+            ..member(name, ready)
         };
         let members = [
             member("a", true, true, false),
@@ -356,16 +365,6 @@ mod tests {
     #[test]
     fn a_pool_is_ready_when_it_has_the_desktops_it_wants_all_ready() {
         let pool = pool();
-        let member = |name: &str, ready| Member {
-            name: name.into(),
-            current: true,
-            assigned: false,
-            ready,
-            connected: false,
-            terminating: false,
-            stalled: None,
-            created: 0,
-        };
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
         let ready_of = |members: &[Member]| {
             let plan = super::super::plan::plan(sizing(&pool), members);
@@ -389,14 +388,8 @@ mod tests {
     fn kstatus_conditions_say_converging_failed_for_good_or_settled() {
         let pool = pool();
         let member = |name: &str, ready, stalled: Option<&str>| Member {
-            name: name.into(),
-            current: true,
-            assigned: false,
-            ready,
-            connected: false,
-            terminating: false,
             stalled: stalled.map(Into::into),
-            created: 0,
+            ..member(name, ready)
         };
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
         let pair = |members: &[Member], failure: Option<&ReplicaFailure>| {
