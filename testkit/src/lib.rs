@@ -9,7 +9,8 @@
 //! - `VERDANT_REQUIRE_KVM=1` requires [`KVM`] even where skipping is allowed.
 //!
 //! A skip is loud: it is written to the process's stderr directly, which the test harness does
-//! not capture, so `cargo test` shows it even for a test that passes.
+//! not capture, so `cargo test` shows it even for a test that passes, and to the file
+//! [`SKIP_LOG`] names, if any, so that `verdant-dev test` ends with a count of them.
 //!
 //! [`procfs`] reads another process's CPU time and memory, failing when it is gone.
 
@@ -27,6 +28,12 @@ pub const VIEWERS: &str = "viewers";
 pub const IMAGES: &str = "images";
 /// A real node: containerd, runc and the CNI plugins (Debian packages), run as root.
 pub const NODE: &str = "node";
+/// Other tools the checks run: Graphviz's `dot`, which draws the architecture picture.
+pub const TOOLS: &str = "tools";
+
+/// The environment variable naming a file each skip is also written to, as one line
+/// `kind<TAB>why`: `verdant-dev test` sets it and counts the skips at the end of the run.
+pub const SKIP_LOG: &str = "VERDANT_SKIP_LOG";
 
 /// Whether parts of `kind` are required, as the environment says.
 pub fn required(kind: &str) -> bool {
@@ -69,6 +76,15 @@ pub fn skip(kind: &str, why: impl Display) {
     }
     // Straight to the process's stderr: the test harness captures `eprintln!`, not this.
     let _ = writeln!(std::io::stderr().lock(), "SKIP ({kind}): {why}");
+    if let Some(log) = std::env::var_os(SKIP_LOG) {
+        // One line per skip, appended whole (O_APPEND), for `verdant-dev test` to count.
+        let line = format!("{kind}\t{}\n", why.to_string().replace(['\n', '\t'], " "));
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// Whether `/dev/kvm` is a KVM device this process can use: it opens for reading and writing,

@@ -12,10 +12,12 @@
 //!
 //! Where no node can run, it says why and falls back: the control plane, the CRDs and the
 //! operator in this process, and one demo desktop VM it runs itself (where `/dev/kvm` works)
-//! behind VNC. `verdant-dev down` stops either and leaves nothing behind.
+//! behind VNC. `verdant-dev down` stops either and leaves nothing behind. `verdant-dev test`
+//! runs the tests and ends with the slowest binaries and a count of what skipped.
 
 mod demo;
 mod state;
+mod test_run;
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -57,6 +59,16 @@ enum Cmd {
     Down,
     /// Say whether it runs.
     Status,
+    /// Run the tests (`cargo test --workspace --no-fail-fast`, with ARGS after it), then list
+    /// the slowest test binaries and count what skipped a missing part.
+    ///
+    /// A missing part fails its test unless VERDANT_ALLOW_SKIP=1 is set; with it, the run ends
+    /// with how many tests skipped, and why.
+    Test {
+        /// Arguments for cargo test, e.g. `-p operator` or `-- --test-threads 1`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The background process `up` starts (not for direct use).
     #[command(hide = true)]
     Serve {
@@ -88,6 +100,7 @@ fn main() -> ExitCode {
         Cmd::Up => up(&state),
         Cmd::Down => down(&state),
         Cmd::Status => status(&state),
+        Cmd::Test { args } => test_run::run(&tests::chart::root(), &args),
         Cmd::Serve { node } => serve(&state, node),
     };
     match result {
