@@ -98,7 +98,7 @@ fn parse_http(text: &str) -> Result<HttpAddr, String> {
         .map_err(|_| "write IP:PORT, such as 0.0.0.0:8080, or off".to_owned())
 }
 
-/// Admin commands: what the broker does for users, by hand (see the README for the kubectl
+/// Admin commands: what the broker does for users, by hand (see docs/operating.md for the kubectl
 /// equivalent).
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 enum Admin {

@@ -172,7 +172,7 @@ async fn demo_pool(cp: &mut ControlPlane, kernel: &Path) -> Result<(), String> {
         .create(&pp, &pool)
         .await
         .map_err(|e| format!("pool {DEMO_POOL}: {e}"))?;
-    // The README's Role: `use` on the pool, bound to the demo users' group.
+    // docs/operating.md's Role: `use` on the pool, bound to the demo users' group.
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "use-demo"},
         "rules": [{"apiGroups": ["vdi.verdant.dev"], "resources": ["desktoppools"], "resourceNames": [DEMO_POOL], "verbs": ["use"]}],
