@@ -3,4 +3,5 @@
 
 pub mod framer;
 pub mod handshake;
+pub mod pace;
 pub mod relay;

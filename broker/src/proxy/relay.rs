@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures::{SinkExt, StreamExt};
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 
 use super::framer::{Framer, Kind};
 use super::handshake::{self, BROWSER_SECURITY_TYPES, SECURITY_NONE, SECURITY_OK};
+use super::pace::Pace;
 
 /// Bytes read from the launcher per WebSocket message.
 pub const CHUNK: usize = 64 * 1024;
@@ -186,6 +188,7 @@ pub async fn run(socket: WebSocket, launcher: TcpStream, relay: Relay) -> End {
     };
     let up = async {
         let mut framer = Framer::default();
+        let mut pace = Pace::default();
         // What arrived with the handshake's last message.
         let early = std::mem::take(&mut inbound.buf);
         let mut incoming = Some(early);
@@ -198,15 +201,25 @@ pub async fn run(socket: WebSocket, launcher: TcpStream, relay: Relay) -> End {
             tokio::task::coop::consume_budget().await;
             let bytes = match incoming.take() {
                 Some(bytes) => bytes,
-                None => match inbound.stream.next().await {
-                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Text(_))) => {
-                        return End::Error("the viewer sent text; RFB is binary".into());
+                None => {
+                    let next = inbound.stream.next().await;
+                    // Every message counts, pings too; over its allowance, the viewer's socket
+                    // is left unread a while.
+                    if matches!(next, Some(Ok(_)))
+                        && let Some(wait) = pace.take(Instant::now())
+                    {
+                        tokio::time::sleep(wait).await;
                     }
-                    Some(Ok(Message::Close(_))) | None => return End::Browser,
-                    Some(Err(e)) => return End::Error(format!("viewer WebSocket: {e}")),
-                },
+                    match next {
+                        Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Text(_))) => {
+                            return End::Error("the viewer sent text; RFB is binary".into());
+                        }
+                        Some(Ok(Message::Close(_))) | None => return End::Browser,
+                        Some(Err(e)) => return End::Error(format!("viewer WebSocket: {e}")),
+                    }
+                }
             };
             if let Err(e) = framer.push(&bytes) {
                 return End::Error(format!("viewer: {e}"));
