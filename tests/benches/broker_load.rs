@@ -24,8 +24,7 @@
 //!    own thread ([`tests::attacker::Flood`]), while the 64x64 samples of 3 run on the other
 //!    desktops, in 4 blocks between 4 quiet blocks of the same samples without it (so drift
 //!    over the run weighs on both). The target is the same: added p99 <= 2 ms, under attack.
-//!    The broker paces each viewer's messages (`broker::proxy::pace`), so the flood goes as
-//!    fast as the broker lets it: the figures say how many messages it read, and its CPU.
+//!    The broker paces a viewer's messages (`broker::proxy::pace`): the figures say how many.
 //!
 //! Prints the figures and targets (added p99 <= 2 ms, <= 256 KiB RSS per idle session); never
 //! fails on a figure. A session that cannot be opened fails the run, with the logs' words: the
