@@ -5,7 +5,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{guest, wait_for_line};
 
@@ -72,16 +72,10 @@ fn endpoints_serve_a_running_vm_and_sigterm_stops_it() {
     // one-second grace period the launcher stops it hard and says so with its own status.
     // SAFETY: kill() on our own child's pid with a valid signal.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "launcher still runs 20 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = testkit::eventually_blocking(
+        "the launcher to exit after SIGTERM",
+        Duration::from_secs(20),
+        || child.try_wait().unwrap(),
+    );
     assert_eq!(status.code(), Some(5));
 }

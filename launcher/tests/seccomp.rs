@@ -303,17 +303,11 @@ impl Running {
     fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: kill() on our own child's pid with a valid signal.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the launcher still runs 30 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let exited = || self.child.try_wait().expect("wait");
+        testkit::within_blocking(Duration::from_secs(30), exited).unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("the launcher still runs 30 s after SIGTERM");
+        })
     }
 }
 
@@ -362,11 +356,9 @@ fn the_launcher_runs_confined_on_every_thread() {
 
     // The guest runs and draws under the filter; a viewer connects (two new threads) and gets
     // the whole frame.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(http, "/readyz") != 200 {
-        assert!(Instant::now() < deadline, "/readyz never turned ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::eventually_blocking("/readyz to turn ready", Duration::from_secs(60), || {
+        (get(http, "/readyz") == 200).then_some(())
+    });
     let mut viewer =
         rfb::client::Client::connect(vnc, None, rfb::client::RAW).expect("a viewer connects");
     viewer

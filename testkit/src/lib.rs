@@ -12,9 +12,14 @@
 //! not capture, so `cargo test` shows it even for a test that passes, and to the file
 //! [`SKIP_LOG`] names, if any, so that `verdant-dev test` ends with a count of them.
 //!
-//! [`procfs`] reads another process's CPU time and memory, failing when it is gone.
+//! [`procfs`] reads another process's CPU time and memory, failing when it is gone; [`net`]
+//! finds free loopback ports and addresses; [`eventually`] and its kin wait for a condition.
 
+pub mod net;
+mod poll;
 pub mod procfs;
+
+pub use poll::{POLL_INTERVAL, eventually, eventually_blocking, within, within_blocking};
 
 use std::fmt::Display;
 use std::io::Write;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crds::DesktopPhase;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
+use testkit::eventually;
 use tests::e2e::{LIMIT, NodeEnv};
-use tests::kubelet::eventually;
 
 const SAMPLES: usize = 20;
 /// How often readiness is looked at, the same for both kinds.

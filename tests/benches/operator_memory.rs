@@ -25,9 +25,10 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::ControlPlane;
 use tests::controlplane::install_crds;
-use tests::kubelet::{Kubelet, eventually};
+use tests::kubelet::Kubelet;
 
 const NS: &str = "memory";
 /// How long any one phase may take before the bench gives up.

@@ -29,9 +29,10 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::ControlPlane;
 use tests::controlplane::{Options, install_crds};
-use tests::kubelet::{Kubelet, eventually};
+use tests::kubelet::Kubelet;
 
 /// The operator's user: its writes are told apart in the audit log by it.
 use tests::env::OPERATOR_USER;

@@ -2,17 +2,14 @@
 //! tests' OpenID provider, running as its own user with exactly the RBAC rules of
 //! `charts/verdant/rbac/`, and browserless users that log in through it.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Client;
 use reqwest::StatusCode;
-use serde_json::json;
 use url::Url;
 
 use crate::controlplane::{ControlPlane, Process};
@@ -24,59 +21,19 @@ pub const BROKER_USER: &str = "verdant-broker";
 /// `desktop_namespaces`) and session Role (in `session_ns`), with the chart's rules
 /// (`charts/verdant/rbac/`), to `user`. Idempotent, so several brokers may share one user.
 pub async fn grant(client: &Client, user: &str, session_ns: &str, desktop_namespaces: &[&str]) {
-    let role = crate::chart::cluster_role("verdant-broker", "broker");
-    let session = crate::chart::role("verdant-broker-session", "broker-session");
-    let desktops = crate::chart::role("verdant-broker", "broker-desktops");
-    let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "verdant-broker"},
-        "roleRef": {"kind": "ClusterRole", "name": "verdant-broker", "apiGroup": "rbac.authorization.k8s.io"},
-        "subjects": subject,
-    }))
-    .expect("binding");
-    let session_binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "verdant-broker-session"},
-        "roleRef": {"kind": "Role", "name": "verdant-broker-session", "apiGroup": "rbac.authorization.k8s.io"},
-        "subjects": subject,
-    }))
-    .expect("binding");
-    let desktops_binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "verdant-broker"},
-        "roleRef": {"kind": "Role", "name": "verdant-broker", "apiGroup": "rbac.authorization.k8s.io"},
-        "subjects": subject,
-    }))
-    .expect("binding");
-    let pp = PostParams::default();
-    let ok = |r: Result<(), kube::Error>| match r {
-        Ok(()) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("granting the broker: {e}"),
-    };
-    ok(Api::<ClusterRole>::all(client.clone())
-        .create(&pp, &role)
-        .await
-        .map(drop));
-    ok(Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&pp, &binding)
-        .await
-        .map(drop));
-    ok(Api::<Role>::namespaced(client.clone(), session_ns)
-        .create(&pp, &session)
-        .await
-        .map(drop));
-    ok(Api::<RoleBinding>::namespaced(client.clone(), session_ns)
-        .create(&pp, &session_binding)
-        .await
-        .map(drop));
-    for ns in desktop_namespaces {
-        ok(Api::<Role>::namespaced(client.clone(), ns)
-            .create(&pp, &desktops)
-            .await
-            .map(drop));
-        ok(Api::<RoleBinding>::namespaced(client.clone(), ns)
-            .create(&pp, &desktops_binding)
-            .await
-            .map(drop));
+    use crate::chart::grant;
+    grant(client, user, "verdant-broker", "broker", None).await;
+    let session = Some(session_ns);
+    grant(
+        client,
+        user,
+        "verdant-broker-session",
+        "broker-session",
+        session,
+    )
+    .await;
+    for &ns in desktop_namespaces {
+        grant(client, user, "verdant-broker", "broker-desktops", Some(ns)).await;
     }
 }
 
@@ -122,14 +79,6 @@ pub fn browser_scripts() -> Option<&'static Path> {
         }
     }
     Some(dir)
-}
-
-/// A free loopback port (free a moment ago).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A running `verdant-broker`. Dropping it stops it.
@@ -189,7 +138,7 @@ impl BrokerProcess {
         std::fs::write(&secret, oidc.client_secret()).expect("client secret file");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let url = Url::parse(&format!("https://{addr}")).expect("URL");
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics = SocketAddr::from(([127, 0, 0, 1], testkit::net::free_port()));
         let log = cp.dir().join(format!("{name}.log"));
         let mut cmd = Command::new(crate::bins::binary("verdant-broker"));
         cmd.args([

@@ -11,11 +11,12 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
-use crate::broker::{BROKER_USER, BrokerProcess, Session, free_port, grant, location};
+use crate::broker::{BROKER_USER, BrokerProcess, Session, grant, location};
 use crate::controlplane::{OidcUser, Options as CpOptions};
 use crate::env::Env;
 use crate::localnode::LocalNode;
 use crate::wsrfb::{Closed, RfbClient, websocket_closing};
+use testkit::net::free_port;
 
 /// How long a broker test waits for the system to react.
 pub const LIMIT: Duration = Duration::from_secs(90);

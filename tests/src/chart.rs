@@ -163,6 +163,55 @@ pub fn role(name: &str, file: &str) -> k8s_openapi::api::rbac::v1::Role {
     }
 }
 
+/// Grants user `user` the rules of the chart's `rbac/<file>.yaml`, as an administrator
+/// installing the chart would: a ClusterRole `name` bound cluster-wide where `namespace` is
+/// `None`, else a Role `name` bound in `namespace`. What exists already is kept, so several
+/// callers may grant the same.
+pub async fn grant(
+    client: &kube::Client,
+    user: &str,
+    name: &str,
+    file: &str,
+    namespace: Option<&str>,
+) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use kube::Api;
+    let pp = kube::api::PostParams::default();
+    let kind = if namespace.is_some() {
+        "Role"
+    } else {
+        "ClusterRole"
+    };
+    let binding = serde_json::json!({
+        "metadata": {"name": name},
+        "roleRef": {"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+    });
+    let ok = |what: &str, r: Result<(), kube::Error>| match r {
+        Ok(()) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("granting {user} {kind} {name} ({what}): {e}"),
+    };
+    match namespace {
+        None => {
+            let roles = Api::<ClusterRole>::all(client.clone());
+            let bindings = Api::<ClusterRoleBinding>::all(client.clone());
+            let binding: ClusterRoleBinding = serde_json::from_value(binding).expect("binding");
+            let role = cluster_role(name, file);
+            ok("role", roles.create(&pp, &role).await.map(drop));
+            ok("binding", bindings.create(&pp, &binding).await.map(drop));
+        }
+        Some(ns) => {
+            let roles = Api::<Role>::namespaced(client.clone(), ns);
+            let bindings = Api::<RoleBinding>::namespaced(client.clone(), ns);
+            let binding: RoleBinding = serde_json::from_value(binding).expect("binding");
+            let role = self::role(name, file);
+            ok("role", roles.create(&pp, &role).await.map(drop));
+            ok("binding", bindings.create(&pp, &binding).await.map(drop));
+        }
+    }
+}
+
 /// The rules of one of the chart's RBAC files (`rbac/<name>.yaml`), which its ClusterRoles and
 /// Roles take and the tests grant.
 pub fn rules(name: &str) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {

@@ -11,7 +11,7 @@ use kube::Api;
 
 use crate::controlplane::Options as CpOptions;
 use crate::env::Env;
-use crate::kubelet::eventually;
+use testkit::eventually;
 
 /// How long a real node may take to start a desktop's pod and boot its guest.
 pub const LIMIT: Duration = Duration::from_secs(180);

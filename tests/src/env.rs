@@ -15,7 +15,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::controlplane::{ControlPlane, Options as CpOptions, install_crds};
-use crate::kubelet::{Kubelet, eventually};
+use crate::kubelet::Kubelet;
+use testkit::eventually;
 
 /// How long a test waits for the operator to react, at most.
 pub const LIMIT: Duration = Duration::from_secs(30);
@@ -50,42 +51,13 @@ pub fn boot_dir(cp: &ControlPlane) -> std::path::PathBuf {
 /// Binds the operator's ClusterRole (cluster-wide) and leader-election Role (in `lease_ns`),
 /// with the chart's rules (`charts/verdant/rbac/`), to `user`.
 pub async fn grant(client: &Client, user: &str, lease_ns: &str) {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-    let role = crate::chart::cluster_role("verdant-operator", "operator");
-    let lease_role = crate::chart::role(
+    use crate::chart::grant;
+    grant(client, user, "verdant-operator", "operator", None).await;
+    let (lease, file) = (
         "verdant-operator-leader-election",
         "operator-leader-election",
     );
-    let subject = json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "verdant-operator"},
-        "roleRef": {"kind": "ClusterRole", "name": "verdant-operator", "apiGroup": "rbac.authorization.k8s.io"},
-        "subjects": subject,
-    }))
-    .unwrap();
-    let lease_binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "verdant-operator-leader-election"},
-        "roleRef": {"kind": "Role", "name": "verdant-operator-leader-election", "apiGroup": "rbac.authorization.k8s.io"},
-        "subjects": subject,
-    }))
-    .unwrap();
-    let pp = PostParams::default();
-    Api::<ClusterRole>::all(client.clone())
-        .create(&pp, &role)
-        .await
-        .unwrap();
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&pp, &binding)
-        .await
-        .unwrap();
-    Api::<Role>::namespaced(client.clone(), lease_ns)
-        .create(&pp, &lease_role)
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), lease_ns)
-        .create(&pp, &lease_binding)
-        .await
-        .unwrap();
+    grant(client, user, lease, file, Some(lease_ns)).await;
 }
 
 impl Env {
@@ -188,12 +160,7 @@ impl Env {
     /// local port, which it returns.
     pub fn serve_http(&mut self) -> std::net::SocketAddr {
         self.kill_operator();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::net::free_port()));
         self.spawn_operator(operator::Options {
             http: Some(http),
             ..self.options("operator-http")

@@ -1,7 +1,7 @@
 //! A stand-in for the kubelet, which the test control plane does not run: binds launcher pods
 //! to a node, reports them running, ready or failed, and completes their deletion.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -213,24 +213,5 @@ impl Reaper {
 impl Drop for Reaper {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or fails after `limit` with `what`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

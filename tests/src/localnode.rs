@@ -9,7 +9,7 @@
 //! kubelet. The pod spec's command line, config and Secret are used as the operator built them.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -38,19 +38,6 @@ pub struct LocalNode {
     running: Arc<Mutex<HashMap<String, Running>>>,
     task: tokio::task::JoinHandle<()>,
     dir: tempfile::TempDir,
-}
-
-/// A free loopback address with the launcher's ports free on it.
-fn free_address() -> Ipv4Addr {
-    loop {
-        let mut b = [0u8; 3];
-        getrandom::fill(&mut b).expect("randomness");
-        let ip = Ipv4Addr::new(127, 100 + b[0] % 100, b[1].max(1), b[2].clamp(2, 254));
-        let free = |port| TcpListener::bind(SocketAddr::from((ip, port))).is_ok();
-        if free(VNC_PORT) && free(HTTP_PORT) {
-            return ip;
-        }
-    }
 }
 
 /// The host path of `path` inside `pod`'s container: through the hostPath volume mounted there.
@@ -276,7 +263,8 @@ impl Step<'_> {
                 *root = Some(host_path(pod, dir).ok_or("a boot root is not a hostPath volume")?);
             }
         }
-        let ip = free_address();
+        // The launcher's ports are fixed: each pod gets a loopback address of its own.
+        let ip = testkit::net::free_loopback_ip(&[VNC_PORT, HTTP_PORT]);
         config.http = Some(SocketAddr::from((ip, HTTP_PORT)).to_string());
         if let Some(vnc) = config.vnc.as_mut() {
             vnc.listen = SocketAddr::from((ip, VNC_PORT)).to_string();

@@ -103,7 +103,7 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
 fn portal_port() -> u16 {
     match std::net::TcpListener::bind(("127.0.0.1", 8443)) {
         Ok(_) => 8443,
-        Err(_) => crate::broker::free_port(),
+        Err(_) => testkit::net::free_port(),
     }
 }
 

@@ -12,8 +12,8 @@ use crds::DesktopPhase;
 use kube::ResourceExt;
 use mlua::LuaSerdeExt;
 use serde_json::json;
+use testkit::eventually;
 use tests::env::Env;
-use tests::kubelet::eventually;
 
 /// The health scripts of the README's `argocd-cm` snippet, by kind.
 fn scripts() -> (String, String) {

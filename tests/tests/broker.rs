@@ -4,8 +4,8 @@
 //! (plain HTTP), connect through the portal, and speak RFB over the broker's WebSocket.
 
 use crds::SessionState;
+use testkit::eventually;
 use tests::brokerenv::{LIMIT, setup, wait_pixel};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
@@ -171,19 +171,13 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         1012,
         "close code 1012 (restart): {frame:?}"
     );
-    let deadline = std::time::Instant::now() + LIMIT;
-    let exited = loop {
-        if let Err(tests::controlplane::Error::Exited { status, .. }) =
-            s.broker.process.check_running()
-        {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broker still runs {LIMIT:?} after SIGTERM"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let exited = eventually("the broker to exit after SIGTERM", LIMIT, || {
+        std::future::ready(match s.broker.process.check_running() {
+            Err(tests::controlplane::Error::Exited { status, .. }) => Some(status),
+            _ => None,
+        })
+    })
+    .await;
     assert!(
         exited.contains("exit status: 0"),
         "the broker exited with {exited}"

@@ -12,8 +12,8 @@ use std::time::Duration;
 use crds::SessionState;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use testkit::eventually;
 use tests::brokerenv::{LIMIT, SetupOptions, setup_with, users};
-use tests::kubelet::eventually;
 use tests::wsrfb::RfbClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -9,9 +9,9 @@ use crds::DesktopPhase;
 use futures::future::join_all;
 use kube::ResourceExt;
 use kube::api::ListParams;
+use testkit::eventually;
 use tests::broker::{BrokerProcess, Session};
 use tests::brokerenv::{LIMIT, SetupOptions, numbered_users, setup_with};
-use tests::kubelet::eventually;
 
 const USERS: usize = 50;
 const ROUNDS: usize = 20;

@@ -24,22 +24,15 @@ use tests::kubelet::{Kubelet, Reaper};
 /// How long a scenario may take before it counts as failed.
 const LIMIT: Duration = Duration::from_secs(40);
 
-/// Polls `check` every 200 ms until it returns `Some`; an error naming `what` after `LIMIT`.
-async fn until<T, F, Fut>(what: &str, mut check: F) -> Result<T, String>
+/// Polls `check` until it returns `Some` ([`testkit::within`]); an error naming `what` after
+/// `LIMIT`, which fails the scenario instead of the test.
+async fn until<T, F, Fut>(what: &str, check: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if start.elapsed() > LIMIT {
-            return Err(format!("no {what} within {LIMIT:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let found = testkit::within(LIMIT, check).await;
+    found.ok_or_else(|| format!("no {what} within {LIMIT:?}"))
 }
 
 /// One namespace where an operator runs and the scenarios play, with an admin client.

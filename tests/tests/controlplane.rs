@@ -45,10 +45,8 @@ async fn starts_serves_and_cleans_up() {
     let dir = cp.dir().to_owned();
     assert_eq!(pids.len(), 2, "etcd and kube-apiserver");
     drop(cp);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&p| process_alive(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gone = || (!pids.iter().any(|&p| process_alive(p))).then_some(());
+    let _ = testkit::within_blocking(Duration::from_secs(5), gone);
     for pid in pids {
         assert!(!process_alive(pid), "process {pid} still runs after drop");
     }
@@ -101,14 +99,18 @@ async fn controller_manager_collects_garbage() {
         .unwrap();
 
     cms.delete("owner", &DeleteParams::default()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cms.get_opt("dependent").await.unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the garbage collector left the dependent for 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    testkit::eventually(
+        "the garbage collector to delete the dependent",
+        Duration::from_secs(60),
+        || async {
+            cms.get_opt("dependent")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[test]

@@ -172,20 +172,17 @@ fn resolves_host_names(rootfs: &Path) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("chroot runs");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let connected = loop {
+    // Whether it connected, once it did or exited; `None` when it did neither in time.
+    let connected = testkit::within_blocking(Duration::from_secs(30), || {
         // Whether it exited is asked first: a connection made just before is still accepted.
         let exited = broker.try_wait().expect("the broker's status").is_some();
         match listener.accept() {
-            Ok(_) => break true,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok(_) => Some(true),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => exited.then_some(false),
             Err(e) => panic!("accept: {e}"),
         }
-        if exited || Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    })
+    .unwrap_or(false);
     let _ = broker.kill();
     let _ = broker.wait();
     let mut stderr = String::new();

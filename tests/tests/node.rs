@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::WatchEvent;
 use kube::api::WatchParams;
+use testkit::eventually;
 use tests::e2e::{LIMIT, NodeEnv, close, text, vncsnapshot};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_desktop_runs_in_a_real_pod_and_stops_cleanly() {

@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::PostParams;
 use serde_json::json;
+use testkit::eventually;
 use tests::e2e::{LIMIT, NodeEnv, text};
-use tests::kubelet::eventually;
 use tests::node::{CLIENT_IMAGE, client_image};
 
 /// How many slow clients, and how long they trickle.

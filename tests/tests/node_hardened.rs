@@ -9,8 +9,8 @@ use crds::DesktopPhase;
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::{Api, ResourceExt};
 use launcher_api::devices::KVM_RESOURCE;
+use testkit::eventually;
 use tests::e2e::{LIMIT, NodeEnv, text};
-use tests::kubelet::eventually;
 
 /// The device numbers every container may use without being given a device, runc's
 /// defaults: null, zero, full, random, urandom, tty, console, ptmx, the pts, the wildcard

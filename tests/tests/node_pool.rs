@@ -8,8 +8,8 @@ use std::time::Instant;
 use crds::{Desktop, DesktopPhase};
 use kube::ResourceExt;
 use kube::api::ListParams;
+use testkit::eventually;
 use tests::e2e::{LIMIT, NodeEnv};
-use tests::kubelet::eventually;
 
 const REPLICAS: usize = 10;
 

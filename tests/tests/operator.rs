@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crds::DesktopPhase;
 use kube::Api;
+use testkit::eventually;
 use tests::env::{Env, LIMIT};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_two_replicas_only_the_leader_writes_and_a_new_one_takes_over() {

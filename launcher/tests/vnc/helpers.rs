@@ -1,7 +1,7 @@
 //! What the VNC tests share: the launcher running the demo desktop, and ways to look at it.
 
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::guest;
 use rfb::client::{Client, RAW};
@@ -14,15 +14,6 @@ impl Drop for Launcher {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs vncsnapshot against `port` with the password file `passwd`; the decoded capture.
@@ -77,7 +68,7 @@ pub fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)>
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("password");
     std::fs::write(&file, password).unwrap();
-    let port = free_port();
+    let port = testkit::net::free_port();
     let log = std::fs::File::create(dir.join("launcher.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_verdant-launcher"))
         .args([
@@ -97,16 +88,14 @@ pub fn start_demo(password: &str) -> Option<(Launcher, u16, std::path::PathBuf)>
         .spawn()
         .expect("launcher starts");
     let launcher = Launcher(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
     // The guest says so once its whole first frame is drawn.
-    while !launcher_log(&dir).contains("demo desktop drawn") {
-        assert!(
-            Instant::now() < deadline,
-            "the demo desktop was never drawn: {}",
-            launcher_log(&dir)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let drawn = || {
+        launcher_log(&dir)
+            .contains("demo desktop drawn")
+            .then_some(())
+    };
+    testkit::within_blocking(Duration::from_secs(60), drawn)
+        .unwrap_or_else(|| panic!("the demo desktop was never drawn: {}", launcher_log(&dir)));
     Some((launcher, port, dir))
 }
 

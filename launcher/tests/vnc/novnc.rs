@@ -1,9 +1,10 @@
 //! noVNC in headless Chromium, through websockify: Tight, UTF-8 clipboard and CopyRect.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::{Launcher, connect, free_port, launcher_log, start_demo};
+use crate::helpers::{Launcher, connect, launcher_log, start_demo};
+use testkit::net::free_port;
 
 /// Runs noVNC in headless Chromium against the VNC server on `port` (check.mjs, through
 /// websockify) with `env`, calling `on_line` with each line it prints as it prints it; all the
@@ -53,11 +54,11 @@ fn run_novnc(
         .spawn()
         .expect("websockify starts");
     let _bridge = Launcher(bridge);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", ws_port)).is_err() {
-        assert!(Instant::now() < deadline, "websockify never listened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::eventually_blocking(
+        &format!("websockify to listen on 127.0.0.1:{ws_port}"),
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", ws_port)).ok(),
+    );
     let mut node = Command::new("node")
         .current_dir(&novnc)
         .arg("check.mjs")

@@ -2,7 +2,7 @@
 //! and `vncdotool` (ZRLE, keys, pointer).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rfb::auth::obfuscated_password_file;
 
@@ -100,24 +100,19 @@ fn keys_typed_in_vncdotool_show_up_in_the_next_capture() {
         (128, 128, 0x32_6496),
         (148, 128, 0x21_4263),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    // The pixels where the keys show, at the last look.
+    let mut seen = Vec::new();
+    let shown = testkit::within_blocking(Duration::from_secs(30), || {
         let (pixels, _, _) =
             snapshot(port, &passwd, &dir.join("keys.jpg"), "tight").expect("capture");
         let at = |x: usize, y: usize| pixels[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3].to_vec();
-        if expected.iter().all(|&(x, y, c)| close(&at(x, y), c)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "typed keys never showed: {:?}",
-            expected
-                .iter()
-                .map(|&(x, y, _)| at(x, y))
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        seen = expected.iter().map(|&(x, y, _)| at(x, y)).collect();
+        expected
+            .iter()
+            .all(|&(x, y, c)| close(&at(x, y), c))
+            .then_some(())
+    });
+    assert!(shown.is_some(), "typed keys never showed: {seen:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

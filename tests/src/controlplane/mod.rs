@@ -42,7 +42,6 @@ pub use oidc::{OIDC_CLIENT_ID, OidcProvider, OidcUser, PROBE_USER, REDIRECT_GLOB
 pub use oidc_login::{LoginCode, Tokens, jwt_claims};
 pub use pki::{ADMIN_USER, Pki};
 pub use process::{Process, log_tail, process_alive};
-pub(crate) use wait::free_ports;
 use wait::{port_clash, wait_default_account, wait_ready};
 
 /// How long the apiserver may take to become ready.
@@ -264,7 +263,9 @@ impl ControlPlane {
         address: Option<std::net::IpAddr>,
     ) -> Result<Self, Error> {
         let address = address.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        let [etcd_client, etcd_peer, apiserver_port] = free_ports()?;
+        // Another process may take one before our server binds it: `start_with` tries again.
+        let [etcd_client, etcd_peer, apiserver_port] =
+            testkit::net::free_ports().map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
         let etcd_data = dir.join("etcd");
         let _ = std::fs::remove_dir_all(&etcd_data);
 

@@ -24,9 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Binaries, ControlPlane, Error, Options, PORT_ATTEMPTS, Pki, Process, free_ports, port_clash,
-};
+use super::{Binaries, ControlPlane, Error, Options, PORT_ATTEMPTS, Pki, Process, port_clash};
 
 /// The id of the provider's one client, the audience of its ID tokens.
 pub const OIDC_CLIENT_ID: &str = "verdant-broker";
@@ -115,7 +113,8 @@ impl OidcProvider {
 
         let mut attempt = 1;
         loop {
-            let [port] = free_ports()?;
+            let [port] =
+                testkit::net::free_ports().map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
             let issuer = format!("https://127.0.0.1:{port}");
             let mut cmd = Command::new(&binaries.oidc_provider);
             cmd.args([
@@ -212,17 +211,15 @@ impl OidcProvider {
                 std::io::Error::last_os_error()
             ));
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while seen() == before {
-            if Instant::now() > deadline {
-                return Err(format!(
+        let logged = || std::future::ready((seen() != before).then_some(()));
+        testkit::within(Duration::from_secs(30), logged)
+            .await
+            .ok_or_else(|| {
+                format!(
                     "the provider did not log {done:?}: {}",
                     self.process.log_tail(20)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+                )
+            })
     }
 
     /// The provider's process.

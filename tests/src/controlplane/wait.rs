@@ -1,29 +1,11 @@
-//! Waiting for a control plane's processes: free ports to start them on, and readiness.
+//! Waiting for a control plane's processes: telling a port clash apart, and readiness.
 
-use std::net::TcpListener;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{Api, Client};
 
 use super::{Error, Process, READY_TIMEOUT};
-
-/// `N` loopback ports that were free a moment ago. Holding all listeners until all are
-/// chosen keeps the ports of one call distinct; another process may still take one before our
-/// server binds it, which `start_with` answers by trying again.
-pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
-    let io = |e| Error::io(Path::new("127.0.0.1:0"), e);
-    let mut listeners = Vec::with_capacity(N);
-    for _ in 0..N {
-        listeners.push(TcpListener::bind("127.0.0.1:0").map_err(io)?);
-    }
-    let mut ports = [0; N];
-    for (port, listener) in ports.iter_mut().zip(&listeners) {
-        *port = listener.local_addr().map_err(io)?.port();
-    }
-    Ok(ports)
-}
 
 pub(super) fn port_clash(error: &Error) -> bool {
     match error {

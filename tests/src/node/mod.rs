@@ -22,7 +22,7 @@ use kube::Api;
 
 pub use images::{CLIENT_IMAGE, Images, client_image};
 
-use crate::controlplane::{Binaries, ControlPlane, Error, Process, free_ports};
+use crate::controlplane::{Binaries, ControlPlane, Error, Process};
 use config::{Layout, SUBNET_B};
 
 /// How long the node may take to register and turn Ready.
@@ -131,7 +131,8 @@ impl Node {
         }
         cleanup::create_cgroup(&node.cgroup_root)
             .map_err(|e| Error::io(Path::new("/sys/fs/cgroup"), e))?;
-        let [kubelet_port, healthz_port] = free_ports()?;
+        let [kubelet_port, healthz_port] =
+            testkit::net::free_ports().map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
         let pause = images.reference("pause")?.to_owned();
         let layout = node.layout(kubelet_port, healthz_port, &pause);
         write(&dir.join("containerd.toml"), &layout.containerd_toml())?;

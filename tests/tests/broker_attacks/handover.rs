@@ -6,9 +6,9 @@ use crds::labels::{RESET_ANNOTATION, USED_BY_ANNOTATION, reset_count};
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
+use testkit::eventually;
 use tests::broker::Session;
 use tests::brokerenv::{BrokerEnv, setup_with};
-use tests::kubelet::eventually;
 use tests::wsrfb::Closed;
 
 use crate::options;

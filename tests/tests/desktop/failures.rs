@@ -10,8 +10,8 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT, condition};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_launcher_is_replaced_with_backoff_and_the_reason_shown() {

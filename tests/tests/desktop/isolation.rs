@@ -4,8 +4,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT, condition};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_charts_default_values_no_launcher_runs_outside_a_network_policy() {

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT, changes_within, condition, http_get, probe_path};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn desktop_becomes_a_launcher_pod_and_follows_it() {

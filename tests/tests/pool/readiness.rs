@@ -2,8 +2,8 @@
 
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_is_ready_for_kubectl_wait_once_all_its_desktops_are() {

@@ -6,8 +6,8 @@ use crds::DesktopPhase;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT, changes_within, live};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_scales_through_its_scale_subresource_and_keeps_assigned_desktops() {

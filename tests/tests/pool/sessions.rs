@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT, http_get};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_released_desktop_gets_a_fresh_launcher_first_and_a_dedicated_one_is_its_users() {

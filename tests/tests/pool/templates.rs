@@ -5,8 +5,8 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use testkit::eventually;
 use tests::env::{Env, LIMIT, live};
-use tests::kubelet::eventually;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_template_change_replaces_free_desktops_and_marks_assigned_ones_out_of_date() {
