@@ -535,7 +535,7 @@ async fn main() {
         log_tail(&env.broker.log, 30)
     );
     println!(
-        "clipboard attack on desktop {} ({ATTACK_ROUNDS} blocks between quiet ones): {} one-byte WebSocket messages of 1 MiB clipboards sent ({:.0} a second over {:.1} s, as fast as the broker read them: it paces each viewer, broker/src/proxy/pace.rs), {} clipboards framed whole; broker CPU {:.2} s ({:.1}% of a core, {:.2} s per million messages)",
+        "clipboard attack on desktop {} ({ATTACK_ROUNDS} blocks between quiet ones): {} one-byte WebSocket messages of 1 MiB clipboards written ({:.0} a second over {:.1} s; the broker paces each viewer, broker/src/proxy/pace.rs, and what it has not read waits in the sockets' buffers), {} clipboards framed whole; broker CPU {:.2} s ({:.1}% of a core, {:.2} s per million messages)",
         targets[0].name,
         attack.messages,
         attack.messages as f64 / attack.seconds,
