@@ -88,6 +88,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    // Run by `cargo run`, this process has the variables Cargo sets for its target; passed on,
+    // they would make the tests' own builds (tests::bins) differ from this one and rebuild.
+    ::tests::bins::without_test_environment(&mut command);
     command
         .args(["test", "--no-fail-fast"])
         // The whole workspace, unless the arguments name packages.
