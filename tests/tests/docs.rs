@@ -264,7 +264,6 @@ fn the_cargo_commands_in_the_docs_name_packages_and_test_targets_that_exist() {
             }
             if let Some(bench) = after("--bench")
                 && !exists(&folder.join("benches").join(format!("{bench}.rs")))
-                && !folder.join("benches").join(bench).join("main.rs").exists()
             {
                 wrong.push(format!("{doc}: `{quoted}`: {package} has no bench {bench}"));
             }
