@@ -25,7 +25,7 @@ pub mod retry;
 pub mod server;
 
 pub use error::{Category, Error};
-pub use options::{LauncherPod, LeaderElection, Options};
+pub use options::{LauncherPod, LeaderElection, Options, RECHECK_REFUSED};
 
 use std::sync::Arc;
 use std::time::Duration;

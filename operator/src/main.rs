@@ -188,6 +188,7 @@ impl RunArgs {
                 pod
             },
             namespaces: self.namespaces,
+            recheck_refused: operator::RECHECK_REFUSED,
             http: self.http.0,
             leader_election: self.leader_elect.then(|| LeaderElection {
                 namespace: self.lease_namespace,

@@ -23,6 +23,24 @@ pub struct Options {
     pub leader_election: Option<LeaderElection>,
     /// This replica's name (events, the Lease holder).
     pub identity: String,
+    /// How long an object whose write the apiserver refused (invalid, forbidden) waits before
+    /// the write is tried again, unless the object changes first: [`RECHECK_REFUSED`] (no
+    /// flag sets it; tests shorten it to see the recheck come, and nothing sooner).
+    pub recheck_refused: Duration,
+}
+
+/// How long a refused write waits for its object to change before it is tried again anyway:
+/// as long as a resync, never every few seconds.
+pub const RECHECK_REFUSED: Duration = Duration::from_secs(300);
+
+/// `every 5 minutes`, `every 8 s`: how often a refused write is tried again, for its message.
+pub fn every(wait: Duration) -> String {
+    let secs = wait.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("every {} minutes", secs / 60)
+    } else {
+        format!("every {secs} s")
+    }
 }
 
 /// Leader election over a `coordination.k8s.io/v1` Lease.
@@ -197,6 +215,13 @@ impl LauncherPod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recheck_is_said_in_minutes_when_whole_else_in_seconds() {
+        assert_eq!(every(RECHECK_REFUSED), "every 5 minutes");
+        assert_eq!(every(Duration::from_secs(8)), "every 8 s");
+        assert_eq!(every(Duration::from_secs(90)), "every 90 s");
+    }
 
     #[test]
     fn launcher_settings_parse_in_the_pod_api_field_names() {

@@ -46,8 +46,9 @@ use serde_json::json;
 use testkit::procfs;
 use tests::attacker::{Flood, Flooded};
 use tests::broker::Session;
-use tests::brokerenv::{BrokerEnv, SetupOptions, numbered_users, setup_with, users};
+use tests::brokerenv::{builder, numbered_users, users};
 use tests::controlplane::log_tail;
+use tests::env::Env;
 use tests::wsrfb::{RfbClient, websocket};
 use tokio::io::DuplexStream;
 use tokio::net::TcpStream;
@@ -95,8 +96,9 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// The broker's `/metrics` text.
-async fn metrics(env: &BrokerEnv) -> String {
-    match env.broker.http().get(env.broker.metrics_url()).send().await {
+async fn metrics(env: &Env) -> String {
+    let broker = env.broker();
+    match broker.http().get(broker.metrics_url()).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(e) => format!("# /metrics failed: {e}"),
     }
@@ -110,7 +112,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Bytes relayed so far: (to the browser, to the launcher).
-async fn relayed(env: &BrokerEnv) -> (f64, f64) {
+async fn relayed(env: &Env) -> (f64, f64) {
     let text = metrics(env).await;
     let bytes = |to: &str| {
         metric(
@@ -130,12 +132,11 @@ struct Target {
 }
 
 /// The pool's desktops, by name: their launchers' VNC address (pod IP) and display password.
-async fn targets(env: &BrokerEnv) -> Vec<Target> {
-    let client = &env.env.client;
+async fn targets(env: &Env) -> Vec<Target> {
+    let client = &env.client;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let mut list = env
-        .env
         .desktops()
         .list(&ListParams::default().labels("vdi.verdant.dev/pool=eng"))
         .await
@@ -169,7 +170,7 @@ async fn targets(env: &BrokerEnv) -> Vec<Target> {
 }
 
 /// Lets group `engineering` open any desktop of the namespace (`use` on `desktops`).
-async fn grant_use_desktops(env: &BrokerEnv) {
+async fn grant_use_desktops(env: &Env) {
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "use-desktops"},
         "rules": [{"apiGroups": [crds::GROUP], "resources": ["desktops"], "verbs": ["use"]}],
@@ -182,11 +183,11 @@ async fn grant_use_desktops(env: &BrokerEnv) {
     }))
     .unwrap();
     let pp = PostParams::default();
-    Api::<Role>::namespaced(env.env.client.clone(), NS)
+    Api::<Role>::namespaced(env.client.clone(), NS)
         .create(&pp, &role)
         .await
         .expect("Role");
-    Api::<RoleBinding>::namespaced(env.env.client.clone(), NS)
+    Api::<RoleBinding>::namespaced(env.client.clone(), NS)
         .create(&pp, &binding)
         .await
         .expect("RoleBinding");
@@ -195,7 +196,7 @@ async fn grant_use_desktops(env: &BrokerEnv) {
 /// A viewer on `desktop` through the broker, as the desktop page opens one (its CSRF token
 /// already at hand); with the time from the token request to the launcher's ServerInit.
 async fn broker_viewer(
-    env: &BrokerEnv,
+    env: &Env,
     session: &Session,
     csrf: &str,
     desktop: &str,
@@ -203,7 +204,7 @@ async fn broker_viewer(
     let started = Instant::now();
     let (url, headers) = viewer_url(env, session, csrf, desktop).await?;
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let stream = websocket(&url, &env.broker.ca, &headers)
+    let stream = websocket(&url, &env.broker().ca, &headers)
         .await
         .map_err(|e| format!("WebSocket: {e}"))?;
     let client = RfbClient::handshake(stream, None)
@@ -226,7 +227,7 @@ async fn direct_viewer(target: &Target) -> Result<RfbClient<TcpStream>, String> 
 /// Asks the broker for a viewer of `desktop` as `session` (its CSRF token at hand): the
 /// WebSocket URL the token gives, and the headers the page sends with it.
 async fn viewer_url(
-    env: &BrokerEnv,
+    env: &Env,
     session: &Session,
     csrf: &str,
     desktop: &str,
@@ -234,7 +235,7 @@ async fn viewer_url(
     let response = session
         .http
         .post(
-            env.broker
+            env.broker()
                 .at(&format!("/api/desktops/{NS}/{desktop}/token")),
         )
         .header("origin", env.origin())
@@ -250,10 +251,10 @@ async fn viewer_url(
     let path = grant["path"]
         .as_str()
         .ok_or_else(|| format!("token answer {status}: {grant}"))?;
-    let mut url = env.broker.at(path);
+    let mut url = env.broker().at(path);
     url.set_scheme("wss").map_err(|()| "wss URL".to_owned())?;
     let headers = vec![
-        ("cookie", session.cookie(&env.broker.url)),
+        ("cookie", session.cookie(&env.broker().url)),
         ("origin", env.origin()),
     ];
     Ok((url, headers))
@@ -271,21 +272,14 @@ async fn main() {
         rfb::server::MAX_VIEWERS
     );
     let bench_started = Instant::now();
-    let options = SetupOptions {
-        replicas: desktops as u32,
-        users: users()
-            .into_iter()
-            .chain(numbered_users(SESSION_USERS))
-            .collect(),
-        launchers: true,
-        assignment: "Floating",
-        real_node: false,
-        audit: false,
-    };
-    let Some(env) = setup_with(NS, options).await else {
+    let users = users()
+        .into_iter()
+        .chain(numbered_users(SESSION_USERS))
+        .collect();
+    let Some(env) = builder(NS, desktops as u32).oidc(users).start().await else {
         return;
     };
-    let pid = env.broker.process.pid().expect("the broker runs");
+    let pid = env.broker().process.pid().expect("the broker runs");
     println!(
         "broker load benchmark: {desktops} desktops (demo guest), {per_desktop} broker viewers and {direct_per} direct viewers each; setup {:.1} s",
         bench_started.elapsed().as_secs_f64()
@@ -298,7 +292,7 @@ async fn main() {
     let mut logins = Vec::with_capacity(SESSION_USERS);
     for user in numbered_users(SESSION_USERS) {
         let session = env.login(&user.name).await;
-        let csrf = env.broker.csrf(&session).await.expect("CSRF token");
+        let csrf = env.broker().csrf(&session).await.expect("CSRF token");
         logins.push((session, csrf));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -351,7 +345,10 @@ async fn main() {
         for e in &connect_errors {
             println!("  {e}");
         }
-        println!("broker log, last lines:\n{}", log_tail(&env.broker.log, 30));
+        println!(
+            "broker log, last lines:\n{}",
+            log_tail(&env.broker().log, 30)
+        );
         for t in &targets {
             let log = env.node.log(&t.pod);
             let bad = log
@@ -444,7 +441,10 @@ async fn main() {
         for e in &failed {
             println!("  {e}");
         }
-        println!("broker log, last lines:\n{}", log_tail(&env.broker.log, 30));
+        println!(
+            "broker log, last lines:\n{}",
+            log_tail(&env.broker().log, 30)
+        );
     }
     let broker_samples = via_broker.latencies.len().max(1) as f64;
     let cpu_per_session = latency_cpu / latency_wall / sessions as f64;
@@ -510,13 +510,13 @@ async fn main() {
             .await
             .expect("a token for the attacker's viewer");
         let headers = headers.into_iter().map(|(k, v)| (k.to_owned(), v));
-        let flood = Flood::start(url, env.broker.ca.clone(), headers.collect(), 1 << 20);
+        let flood = Flood::start(url, env.broker().ca.clone(), headers.collect(), 1 << 20);
         let cpu_start = cpu_seconds(pid);
         let sampled = interleaved(&mut brokered, &mut direct, desktops, block, REGION);
         let ((b, d, _), flooded) = flood.during(sampled).await.unwrap_or_else(|e| {
             panic!(
                 "the clipboard attack failed: {e}\nbroker log, last lines:\n{}",
-                log_tail(&env.broker.log, 30)
+                log_tail(&env.broker().log, 30)
             )
         });
         attack_cpu += cpu_seconds(pid) - cpu_start;
@@ -532,7 +532,7 @@ async fn main() {
         failed.is_empty(),
         "{} viewers failed in the attack phase: {failed:?}\nbroker log, last lines:\n{}",
         failed.len(),
-        log_tail(&env.broker.log, 30)
+        log_tail(&env.broker().log, 30)
     );
     println!(
         "clipboard attack on desktop {} ({ATTACK_ROUNDS} blocks between quiet ones): {} one-byte WebSocket messages of 1 MiB clipboards written ({:.0} a second over {:.1} s; the broker paces each viewer, broker/src/proxy/pace.rs, and what it has not read waits in the sockets' buffers), {} clipboards framed whole; broker CPU {:.2} s ({:.1}% of a core, {:.2} s per million messages)",

@@ -12,7 +12,8 @@ use crds::DesktopPhase;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
 use testkit::eventually;
-use tests::e2e::{LIMIT, NodeEnv};
+use tests::e2e::LIMIT;
+use tests::env::{Env, NodeKind};
 
 const SAMPLES: usize = 20;
 /// How often readiness is looked at, the same for both kinds.
@@ -38,8 +39,8 @@ where
 }
 
 /// Creates a pause pod and measures until its Ready condition is True.
-async fn pause_pod(e: &NodeEnv, image: &str, i: usize) -> Duration {
-    let pods = e.env.pods();
+async fn pause_pod(e: &Env, image: &str, i: usize) -> Duration {
+    let pods = e.pods();
     let name = format!("pause-{i}");
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
@@ -67,20 +68,19 @@ async fn pause_pod(e: &NodeEnv, image: &str, i: usize) -> Duration {
 }
 
 /// Creates a Desktop of the demo guest and measures until its phase is Ready.
-async fn desktop(e: &NodeEnv, i: usize) -> Duration {
+async fn desktop(e: &Env, i: usize) -> Duration {
     let name = format!("desktop-{i}");
     let start = Instant::now();
-    e.env
-        .create_desktop_with(
-            &name,
-            serde_json::json!({
-                "resources": {"cpus": 1, "memory": "128Mi"},
-                "boot": {"kernel": {"hostPath": e.kernel}},
-                "display": {"width": 1280, "height": 800},
-            }),
-        )
-        .await;
-    let desktops = e.env.desktops();
+    e.create_desktop_with(
+        &name,
+        serde_json::json!({
+            "resources": {"cpus": 1, "memory": "128Mi"},
+            "boot": {"kernel": {"hostPath": e.kernel}},
+            "display": {"width": 1280, "height": 800},
+        }),
+    )
+    .await;
+    let desktops = e.desktops();
     wait_until(|| async {
         desktops.get(&name).await.ok().is_some_and(|d| {
             d.status
@@ -98,18 +98,20 @@ async fn desktop(e: &NodeEnv, i: usize) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let Some(e) = NodeEnv::start("bench-node").await else {
+    let Some(e) = Env::builder("bench-node")
+        .node(NodeKind::Real)
+        .start()
+        .await
+    else {
         return;
     };
-    let pause = e
-        .env
-        .cp
-        .node()
-        .unwrap()
-        .images()
-        .reference("pause")
-        .unwrap()
-        .to_owned();
+    let pause =
+        e.cp.node()
+            .unwrap()
+            .images()
+            .reference("pause")
+            .unwrap()
+            .to_owned();
     // One of each first, unmeasured: the first container of an image unpacks its layers.
     pause_pod(&e, &pause, 0).await;
     desktop(&e, 0).await;
@@ -127,7 +129,7 @@ async fn main() {
     }
     // Nothing is left running between samples: each is deleted once Ready.
     eventually("the samples' pods to be gone", LIMIT, || async {
-        let left = e.env.pods().list(&Default::default()).await.ok()?;
+        let left = e.pods().list(&Default::default()).await.ok()?;
         left.items.is_empty().then_some(())
     })
     .await;

@@ -26,8 +26,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use testkit::eventually;
-use tests::ControlPlane;
-use tests::controlplane::install_crds;
+use tests::env::Env;
 use tests::kubelet::Kubelet;
 
 const NS: &str = "memory";
@@ -81,10 +80,13 @@ async fn pool_ready(pools: &Api<DesktopPool>, ready: usize, operator: &mut Opera
 async fn main() {
     let n = size();
     let binary = tests::bins::binary("verdant-operator");
-    let mut cp = ControlPlane::start().await.expect("control plane");
+    let cp = Env::builder(NS)
+        .api_only()
+        .start()
+        .await
+        .expect("the API alone needs no part of the machine")
+        .cp;
     let client = cp.client();
-    install_crds(&client).await.expect("CRDs");
-    cp.create_namespace(NS).await.expect("namespace");
     // Pods need the namespace's default service account; no kube-controller-manager runs here
     // (its garbage collectors would only add noise), so the bench makes it.
     let mut account = ServiceAccount::default();

@@ -30,8 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use testkit::eventually;
-use tests::ControlPlane;
-use tests::controlplane::{Options, install_crds};
+use tests::env::Env;
 use tests::kubelet::Kubelet;
 
 /// The operator's user: its writes are told apart in the audit log by it.
@@ -236,17 +235,16 @@ fn report_assign(label: &str, latencies: &[Duration], wall: Duration) {
 #[tokio::main]
 async fn main() {
     let n = size();
-    let mut cp = ControlPlane::start_with(Options {
-        controller_manager: true,
-        audit: true,
-        ..Options::default()
-    })
-    .await
-    .expect("control plane");
+    let mut cp = Env::builder("pool")
+        .api_only()
+        .controller_manager()
+        .audit()
+        .start()
+        .await
+        .expect("the API alone needs no part of the machine")
+        .cp;
     let client = cp.client();
-    install_crds(&client).await.expect("CRDs");
     cp.create_namespace("rs").await.expect("namespace rs");
-    cp.create_namespace("pool").await.expect("namespace pool");
     println!(
         "pool benchmark: {n} desktops; etcd, kube-apiserver (audit log on) and kube-controller-manager (default client limits: 20 requests/s, bursts of 30)"
     );
@@ -292,6 +290,7 @@ async fn main() {
         http: None,
         leader_election: None,
         identity: "bench".into(),
+        recheck_refused: operator::RECHECK_REFUSED,
     };
     let operator = tokio::spawn(async move {
         if let Err(e) = operator::run(operator_client, options, std::future::pending()).await {

@@ -20,6 +20,8 @@ pub struct Request {
     pub name: String,
     /// The response's status code.
     pub code: u16,
+    /// When the apiserver received it (`requestReceivedTimestamp`).
+    pub received: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 impl Request {
@@ -57,6 +59,9 @@ pub fn requests(path: &Path) -> Vec<Request> {
                     .as_u64()
                     .and_then(|c| u16::try_from(c).ok())
                     .unwrap_or(0),
+                received: entry["requestReceivedTimestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok()),
             }
         })
         .collect()

@@ -1,5 +1,6 @@
-//! Verdant's test support: a real control plane (etcd + kube-apiserver + kube-controller-manager
-//! built from pinned Go modules) and the helpers end-to-end tests share.
+//! Verdant's test support: one test environment ([`env::Env::builder`]) on a real control plane
+//! (etcd + kube-apiserver + kube-controller-manager built from pinned Go modules), and the
+//! helpers end-to-end tests share.
 
 pub mod attacker;
 pub mod audit;

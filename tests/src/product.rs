@@ -12,8 +12,8 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 
-use crate::broker::{BROKER_USER, BrokerProcess, grant};
-use crate::controlplane::{ControlPlane, OidcUser, Options};
+use crate::controlplane::{ControlPlane, OidcUser};
+use crate::env::{Env, NodeKind, Operator};
 
 /// The namespace the chart is installed in.
 pub const SYSTEM_NAMESPACE: &str = "verdant-system";
@@ -30,65 +30,35 @@ pub const DEMO_USERS: [(&str, &str); 2] = [("alice", "alice-pw"), ("bob", "bob-p
 /// How long the install and the demo pool may take.
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// The running product. Dropping it stops the broker, the node and the control plane.
-pub struct Product {
-    /// The broker, serving the portal.
-    pub broker: BrokerProcess,
-    /// The control plane with its node and provider.
-    pub cp: ControlPlane,
-}
-
-/// Starts the product with its files in `dir`, telling its progress through `say`.
-pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
+/// Starts the product with its files in `dir`, telling its progress through `say`. Dropping
+/// the environment stops the broker, the node and the control plane.
+pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Env, String> {
     let users = DEMO_USERS
         .iter()
         .map(|(name, password)| OidcUser::new(name, password, &[DEMO_GROUP]))
         .collect();
-    say("starting the control plane, the OpenID provider and a node (containerd, kubelet)");
-    let mut cp = ControlPlane::start_with(Options {
-        node: true,
-        oidc: Some(users),
-        dir: Some(dir.to_owned()),
-        ..Options::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let node = cp.node().ok_or("the control plane has no node")?;
-    say(&format!("node {} Ready at {}", node.name(), node.ip()));
-
-    say("helm install verdant charts/verdant (the operator runs in a pod)");
-    install_chart(&cp, dir)?;
-    say("Verdant installed; making the demo pool");
-    let kernel = dir.join("demo.elf");
-    std::fs::write(&kernel, launcher::demo::DEMO_GUEST)
-        .map_err(|e| format!("cannot write {}: {e}", kernel.display()))?;
-    demo_pool(&mut cp, &kernel).await?;
-
-    let (_, kubeconfig) = cp
-        .client_for(BROKER_USER, None)
+    say(
+        "starting the control plane, the OpenID provider and a node (containerd, kubelet), then helm install verdant charts/verdant (the operator runs in a pod) and the portal",
+    );
+    let env = Env::builder(DEMO_NAMESPACE)
+        .dir(dir)
+        .oidc(users)
+        .node(NodeKind::Real)
+        .operator(Operator::Chart)
+        .broker_at(SYSTEM_NAMESPACE, "verdant-broker", portal_port())
+        .try_start()
         .await
         .map_err(|e| e.to_string())?;
-    grant(
-        &cp.client(),
-        BROKER_USER,
-        SYSTEM_NAMESPACE,
-        &[DEMO_NAMESPACE],
-    )
-    .await;
-    let port = portal_port();
-    let broker = BrokerProcess::start(
-        &cp,
-        &kubeconfig,
-        SYSTEM_NAMESPACE,
-        &[DEMO_NAMESPACE],
-        port,
-        "verdant-broker",
-    )
-    .await;
-    say(&format!("portal on {}", broker.url));
-
+    let node = env.cp.node().ok_or("the control plane has no node")?;
+    say(&format!("node {} Ready at {}", node.name(), node.ip()));
+    say(&format!(
+        "Verdant installed; portal on {}",
+        env.broker().url
+    ));
+    say("making the demo pool");
+    demo_pool(&env).await?;
     crate::env::wait_ready_desktops(
-        &Api::namespaced(cp.client(), DEMO_NAMESPACE),
+        &env.desktops(),
         "",
         DEMO_DESKTOPS as usize,
         "the demo pool's desktops",
@@ -96,7 +66,7 @@ pub async fn start(dir: &Path, say: impl Fn(&str)) -> Result<Product, String> {
     )
     .await;
     say(&format!("{DEMO_DESKTOPS} demo desktops Ready"));
-    Ok(Product { broker, cp })
+    Ok(env)
 }
 
 /// 8443 when free, else any free port.
@@ -111,7 +81,7 @@ fn portal_port() -> u16 {
 /// (a node of two cores), launcher pods requesting a tenth of a core per vCPU, and the
 /// apiserver's node address for pods, since no kube-proxy runs here; `boot_dir`, where the demo
 /// guest is written, is the host directory desktops may boot from.
-fn install_chart(cp: &ControlPlane, boot_dir: &Path) -> Result<(), String> {
+pub(crate) fn install_chart(cp: &ControlPlane, boot_dir: &Path) -> Result<(), String> {
     let node = cp.node().ok_or("no node")?;
     let port = cp
         .server()
@@ -144,13 +114,9 @@ fn install_chart(cp: &ControlPlane, boot_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Namespace `demo` with pool `demo` of the demo guest, usable by group `demo-users`.
-async fn demo_pool(cp: &mut ControlPlane, kernel: &Path) -> Result<(), String> {
-    // With the default service account pods need, which kube-controller-manager makes.
-    cp.create_namespace(DEMO_NAMESPACE)
-        .await
-        .map_err(|e| format!("namespace {DEMO_NAMESPACE}: {e}"))?;
-    let client = cp.client();
+/// Pool `demo` of the demo guest in namespace `demo`, usable by group `demo-users`.
+async fn demo_pool(env: &Env) -> Result<(), String> {
+    let client = env.client.clone();
     let pp = PostParams::default();
     let pool: crds::DesktopPool = serde_json::from_value(json!({
         "apiVersion": "vdi.verdant.dev/v1alpha1",
@@ -160,15 +126,11 @@ async fn demo_pool(cp: &mut ControlPlane, kernel: &Path) -> Result<(), String> {
             "replicas": DEMO_DESKTOPS,
             "assignment": "Floating",
             "session": {"disconnectTimeout": "5m"},
-            "template": {"spec": {
-                "resources": {"cpus": 1, "memory": "128Mi"},
-                "boot": {"kernel": {"hostPath": kernel}},
-                "display": {"width": 1280, "height": 800},
-            }},
+            "template": {"spec": crate::brokerenv::demo_spec(&env.kernel)},
         },
     }))
     .map_err(|e| e.to_string())?;
-    Api::namespaced(client.clone(), DEMO_NAMESPACE)
+    env.pools()
         .create(&pp, &pool)
         .await
         .map_err(|e| format!("pool {DEMO_POOL}: {e}"))?;

@@ -12,8 +12,7 @@ use futures::future::join_all;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tests::ControlPlane;
-use tests::controlplane::install_crds;
+use tests::env::Env;
 
 const POOL: &str = "office";
 
@@ -94,17 +93,11 @@ async fn owners(api: &Api<Desktop>) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn pool_api(cp: &mut ControlPlane, ns: &str) -> Api<Desktop> {
-    let client = cp.client();
-    install_crds(&client).await.expect("CRDs");
-    cp.create_namespace(ns).await.expect("namespace");
-    Api::namespaced(client, ns)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times() {
-    let mut cp = ControlPlane::start().await.expect("control plane");
-    let api = pool_api(&mut cp, "rush").await;
+    let env = Env::builder("rush").api_only().start().await;
+    let env = env.expect("the API alone needs no part of the machine");
+    let api = env.desktops();
     create_pool(&api).await;
     ready_pool(&api, 100).await;
     // Four assigners, each with its own cache, as four broker replicas would be: users of
@@ -167,8 +160,9 @@ async fn two_hundred_users_at_once_get_a_hundred_distinct_desktops_twenty_times(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
-    let mut cp = ControlPlane::start().await.expect("control plane");
-    let api = pool_api(&mut cp, "steady").await;
+    let env = Env::builder("steady").api_only().start().await;
+    let env = env.expect("the API alone needs no part of the machine");
+    let api = env.desktops();
     let assigner = Assigner::new(api.clone());
     let refused = assigner
         .assign(POOL, "alice")
@@ -237,8 +231,9 @@ async fn the_same_user_gets_the_same_desktop_and_an_empty_pool_says_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_desktop_ready_a_moment_ago_is_given_at_once() {
-    let mut cp = ControlPlane::start().await.expect("control plane");
-    let api = pool_api(&mut cp, "fresh").await;
+    let env = Env::builder("fresh").api_only().start().await;
+    let env = env.expect("the API alone needs no part of the machine");
+    let api = env.desktops();
     create_pool(&api).await;
     let assigner = Assigner::new(api.clone());
     // The cache lists before the first desktop exists.

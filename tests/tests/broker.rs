@@ -5,11 +5,11 @@
 
 use crds::SessionState;
 use testkit::eventually;
-use tests::brokerenv::{LIMIT, setup, wait_pixel};
+use tests::brokerenv::{LIMIT, builder, wait_pixel};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
-    let Some(mut s) = setup("broker-e2e", 2).await else {
+    let Some(mut s) = builder("broker-e2e", 2).start().await else {
         return;
     };
     let alice = s.login("alice").await;
@@ -35,7 +35,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
     );
     let page = alice
         .http
-        .get(s.broker.at(&format!("/desktops/{}/{desktop}", s.env.ns)))
+        .get(s.broker().at(&format!("/desktops/{}/{desktop}", s.ns)))
         .send()
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
     viewer.key(u32::from(b'a')).await.unwrap();
     wait_pixel(&mut viewer, 108, 128, 0x1c_3854).await;
 
-    let desktops = s.env.desktops();
+    let desktops = s.desktops();
     let connected = eventually("status.assignment to say Connected", LIMIT, || async {
         let d = desktops.get(&desktop).await.ok()?;
         let a = d.status?.assignment?;
@@ -89,7 +89,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
     // launchers take nothing from other pods here (no broker pod is named; no CNI here
     // enforces it), and its selector picks the launcher pods.
     let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
-        kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
+        kube::Api::namespaced(s.client.clone(), &s.ns);
     let policy = policies
         .get("verdant-launchers")
         .await
@@ -105,7 +105,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         "vdi.verdant.dev/desktop"
     );
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-        kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
+        kube::Api::namespaced(s.client.clone(), &s.ns);
     let selected = pods
         .list(&kube::api::ListParams::default().labels("vdi.verdant.dev/desktop"))
         .await
@@ -121,12 +121,12 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
     // Graceful shutdown: SIGTERM closes every viewer with WebSocket code 1012 ("restart":
     // reconnect), and the broker exits 0 within its drain time.
     let grant: serde_json::Value = s.token(&alice, &desktop).await.json().await.unwrap();
-    let mut url = s.broker.at(grant["path"].as_str().unwrap());
+    let mut url = s.broker().at(grant["path"].as_str().unwrap());
     url.set_scheme("wss").unwrap();
-    let cookie = alice.cookie(&s.broker.url);
+    let cookie = alice.cookie(&s.broker().url);
     let mut ws = tests::wsrfb::connect(
         &url,
-        &s.broker.ca,
+        &s.broker().ca,
         &[("cookie", &cookie), ("origin", &s.origin())],
     )
     .await
@@ -151,7 +151,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
             .await
             .unwrap();
     }
-    let pid = s.broker.process.pid().unwrap();
+    let pid = s.broker().process.pid().unwrap();
     // SAFETY: kill(2) on the broker's pid, which this test started; no memory is involved.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -172,7 +172,7 @@ async fn a_user_connects_types_and_the_session_shows_in_the_desktops_status() {
         "close code 1012 (restart): {frame:?}"
     );
     let exited = eventually("the broker to exit after SIGTERM", LIMIT, || {
-        std::future::ready(match s.broker.process.check_running() {
+        std::future::ready(match s.broker_mut().process.check_running() {
             Err(tests::controlplane::Error::Exited { status, .. }) => Some(status),
             _ => None,
         })

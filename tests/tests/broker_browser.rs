@@ -13,7 +13,8 @@ use crds::SessionState;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use testkit::eventually;
-use tests::brokerenv::{LIMIT, SetupOptions, setup_with, users};
+use tests::brokerenv::LIMIT;
+use tests::env::NodeKind;
 use tests::wsrfb::RfbClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -26,28 +27,21 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
         return;
     };
     // The desktops run in real pods: the kubelet starts the launcher image in runc.
-    let options = SetupOptions {
-        replicas: 2,
-        users: users(),
-        launchers: true,
-        assignment: "Floating",
-        real_node: true,
-        audit: false,
-    };
-    let Some(s) = setup_with("broker-browser", options).await else {
+    let env = tests::brokerenv::builder("broker-browser", 2).node(NodeKind::Real);
+    let Some(s) = env.start().await else {
         return;
     };
-    let ns = s.env.ns.clone();
-    let desktops = s.env.desktops();
-    let secrets: Api<Secret> = Api::namespaced(s.env.client.clone(), &ns);
+    let ns = s.ns.clone();
+    let desktops = s.desktops();
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &ns);
     let shots = std::env::var("VERDANT_SCREENSHOTS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| s.env.cp.dir().join("screenshots"));
+        .unwrap_or_else(|_| s.cp.dir().join("screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut script = tokio::process::Command::new("node")
         .arg(browser.join("portal.mjs"))
-        .env("BROKER_URL", s.broker.url.as_str())
+        .env("BROKER_URL", s.broker().url.as_str())
         .env("USER", "alice")
         .env("PASSWORD", "alice-pw")
         .env("POOL", "eng")
@@ -96,7 +90,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                 // A second viewer, straight to the launcher with the desktop's password.
                 let d = desktops.get(&first).await.unwrap();
                 first_pod = d.status.unwrap().pod_name.unwrap();
-                let pod = s.env.pods().get(&first_pod).await.unwrap();
+                let pod = s.pods().get(&first_pod).await.unwrap();
                 let ip: std::net::IpAddr = pod
                     .status
                     .and_then(|st| st.pod_ip)
@@ -202,8 +196,7 @@ async fn a_user_logs_in_with_a_browser_and_works_on_their_desktop() {
                     "an event saying the desktop's guest powered off",
                     LIMIT,
                     || async {
-                        s.env
-                            .events_for(detail)
+                        s.events_for(detail)
                             .await
                             .iter()
                             .any(|e| e.reason.as_deref() == Some("GuestPoweredOff"))

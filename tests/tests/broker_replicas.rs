@@ -11,7 +11,8 @@ use kube::ResourceExt;
 use kube::api::ListParams;
 use testkit::eventually;
 use tests::broker::{BrokerProcess, Session};
-use tests::brokerenv::{LIMIT, SetupOptions, numbered_users, setup_with};
+use tests::brokerenv::{LIMIT, numbered_users};
+use tests::env::NodeKind;
 
 const USERS: usize = 50;
 const ROUNDS: usize = 20;
@@ -68,33 +69,27 @@ async fn desktop_page(
 async fn one_user_at_two_replicas_at_once_gets_one_desktop() {
     let users = numbered_users(USERS);
     let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
-    let env = setup_with(
-        "broker-replicas",
-        SetupOptions {
-            replicas: DESKTOPS,
-            users,
-            launchers: false,
-            assignment: "Dedicated",
-            real_node: false,
-            audit: false,
-        },
-    )
-    .await
-    .expect("no KVM needed");
-    let ns = env.env.ns.clone();
+    let env = tests::brokerenv::builder("broker-replicas", DESKTOPS)
+        .oidc(users)
+        .node(NodeKind::StandInReady)
+        .eng_pool(DESKTOPS, "Dedicated")
+        .start()
+        .await
+        .expect("no KVM needed");
+    let ns = env.ns.clone();
     let b2 = env.start_broker("broker-2").await;
     let b3 = env.start_broker("broker-3").await;
-    let brokers = [&env.broker, &b2, &b3];
+    let brokers = [env.broker(), &b2, &b3];
 
     // One login each, at broker-1: the session cookie works at every replica.
     let sessions: Vec<(Session, String)> = join_all(names.iter().map(|user| async {
         let session = env.login(user).await;
-        let csrf = env.broker.csrf(&session).await.unwrap();
+        let csrf = env.broker().csrf(&session).await.unwrap();
         (session, csrf)
     }))
     .await;
 
-    let desktops = env.env.desktops();
+    let desktops = env.desktops();
     let mut doubles = 0;
     let mut shared = 0;
     let mut refused = 0;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::ListParams;
 use tests::broker::BrokerProcess;
-use tests::brokerenv::{SetupOptions, numbered_users, setup_with};
+use tests::brokerenv::numbered_users;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const USERS: usize = 5;
@@ -29,27 +29,19 @@ async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
     let users = numbered_users(USERS);
     let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
     let pages: Vec<String> = (0..SESSIONS_EACH).flat_map(|_| names.clone()).collect();
-    let Some(mut env) = setup_with(
-        "broker-restart",
-        SetupOptions {
-            replicas: USERS as u32,
-            users,
-            launchers: true,
-            assignment: "Floating",
-            real_node: false,
-            audit: false,
-        },
-    )
-    .await
+    let Some(mut env) = tests::brokerenv::builder("broker-restart", USERS as u32)
+        .oidc(users)
+        .start()
+        .await
     else {
         return;
     };
     let mut script = tokio::process::Command::new("node")
         .arg(browser.join("reconnect.mjs"))
-        .env("BROKER_URL", env.broker.url.as_str())
+        .env("BROKER_URL", env.broker().url.as_str())
         .env("USERS", pages.join(","))
         .env("POOL", "eng")
-        .env("NAMESPACE", &env.env.ns)
+        .env("NAMESPACE", &env.ns)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -75,8 +67,8 @@ async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
             }
             ["ready"] => {
                 // A crash, not a drain: no goodbye to any browser.
-                let port = env.broker.addr.port();
-                env.broker.kill();
+                let port = env.broker().addr.port();
+                env.broker_mut().kill();
                 killed_at = Some(Instant::now());
                 stdin.write_all(b"killed\n").await.unwrap();
                 new_broker = Some(env.start_broker_on(port, "broker-2").await);
@@ -124,7 +116,6 @@ async fn every_browser_reconnects_to_a_new_broker_without_logging_in_again() {
     }
     // No desktop assigned twice: each user's desktop is theirs, and no user holds two.
     let list = env
-        .env
         .desktops()
         .list(&ListParams::default().labels("vdi.verdant.dev/pool=eng"))
         .await

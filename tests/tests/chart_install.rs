@@ -11,6 +11,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tests::ControlPlane;
 use tests::chart::{documents, helm, output};
+use tests::env::Env;
 
 const RELEASE_NS: &str = "verdant-system";
 const DESKTOP_NS: &str = "team-a";
@@ -82,8 +83,7 @@ fn unified_diff(before: &str, after: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
-    let mut cp = ControlPlane::start().await.expect("control plane starts");
-    cp.create_namespace(DESKTOP_NS).await.expect("namespace");
+    let cp = Env::bare(DESKTOP_NS).await;
 
     // Install: every object of the render exists, and the CRDs are established.
     let installed = output(helm_at(&cp).args([
@@ -218,7 +218,7 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() {
-    let cp = ControlPlane::start().await.expect("control plane starts");
+    let cp = Env::bare("default").await;
     // The built-in kinds' schemas from this apiserver; ours from the CRDs the chart installs.
     let request = http::Request::get("/openapi/v2")
         .header("Accept", "application/json")

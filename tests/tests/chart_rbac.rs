@@ -19,6 +19,7 @@ use serde_json::json;
 use tests::ControlPlane;
 use tests::chart::{helm, output, rules};
 use tests::controlplane::service_account_client;
+use tests::env::Env;
 use tests::kubelet::{Kubelet, Reaper};
 
 /// How long a scenario may take before it counts as failed.
@@ -351,6 +352,7 @@ async fn play(
             duration: Duration::from_secs(10),
         }),
         identity: format!("operator-{}", stage.ns),
+        recheck_refused: operator::RECHECK_REFUSED,
     };
     let operator = Reaper::spawn(async move {
         if let Err(e) = operator::run(client, options, std::future::pending()).await {
@@ -466,7 +468,7 @@ fn describe(rule: &PolicyRule) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_reconciles_with_the_charts_service_account_and_needs_every_rule() {
-    let cp = ControlPlane::start().await.expect("control plane starts");
+    let cp = Env::bare("default").await;
 
     // The chart, installed with helm: CRDs, the ServiceAccount, its ClusterRole and bindings.
     output(helm().arg("--kubeconfig").arg(cp.kubeconfig()).args([

@@ -12,20 +12,25 @@ use kube::ResourceExt;
 use kube::api::WatchEvent;
 use kube::api::WatchParams;
 use testkit::eventually;
-use tests::e2e::{LIMIT, NodeEnv, close, text, vncsnapshot};
+use tests::e2e::{LIMIT, close, text, vncsnapshot};
+use tests::env::{Env, NodeKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_desktop_runs_in_a_real_pod_and_stops_cleanly() {
-    let Some(e) = NodeEnv::start("node-desktop").await else {
+    let Some(e) = Env::builder("node-desktop")
+        .node(NodeKind::Real)
+        .start()
+        .await
+    else {
         return;
     };
-    let node = e.env.cp.node().expect("the node").name().to_owned();
+    let node = e.cp.node().expect("the node").name().to_owned();
     let started = Instant::now();
     e.apply(&e.demo_desktop("demo"));
 
     // Ready through the kubelet's probe of the launcher's /readyz: nothing here writes pods.
     let desktop = eventually("Desktop demo to be Ready", LIMIT, || async {
-        let d = e.env.desktops().get("demo").await.ok()?;
+        let d = e.desktops().get("demo").await.ok()?;
         let phase = d.status.as_ref()?.phase;
         (phase == Some(DesktopPhase::Ready)).then_some(d)
     })
@@ -97,7 +102,7 @@ async fn a_desktop_runs_in_a_real_pod_and_stops_cleanly() {
             .try_into()
             .unwrap(),
     );
-    let pods = e.env.pods();
+    let pods = e.pods();
     let mut watch = pods
         .watch(
             &WatchParams::default().fields(&format!("metadata.name={}", pod.name_any())),

@@ -20,7 +20,8 @@ use kube::ResourceExt;
 use kube::api::PostParams;
 use serde_json::json;
 use testkit::eventually;
-use tests::e2e::{LIMIT, NodeEnv, text};
+use tests::e2e::{LIMIT, text};
+use tests::env::{Env, NodeKind};
 use tests::node::{CLIENT_IMAGE, client_image};
 
 /// How many slow clients, and how long they trickle.
@@ -66,12 +67,16 @@ fn pod_state(pod: &Pod) -> (i32, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_pod_or_desktop_reaches_a_launchers_probes_console_or_the_nodes_files() {
-    let Some(e) = NodeEnv::start("node-attacks").await else {
+    let Some(e) = Env::builder("node-attacks")
+        .node(NodeKind::Real)
+        .start()
+        .await
+    else {
         return;
     };
     e.apply(&e.demo_desktop("demo"));
     eventually("Desktop demo to be Ready", LIMIT, || async {
-        let d = e.env.desktops().get("demo").await.ok()?;
+        let d = e.desktops().get("demo").await.ok()?;
         (d.status.as_ref()?.phase == Some(DesktopPhase::Ready)).then_some(())
     })
     .await;
@@ -88,7 +93,7 @@ async fn no_pod_or_desktop_reaches_a_launchers_probes_console_or_the_nodes_files
 
     // Another pod asks for the probe and for the console: the probe answers it, the console
     // does not.
-    let node = e.env.cp.node().expect("the node");
+    let node = e.cp.node().expect("the node");
     let archive = client_image(&node.dir().join("images")).unwrap();
     node.import(&archive).unwrap();
     // (Debian's static busybox has a wget that crashes; nc speaks plain HTTP as well.)
@@ -112,7 +117,7 @@ async fn no_pod_or_desktop_reaches_a_launchers_probes_console_or_the_nodes_files
         },
     }))
     .unwrap();
-    let pods = e.env.pods();
+    let pods = e.pods();
     pods.create(&PostParams::default(), &attacker)
         .await
         .unwrap();
@@ -198,7 +203,6 @@ async fn no_pod_or_desktop_reaches_a_launchers_probes_console_or_the_nodes_files
             not_ready += 1;
         }
         let phase = e
-            .env
             .desktops()
             .get("demo")
             .await
@@ -252,12 +256,12 @@ fn a_node_key(dir: &std::path::Path) -> std::path::PathBuf {
     panic!("no key under {}", dir.display());
 }
 
-async fn node_files_reach_no_guest(e: &NodeEnv) {
-    let node = e.env.cp.node().expect("the node");
+async fn node_files_reach_no_guest(e: &Env) {
+    let node = e.cp.node().expect("the node");
     let key = a_node_key(node.dir());
-    let boot = tests::env::boot_dir(&e.env.cp);
+    let boot = tests::env::boot_dir(&e.cp);
     // The allowed folder's way out: `..` up to the control plane's folder, then down.
-    let up = key.strip_prefix(e.env.cp.dir()).unwrap();
+    let up = key.strip_prefix(e.cp.dir()).unwrap();
     let dotdot = format!("{}/../{}", boot.display(), up.display());
     let link = boot.join("innocent.img");
     std::os::unix::fs::symlink(&key, &link).unwrap();
@@ -284,7 +288,7 @@ async fn node_files_reach_no_guest(e: &NodeEnv) {
     for (name, path) in [("direct", key.display().to_string())] {
         e.apply(&with_initrd(name, &path));
         let failed = eventually(&format!("{name}: refused"), LIMIT, || async {
-            let d = e.env.desktops().get(name).await.ok()?;
+            let d = e.desktops().get(name).await.ok()?;
             let status = d.status?;
             let refused = status
                 .conditions
@@ -296,7 +300,7 @@ async fn node_files_reach_no_guest(e: &NodeEnv) {
         eprintln!("{name}: {failed}");
         assert!(failed.contains("spec.boot.initrd.hostPath"), "{failed}");
         assert!(
-            e.env.live_pods(name).await.is_empty(),
+            e.live_pods(name).await.is_empty(),
             "{name}: a launcher pod was made with the node's key"
         );
     }
@@ -307,7 +311,7 @@ async fn node_files_reach_no_guest(e: &NodeEnv) {
         "symlink: the launcher refuses the way out",
         LIMIT,
         || async {
-            let d = e.env.desktops().get("symlink").await.ok()?;
+            let d = e.desktops().get("symlink").await.ok()?;
             let status = d.status?;
             assert_ne!(
                 status.phase,

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::{Api, ResourceExt};
 use launcher_api::devices::KVM_RESOURCE;
 use testkit::eventually;
-use tests::e2e::{LIMIT, NodeEnv, text};
+use tests::e2e::{LIMIT, text};
+use tests::env::{Env, NodeKind};
 
 /// The device numbers every container may use without being given a device, runc's
 /// defaults: null, zero, full, random, urandom, tty, console, ptmx, the pts, the wildcard
@@ -59,10 +60,14 @@ fn device_rules(pid: u32) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unprivileged_launcher_gets_kvm_from_the_device_plugin_and_nothing_else() {
-    let Some(mut e) = NodeEnv::start("node-hardened").await else {
+    let Some(mut e) = Env::builder("node-hardened")
+        .node(NodeKind::Real)
+        .start()
+        .await
+    else {
         return;
     };
-    let node = e.env.cp.node().expect("the node");
+    let node = e.cp.node().expect("the node");
     let node_name = node.name().to_owned();
     let launcher_image = node.images().reference("launcher").unwrap().to_owned();
 
@@ -75,7 +80,7 @@ async fn an_unprivileged_launcher_gets_kvm_from_the_device_plugin_and_nothing_el
             "verdant",
             "charts/verdant",
             "--namespace",
-            &e.env.ns,
+            &e.ns,
         ])
         .args(["--show-only", "templates/launcher/kvm-plugin.yaml"])
         .args(["--set", "launcher.privileged=false"])
@@ -93,7 +98,7 @@ async fn an_unprivileged_launcher_gets_kvm_from_the_device_plugin_and_nothing_el
     e.apply(&yaml);
 
     // The kubelet finds the plugin in its plugins_registry and advertises the resource.
-    let nodes: Api<KubeNode> = Api::all(e.env.client.clone());
+    let nodes: Api<KubeNode> = Api::all(e.client.clone());
     let advertised = eventually(
         "the node to advertise devices.verdant.dev/kvm",
         LIMIT,
@@ -108,13 +113,13 @@ async fn an_unprivileged_launcher_gets_kvm_from_the_device_plugin_and_nothing_el
     assert_eq!(advertised, "110", "the chart's default number of units");
 
     // The operator in the hardened mode, and a desktop.
-    e.env.kill_operator();
-    let mut options = e.env.options("operator-hardened");
+    e.kill_operator();
+    let mut options = e.options("operator-hardened");
     options.launcher_pod.privileged = false;
-    e.env.spawn_operator(options);
+    e.spawn_operator(options);
     e.apply(&e.demo_desktop("hardened"));
     eventually("Desktop hardened to be Ready", LIMIT, || async {
-        let d = e.env.desktops().get("hardened").await.ok()?;
+        let d = e.desktops().get("hardened").await.ok()?;
         (d.status.as_ref()?.phase == Some(DesktopPhase::Ready)).then_some(())
     })
     .await;
@@ -140,7 +145,7 @@ async fn an_unprivileged_launcher_gets_kvm_from_the_device_plugin_and_nothing_el
 
     // The launcher process on the node: no capability even in its bounding set, no new
     // privileges, and a device cgroup that allows /dev/kvm (10:232) and the defaults only.
-    let node = e.env.cp.node().expect("the node");
+    let node = e.cp.node().expect("the node");
     let launcher = node
         .pod_pids(&pod.uid().unwrap())
         .into_iter()

@@ -9,14 +9,15 @@ use crds::{Desktop, DesktopPhase};
 use kube::ResourceExt;
 use kube::api::ListParams;
 use testkit::eventually;
-use tests::e2e::{LIMIT, NodeEnv};
+use tests::e2e::LIMIT;
+use tests::env::{Env, NodeKind};
 
 const REPLICAS: usize = 10;
 
 /// Ready desktops of the pool, by name, with their launcher pods' uids.
-async fn ready_pods(e: &NodeEnv) -> Option<BTreeMap<String, String>> {
-    let desktops = e.env.desktops().list(&ListParams::default()).await.ok()?;
-    let pods = e.env.pods().list(&ListParams::default()).await.ok()?;
+async fn ready_pods(e: &Env) -> Option<BTreeMap<String, String>> {
+    let desktops = e.desktops().list(&ListParams::default()).await.ok()?;
+    let pods = e.pods().list(&ListParams::default()).await.ok()?;
     let mut ready = BTreeMap::new();
     for d in desktops
         .items
@@ -35,8 +36,8 @@ fn phase(d: &Desktop) -> Option<DesktopPhase> {
 }
 
 /// The launcher processes of the node, by pod uid.
-fn launchers(e: &NodeEnv, uids: &BTreeMap<String, String>) -> BTreeMap<String, Vec<u32>> {
-    let node = e.env.cp.node().expect("the node");
+fn launchers(e: &Env, uids: &BTreeMap<String, String>) -> BTreeMap<String, Vec<u32>> {
+    let node = e.cp.node().expect("the node");
     uids.values()
         .map(|uid| {
             let pids = node
@@ -54,7 +55,7 @@ fn launchers(e: &NodeEnv, uids: &BTreeMap<String, String>) -> BTreeMap<String, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pool_runs_on_a_real_node_and_survives_kills_and_containerd_restarts() {
-    let Some(mut e) = NodeEnv::start("node-pool").await else {
+    let Some(mut e) = Env::builder("node-pool").node(NodeKind::Real).start().await else {
         return;
     };
     let started = Instant::now();
@@ -70,7 +71,7 @@ spec:
   template:
     spec:
 {spec}",
-        ns = e.env.ns,
+        ns = e.ns,
         spec = e.demo_spec(6)
     ));
     let before = eventually("10 desktops Ready", LIMIT * 2, || async {
@@ -101,8 +102,7 @@ spec:
         &format!("an event on {victim} saying its launcher failed"),
         LIMIT,
         || async {
-            e.env
-                .events_for(&victim)
+            e.events_for(&victim)
                 .await
                 .into_iter()
                 .find(|ev| ev.reason.as_deref() == Some("LauncherFailed"))
@@ -126,7 +126,7 @@ spec:
     .await;
     eprintln!("{victim} Ready again {:?} after SIGKILL", killed.elapsed());
     assert_eq!(replaced.len(), REPLICAS, "{replaced:?}");
-    let node = e.env.cp.node().unwrap();
+    let node = e.cp.node().unwrap();
     assert!(
         node.pod_pids(&victim_uid).is_empty(),
         "nothing of the killed pod runs on"
@@ -137,14 +137,12 @@ spec:
     let shims_before = node.shims().len();
     let processes_before = node.pod_processes();
     let launchers_before = launchers(&e, &replaced);
-    e.env
-        .cp
-        .node_mut()
+    e.cp.node_mut()
         .unwrap()
         .restart_containerd()
         .await
         .expect("containerd restarts");
-    let node = e.env.cp.node().unwrap();
+    let node = e.cp.node().unwrap();
     assert_eq!(
         launchers(&e, &replaced),
         launchers_before,

@@ -73,7 +73,7 @@ async fn with_two_replicas_only_the_leader_writes_and_a_new_one_takes_over() {
     } else {
         (second, first)
     };
-    dead.expect("leader task").abort();
+    drop(dead.expect("leader task"));
     let killed = std::time::Instant::now();
     env.create_desktop("d-2", None).await;
     env.wait_pod("d-2", None).await;

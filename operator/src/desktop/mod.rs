@@ -36,9 +36,6 @@ use state::DesktopContext;
 const RECHECK_INVALID: Duration = Duration::from_secs(10);
 /// How often every Desktop is looked at again, events or not.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How long a write the apiserver refused (invalid, forbidden) waits before it is tried again
-/// unless the Desktop changes first: as long as a resync, never every few seconds.
-const RECHECK_REFUSED: Duration = RESYNC;
 
 /// Reconciles one Desktop. A write the apiserver refuses as it is (invalid, forbidden) is
 /// shown in the Desktop's status and tried again when the Desktop changes; other errors go to
@@ -115,9 +112,9 @@ async fn show_refused(
     let invalid = Invalid {
         reason: "WriteRefused",
         message: format!(
-            "{error} ({}); fix the cause, then change the Desktop to try again (it is also tried every {} minutes)",
+            "{error} ({}); fix the cause, then change the Desktop to try again (it is also tried {})",
             error.reason(),
-            RECHECK_REFUSED.as_secs() / 60
+            crate::options::every(dctx.ctx.options.recheck_refused)
         ),
     };
     let observed = status::Observed {
@@ -125,7 +122,7 @@ async fn show_refused(
         ..status::Observed::default()
     };
     update_status(dctx, desktop, &observed).await?;
-    Ok(Action::requeue(RECHECK_REFUSED))
+    Ok(Action::requeue(dctx.ctx.options.recheck_refused))
 }
 
 /// Writes the status `observed` calls for, if it differs from what the Desktop shows, and

@@ -25,9 +25,6 @@ use state::{PoolContext, StatusDue};
 
 /// How often every pool is looked at again, events or not.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How long a pool whose desktops the apiserver refused waits before it tries again unless the
-/// pool changes first: as long as a resync, never every few seconds.
-const RECHECK_REFUSED: Duration = RESYNC;
 
 /// Reconciles one DesktopPool. A desktop the apiserver refuses to create as it is (an invalid
 /// template, a quota) is shown in the pool's `ReplicaFailure` condition and tried again when
@@ -135,8 +132,8 @@ async fn reconcile_pool(pool: &DesktopPool, pctx: &PoolContext) -> Result<Action
     let failure = refused.as_ref().map(|e| build::ReplicaFailure {
         reason: format!("FailedCreate{}", e.reason()),
         message: format!(
-            "{e}; fix the pool's template (or the cause), then change the pool to try again (it is also tried every {} minutes)",
-            RECHECK_REFUSED.as_secs() / 60
+            "{e}; fix the pool's template (or the cause), then change the pool to try again (it is also tried {})",
+            crate::options::every(ctx.options.recheck_refused)
         ),
     });
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -155,7 +152,7 @@ async fn reconcile_pool(pool: &DesktopPool, pctx: &PoolContext) -> Result<Action
     // Back when the next session limit comes (a second late, so it has passed), or when the
     // held-back status may be written.
     let session = (next_check < RESYNC).then(|| next_check + Duration::from_secs(1));
-    let refused = refused.map(|_| RECHECK_REFUSED);
+    let refused = refused.map(|_| ctx.options.recheck_refused);
     Ok(Action::requeue(
         [session, status_wait, refused]
             .into_iter()

@@ -1,5 +1,7 @@
 //! A real Kubernetes control plane for tests: etcd, kube-apiserver and, on request,
 //! kube-controller-manager, built from pinned Go modules by `tests/controlplane/build.sh`.
+//! Tests start it through the one test environment, [`crate::env::Env::builder`]; only its
+//! own tests start it directly.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tests::controlplane::Error> {

@@ -4,9 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tests::attacker::{RawViewer, cut_text_message};
-use tests::brokerenv::{BrokerEnv, SetupOptions, setup_with};
-
-use crate::options;
+use tests::env::Env;
 
 /// The CPU time process `pid` has used.
 fn cpu_time(pid: u32) -> Duration {
@@ -15,7 +13,7 @@ fn cpu_time(pid: u32) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time_and_a_bounded_share() {
-    let Some(s) = setup_with("cut-text", options(2, true, "Floating")).await else {
+    let Some(s) = crate::env("cut-text", 2, true, "Floating").start().await else {
         return;
     };
     let (alice, bob) = tokio::join!(s.login("alice"), s.login("bob"));
@@ -27,12 +25,12 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time_and_a_bounded
     // of 1 MiB, one byte per WebSocket message, then an update request, whose answer says
     // the broker has framed everything before it.
     let grant: serde_json::Value = s.token(&alice, &a).await.json().await.unwrap();
-    let mut url = s.broker.at(grant["path"].as_str().unwrap());
+    let mut url = s.broker().at(grant["path"].as_str().unwrap());
     url.set_scheme("wss").unwrap();
-    let cookie = alice.cookie(&s.broker.url);
+    let cookie = alice.cookie(&s.broker().url);
     let ws = tests::wsrfb::connect(
         &url,
-        &s.broker.ca,
+        &s.broker().ca,
         &[("cookie", &cookie), ("origin", &s.origin())],
     )
     .await
@@ -54,7 +52,7 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time_and_a_bounded
     }
     quiet.sort();
 
-    let broker_pid = s.broker.process.pid().expect("the broker's pid");
+    let broker_pid = s.broker().process.pid().expect("the broker's pid");
     let cpu_before = cpu_time(broker_pid);
     let size: u32 = 1 << 20;
     let clipboard = cut_text_message(size);
@@ -130,8 +128,8 @@ async fn a_clipboard_a_byte_at_a_time_costs_the_broker_linear_time_and_a_bounded
 }
 
 /// The broker's TokenReviews and SubjectAccessReviews so far, from the apiserver's audit log.
-fn reviews(s: &BrokerEnv) -> (usize, usize) {
-    let all = tests::audit::requests(&s.env.cp.audit_log());
+fn reviews(s: &Env) -> (usize, usize) {
+    let all = tests::audit::requests(&s.cp.audit_log());
     let by_broker = |resource: &str| {
         all.iter()
             .filter(|r| r.user == tests::broker::BROKER_USER && r.resource == resource)
@@ -142,20 +140,16 @@ fn reviews(s: &BrokerEnv) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bogus_tokens_and_names_cost_the_apiserver_a_bounded_number_of_reviews() {
-    let Some(s) = setup_with(
-        "unauthenticated",
-        SetupOptions {
-            audit: true,
-            ..options(1, false, "Floating")
-        },
-    )
-    .await
+    let Some(s) = crate::env("unauthenticated", 1, false, "Floating")
+        .audit()
+        .start()
+        .await
     else {
         return;
     };
     let (reviews_before, sars_before) = reviews(&s);
-    let url = s.broker.at(&format!("/api/desktops/{}/anything", s.env.ns));
-    let http = s.broker.http();
+    let url = s.broker().at(&format!("/api/desktops/{}/anything", s.ns));
+    let http = s.broker().http();
     let started = Instant::now();
     // 10,000 different bogus bearer tokens, 32 at a time; meanwhile real users log in.
     let flood = futures::stream::iter(0..10_000)
@@ -175,9 +169,9 @@ async fn bogus_tokens_and_names_cost_the_apiserver_a_bounded_number_of_reviews()
     let logins = async {
         let mut done = 0;
         for user in ["alice", "bob", "carol", "alice", "bob", "carol"] {
-            let session = s.broker.session();
-            s.broker
-                .login(&s.env.cp, &session, user, &format!("{user}-pw"))
+            let session = s.broker().session();
+            s.broker()
+                .login(&s.cp, &session, user, &format!("{user}-pw"))
                 .await
                 .unwrap_or_else(|e| panic!("{user} could not log in during the flood: {e}"));
             done += 1;
@@ -228,8 +222,8 @@ async fn bogus_tokens_and_names_cost_the_apiserver_a_bounded_number_of_reviews()
         .map(|i| {
             let (http, url) = (
                 alice.http.clone(),
-                s.broker
-                    .at(&format!("/api/desktops/{}/random-{i:04}", s.env.ns)),
+                s.broker()
+                    .at(&format!("/api/desktops/{}/random-{i:04}", s.ns)),
             );
             async move {
                 http.get(url)

@@ -8,10 +8,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use testkit::eventually;
 use tests::broker::Session;
-use tests::brokerenv::{BrokerEnv, setup_with};
+use tests::env::Env;
 use tests::wsrfb::Closed;
-
-use crate::options;
 
 /// How long the system may take to react.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -19,19 +17,19 @@ const LIMIT: Duration = Duration::from_secs(60);
 const CLOSED_WITHIN: Duration = Duration::from_secs(5);
 
 /// The launcher pod's uid of desktop `name` once it is Ready with a pod other than `not`.
-async fn ready_pod(s: &BrokerEnv, name: &str, not: Option<&str>) -> String {
+async fn ready_pod(s: &Env, name: &str, not: Option<&str>) -> String {
     eventually(
         &format!("{name} Ready on a new launcher"),
         LIMIT,
         || async {
-            let d = s.env.desktops().get(name).await.ok()?;
+            let d = s.desktops().get(name).await.ok()?;
             let status = d.status.as_ref()?;
             if status.phase != Some(crds::DesktopPhase::Ready)
                 || status.observed_generation != d.metadata.generation
             {
                 return None;
             }
-            let pod = s.env.pods().get(status.pod_name.as_ref()?).await.ok()?;
+            let pod = s.pods().get(status.pod_name.as_ref()?).await.ok()?;
             let uid = pod.uid()?;
             (Some(uid.as_str()) != not).then_some(uid)
         },
@@ -40,11 +38,11 @@ async fn ready_pod(s: &BrokerEnv, name: &str, not: Option<&str>) -> String {
 }
 
 /// Posts the portal's Release form for `desktop` as `who`: the status code.
-async fn release_form(s: &BrokerEnv, who: &Session, desktop: &str) -> u16 {
-    let csrf = s.broker.csrf(who).await.unwrap();
+async fn release_form(s: &Env, who: &Session, desktop: &str) -> u16 {
+    let csrf = s.broker().csrf(who).await.unwrap();
     let url = s
-        .broker
-        .at(&format!("/desktops/{}/{desktop}/release", s.env.ns));
+        .broker()
+        .at(&format!("/desktops/{}/{desktop}/release", s.ns));
     let response = who
         .http
         .post(url)
@@ -57,11 +55,11 @@ async fn release_form(s: &BrokerEnv, who: &Session, desktop: &str) -> u16 {
 }
 
 /// Calls the JSON Release for `desktop` as `who`: the status code and the reason.
-async fn release_api(s: &BrokerEnv, who: &Session, desktop: &str) -> (u16, String) {
-    let csrf = s.broker.csrf(who).await.unwrap();
+async fn release_api(s: &Env, who: &Session, desktop: &str) -> (u16, String) {
+    let csrf = s.broker().csrf(who).await.unwrap();
     let url = s
-        .broker
-        .at(&format!("/api/desktops/{}/{desktop}/release", s.env.ns));
+        .broker()
+        .at(&format!("/api/desktops/{}/{desktop}/release", s.ns));
     let response = who
         .http
         .post(url)
@@ -105,10 +103,10 @@ async fn still_served(viewer: &mut tests::wsrfb::RfbClient<tokio::io::DuplexStre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dedicated_desktop_never_reaches_another_user_as_it_was() {
-    let Some(s) = setup_with("dedicated", options(1, true, "Dedicated")).await else {
+    let Some(s) = crate::env("dedicated", 1, true, "Dedicated").start().await else {
         return;
     };
-    let desktops = s.env.desktops();
+    let desktops = s.desktops();
     let (alice, bob) = tokio::join!(s.login("alice"), s.login("bob"));
     let d = s.connect(&alice, "eng").await;
     let alices_vm = ready_pod(&s, &d, None).await;
@@ -120,7 +118,7 @@ async fn a_dedicated_desktop_never_reaches_another_user_as_it_was() {
     let portal = s.page(&alice, "/").await;
     assert!(portal.contains(&d), "the portal lists alice's desktop");
     assert!(
-        !portal.contains(&format!("/desktops/{}/{d}/release", s.env.ns)),
+        !portal.contains(&format!("/desktops/{}/{d}/release", s.ns)),
         "the portal offers Release on a Dedicated desktop"
     );
     assert_eq!(release_form(&s, &alice, &d).await, 409, "portal Release");
@@ -136,10 +134,10 @@ async fn a_dedicated_desktop_never_reaches_another_user_as_it_was() {
         "alice's viewer still works"
     );
     // Bob cannot have it meanwhile (the pool has no other desktop).
-    let csrf = s.broker.csrf(&bob).await.unwrap();
+    let csrf = s.broker().csrf(&bob).await.unwrap();
     let refused = bob
         .http
-        .post(s.broker.at(&format!("/pools/{}/eng/connect", s.env.ns)))
+        .post(s.broker().at(&format!("/pools/{}/eng/connect", s.ns)))
         .header("origin", s.origin())
         .form(&[("csrf", csrf)])
         .send()
@@ -195,7 +193,7 @@ async fn a_dedicated_desktop_never_reaches_another_user_as_it_was() {
             .map(String::as_str),
         Some("2")
     );
-    let events = s.env.events_for(&d).await;
+    let events = s.events_for(&d).await;
     assert!(
         events.iter().any(|e| e.reason.as_deref() == Some("Reset")
             && e.message.as_deref().unwrap_or_default().contains("bob")),

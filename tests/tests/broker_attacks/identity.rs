@@ -2,25 +2,21 @@
 
 use kube::ResourceExt;
 use serde_json::json;
-use tests::brokerenv::setup_with;
-
-use crate::options;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_brokers_identity_reads_no_secret_outside_its_desktop_namespaces() {
     use k8s_openapi::api::core::v1::{Pod, Secret};
-    let Some(s) = setup_with("rbac", options(1, false, "Floating")).await else {
+    let Some(s) = crate::env("rbac", 1, false, "Floating").start().await else {
         return;
     };
     // What an attacker who took over the broker process holds: its own credentials.
-    let file = kube::config::Kubeconfig::read_from(&s.broker_kubeconfig).unwrap();
+    let file = kube::config::Kubeconfig::read_from(s.broker_kubeconfig()).unwrap();
     let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
         .await
         .unwrap();
     let broker = kube::Client::try_from(config).unwrap();
     // A Secret of the cluster's, elsewhere.
-    let admin_secrets: kube::Api<Secret> =
-        kube::Api::namespaced(s.env.client.clone(), "kube-system");
+    let admin_secrets: kube::Api<Secret> = kube::Api::namespaced(s.client.clone(), "kube-system");
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "cluster-credentials"},
         "stringData": {"token": "not-for-the-broker"},
@@ -56,15 +52,8 @@ async fn the_brokers_identity_reads_no_secret_outside_its_desktop_namespaces() {
     );
     // Where desktops live it reads a desktop's display Secret (get, never list), and it
     // still serves: a user connects and opens the desktop's page.
-    let desktop = s
-        .env
-        .desktops()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items[0]
-        .name_any();
-    let here: kube::Api<Secret> = kube::Api::namespaced(broker.clone(), &s.env.ns);
+    let desktop = s.desktops().list(&Default::default()).await.unwrap().items[0].name_any();
+    let here: kube::Api<Secret> = kube::Api::namespaced(broker.clone(), &s.ns);
     assert_eq!(
         status(here.get(&format!("{desktop}-display")).await.map(drop)),
         200
@@ -73,8 +62,6 @@ async fn the_brokers_identity_reads_no_secret_outside_its_desktop_namespaces() {
     let alice = s.login("alice").await;
     let given = s.connect(&alice, "eng").await;
     assert_eq!(given, desktop);
-    let page = s
-        .page(&alice, &format!("/desktops/{}/{given}", s.env.ns))
-        .await;
+    let page = s.page(&alice, &format!("/desktops/{}/{given}", s.ns)).await;
     assert!(page.contains(&given), "the desktop page: {page}");
 }

@@ -2,16 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use tests::brokerenv::setup_with;
-
-use crate::options;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_never_sends_the_browser_to_another_host() {
-    let Some(s) = setup_with("redirect", options(0, false, "Floating")).await else {
+    let Some(s) = crate::env("redirect", 0, false, "Floating").start().await else {
         return;
     };
-    let origin = s.broker.url.origin();
+    let origin = s.broker().url.origin();
     // The classic bypasses of a "starts with one slash" check, as a browser would send them
     // (decoded from the query): where the broker then sends the browser, as the browser
     // reads the Location (tabs and newlines dropped, backslashes as slashes).
@@ -43,10 +39,10 @@ async fn a_login_never_sends_the_browser_to_another_host() {
     ];
     let mut wrong = Vec::new();
     for next in bypasses {
-        let session = s.broker.session();
+        let session = s.broker().session();
         let to = match s
-            .broker
-            .login_to(&s.env.cp, &session, "alice", "alice-pw", Some(next))
+            .broker()
+            .login_to(&s.cp, &session, "alice", "alice-pw", Some(next))
             .await
         {
             Ok(to) => to,
@@ -67,10 +63,10 @@ async fn a_login_never_sends_the_browser_to_another_host() {
     assert!(wrong.is_empty(), "logins that left the portal: {wrong:?}");
     // And a local path still works.
     let to = s
-        .broker
+        .broker()
         .login_to(
-            &s.env.cp,
-            &s.broker.session(),
+            &s.cp,
+            &s.broker().session(),
             "alice",
             "alice-pw",
             Some("/desktops/redirect/x?y=1"),
@@ -85,20 +81,20 @@ async fn a_login_never_sends_the_browser_to_another_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logins_go_on_after_the_provider_rotates_its_signing_key() {
-    let Some(s) = setup_with("rotation", options(0, false, "Floating")).await else {
+    let Some(s) = crate::env("rotation", 0, false, "Floating").start().await else {
         return;
     };
     s.login("alice").await;
-    let provider = s.env.cp.oidc().expect("the OpenID provider");
+    let provider = s.cp.oidc().expect("the OpenID provider");
     for round in 1..=2 {
         tokio::time::sleep(Duration::from_secs(2)).await;
         provider.rotate_key().await.unwrap();
         // The next login's ID token names a key the broker has never seen: it fetches the
         // provider's keys again, not after a restart.
-        let session = s.broker.session();
+        let session = s.broker().session();
         let started = Instant::now();
-        s.broker
-            .login(&s.env.cp, &session, "bob", "bob-pw")
+        s.broker()
+            .login(&s.cp, &session, "bob", "bob-pw")
             .await
             .unwrap_or_else(|e| panic!("a login after rotation {round}: {e}"));
         eprintln!("rotation {round}: bob logged in, {:?}", started.elapsed());
@@ -109,21 +105,21 @@ async fn logins_go_on_after_the_provider_rotates_its_signing_key() {
         );
     }
     // One fetch of the keys per rotation (the broker's log says each).
-    let log = std::fs::read_to_string(&s.broker.log).unwrap_or_default();
+    let log = std::fs::read_to_string(&s.broker().log).unwrap_or_default();
     let fetches = log.matches("fetched the provider's keys again").count();
     assert_eq!(fetches, 2, "one fetch per rotation:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_cookie_provider_errors_metrics_and_viewers_per_user_are_bounded() {
-    let Some(s) = setup_with("small-holes", options(1, true, "Floating")).await else {
+    let Some(s) = crate::env("small-holes", 1, true, "Floating").start().await else {
         return;
     };
     // The login cookie is pinned to this host (`__Host-`, Secure, path /).
     let start = s
-        .broker
+        .broker()
         .http()
-        .get(s.broker.at("/login"))
+        .get(s.broker().at("/login"))
         .send()
         .await
         .unwrap();
@@ -143,7 +139,7 @@ async fn login_cookie_provider_errors_metrics_and_viewers_per_user_are_bounded()
     );
     // Whatever a link puts in ?error= reaches the page and the log only as bounded,
     // printable text.
-    let mut callback = s.broker.at("/auth/callback");
+    let mut callback = s.broker().at("/auth/callback");
     callback
         .query_pairs_mut()
         .append_pair("error", "access_denied\r\nX-Injected: 1")
@@ -151,19 +147,24 @@ async fn login_cookie_provider_errors_metrics_and_viewers_per_user_are_bounded()
             "error_description",
             &format!("<script>alert(1)</script>{}", "y".repeat(5000)),
         );
-    let page = s.broker.http().get(callback).send().await.unwrap();
+    let page = s.broker().http().get(callback).send().await.unwrap();
     assert_eq!(page.status(), 401);
     assert!(page.headers().get("x-injected").is_none());
     let body = page.text().await.unwrap();
     assert!(!body.contains("<script>alert"), "{body}");
     assert!(body.len() < 4000, "the page echoes {} bytes", body.len());
-    let log = std::fs::read_to_string(&s.broker.log).unwrap_or_default();
+    let log = std::fs::read_to_string(&s.broker().log).unwrap_or_default();
     assert!(!log.contains("X-Injected: 1\n") && !log.contains(&"y".repeat(300)));
 
     // /metrics is not on the users' port, which an Ingress exposes; it is on its own.
-    let public = s.broker.http().get(s.broker.at("/metrics")).send().await;
+    let public = s
+        .broker()
+        .http()
+        .get(s.broker().at("/metrics"))
+        .send()
+        .await;
     assert_eq!(public.unwrap().status(), 404, "/metrics on the users' port");
-    let metrics = reqwest::get(s.broker.metrics_url()).await.unwrap();
+    let metrics = reqwest::get(s.broker().metrics_url()).await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.text().await.unwrap().contains("verdant_broker_"));
 
@@ -175,12 +176,12 @@ async fn login_cookie_provider_errors_metrics_and_viewers_per_user_are_bounded()
         viewers.push(s.viewer(&alice, &desktop).await);
     }
     let grant: serde_json::Value = s.token(&alice, &desktop).await.json().await.unwrap();
-    let mut url = s.broker.at(grant["path"].as_str().unwrap());
+    let mut url = s.broker().at(grant["path"].as_str().unwrap());
     url.set_scheme("wss").unwrap();
-    let cookie = alice.cookie(&s.broker.url);
+    let cookie = alice.cookie(&s.broker().url);
     let ninth = tests::wsrfb::connect(
         &url,
-        &s.broker.ca,
+        &s.broker().ca,
         &[("cookie", &cookie), ("origin", &s.origin())],
     )
     .await;

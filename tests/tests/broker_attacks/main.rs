@@ -17,17 +17,18 @@ mod identity;
 mod login;
 mod sessions;
 
-use tests::brokerenv::{SetupOptions, users};
+use tests::env::{Builder, NodeKind};
 
-/// The tests' users, `replicas` desktops in pool `eng` of policy `assignment`, run by launcher
-/// processes (`launchers`) or the stand-in kubelet.
-pub(crate) fn options(replicas: u32, launchers: bool, assignment: &'static str) -> SetupOptions {
-    SetupOptions {
-        replicas,
-        users: users(),
-        launchers,
-        assignment,
-        real_node: false,
-        audit: false,
-    }
+/// The broker tests' environment in namespace `ns`: the tests' users, `replicas` desktops in
+/// pool `eng` of policy `assignment`, run by launcher processes (`launchers`) or a stand-in
+/// node that reports them Ready.
+pub(crate) fn env(ns: &str, replicas: u32, launchers: bool, assignment: &'static str) -> Builder {
+    let node = if launchers {
+        NodeKind::Launchers
+    } else {
+        NodeKind::StandInReady
+    };
+    tests::brokerenv::builder(ns, replicas)
+        .node(node)
+        .eng_pool(replicas, assignment)
 }

@@ -3,14 +3,12 @@
 use std::time::{Duration, Instant};
 
 use tests::broker::Session;
-use tests::brokerenv::{BrokerEnv, setup_with};
+use tests::env::Env;
 use tests::wsrfb::Closed;
-
-use crate::options;
 
 /// A viewer of `desktop` through `broker` (any replica) for `session`, and how it closes.
 async fn viewer_at(
-    s: &BrokerEnv,
+    s: &Env,
     broker: &tests::broker::BrokerProcess,
     session: &Session,
     desktop: &str,
@@ -18,11 +16,11 @@ async fn viewer_at(
     tests::wsrfb::RfbClient<tokio::io::DuplexStream>,
     tokio::sync::oneshot::Receiver<Closed>,
 ) {
-    let csrf = s.broker.csrf(session).await.unwrap();
+    let csrf = s.broker().csrf(session).await.unwrap();
     let origin = broker.url.origin().ascii_serialization();
     let grant: serde_json::Value = session
         .http
-        .post(broker.at(&format!("/api/desktops/{}/{desktop}/token", s.env.ns)))
+        .post(broker.at(&format!("/api/desktops/{}/{desktop}/token", s.ns)))
         .header("origin", &origin)
         .header("x-csrf-token", csrf)
         .send()
@@ -66,14 +64,14 @@ async fn closed_in(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     use k8s_openapi::api::rbac::v1::RoleBinding;
-    let Some(s) = setup_with("sessions", options(2, true, "Floating")).await else {
+    let Some(s) = crate::env("sessions", 2, true, "Floating").start().await else {
         return;
     };
     // broker-2 reads sessions' groups again from the provider every 3 s (step 4).
     let b2 = s
         .start_broker_with("broker-2", &["--groups-refresh=3s"])
         .await;
-    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(s.env.client.clone(), &s.env.ns);
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(s.client.clone(), &s.ns);
     let alice = s.login("alice").await;
     let desktop = s.connect(&alice, "eng").await;
     // Bound: the watchdog's round and the access cache's 5 s, with room to spare.
@@ -97,7 +95,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     let first = open_at(&b2)
         .await
         .expect("a token from broker-1 opens a viewer at broker-2");
-    let replay = open_at(&s.broker).await;
+    let replay = open_at(s.broker()).await;
     assert!(
         matches!(replay, Err(tests::wsrfb::WsError::Status(403))),
         "the token replayed at broker-1: {:?}",
@@ -107,7 +105,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
 
     // 1. The RoleBinding that entitles alice's group to the pool goes: her viewers at both
     // replicas are closed, and her desktop's page is the same 404 as any other's.
-    let (_v1, c1) = viewer_at(&s, &s.broker, &alice, &desktop).await;
+    let (_v1, c1) = viewer_at(&s, s.broker(), &alice, &desktop).await;
     let (_v2, c2) = viewer_at(&s, &b2, &alice, &desktop).await;
     let saved = bindings.get("use-eng").await.unwrap();
     bindings
@@ -121,10 +119,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     eprintln!("RoleBinding revoked: viewers closed after {t1:?} and {t2:?} (bound {bound:?})");
     let page = alice
         .http
-        .get(
-            s.broker
-                .at(&format!("/api/desktops/{}/{desktop}", s.env.ns)),
-        )
+        .get(s.broker().at(&format!("/api/desktops/{}/{desktop}", s.ns)))
         .send()
         .await
         .unwrap();
@@ -142,10 +137,10 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
 
     // 2. Logout at one replica ends the session at every replica, and the cookie a thief
     // copied before it is worth nothing after.
-    let (_v3, c3) = viewer_at(&s, &s.broker, &alice, &desktop).await;
+    let (_v3, c3) = viewer_at(&s, s.broker(), &alice, &desktop).await;
     let (_v4, c4) = viewer_at(&s, &b2, &alice, &desktop).await;
-    let stolen = alice.cookie(&s.broker.url);
-    let csrf = s.broker.csrf(&alice).await.unwrap();
+    let stolen = alice.cookie(&s.broker().url);
+    let csrf = s.broker().csrf(&alice).await.unwrap();
     let out = alice
         .http
         .post(b2.at("/logout"))
@@ -161,10 +156,10 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
         closed_in(c4, limit, "logout, at broker-2")
     );
     eprintln!("logout: viewers closed after {t3:?} and {t4:?}");
-    for broker in [&s.broker, &b2] {
+    for broker in [s.broker(), &b2] {
         let thief = broker
             .http()
-            .get(broker.at(&format!("/api/desktops/{}/{desktop}", s.env.ns)))
+            .get(broker.at(&format!("/api/desktops/{}/{desktop}", s.ns)))
             .header("cookie", &stolen)
             .send()
             .await
@@ -181,22 +176,20 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     // logins are over, their viewers closed.
     let (bob1, bob2) = (s.login("bob").await, s.login("bob").await);
     let theirs = s.connect(&bob1, "eng").await;
-    let (_v5, c5) = viewer_at(&s, &s.broker, &bob1, &theirs).await;
+    let (_v5, c5) = viewer_at(&s, s.broker(), &bob1, &theirs).await;
     let (_v6, c6) = viewer_at(&s, &b2, &bob2, &theirs).await;
-    let out = s
-        .env
-        .cp
-        .kubectl()
-        .args([
-            "delete",
-            "lease",
-            "-n",
-            &s.env.ns,
-            "-l",
-            "vdi.verdant.dev/session-user=bob",
-        ])
-        .output()
-        .unwrap();
+    let out =
+        s.cp.kubectl()
+            .args([
+                "delete",
+                "lease",
+                "-n",
+                &s.ns,
+                "-l",
+                "vdi.verdant.dev/session-user=bob",
+            ])
+            .output()
+            .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -208,7 +201,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     );
     eprintln!("kubectl delete lease -l user=bob: viewers closed after {t5:?} and {t6:?}");
     for session in [&bob1, &bob2] {
-        let page = session.http.get(s.broker.at("/")).send().await.unwrap();
+        let page = session.http.get(s.broker().at("/")).send().await.unwrap();
         assert_eq!(
             page.status(),
             303,
@@ -222,9 +215,9 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     // her desktop's page is the same 404 as any other's, while her session lasts.
     let alice = s.login("alice").await;
     let hers = s.connect(&alice, "eng").await;
-    let (_v7, c7) = viewer_at(&s, &s.broker, &alice, &hers).await;
+    let (_v7, c7) = viewer_at(&s, s.broker(), &alice, &hers).await;
     let (_v8, c8) = viewer_at(&s, &b2, &alice, &hers).await;
-    let oidc = s.env.cp.oidc().expect("the provider");
+    let oidc = s.cp.oidc().expect("the provider");
     oidc.set_groups("alice", &[]).await.unwrap();
     let bound = Duration::from_secs(30); // 3 s refresh + its 1 s look, the 10 s round, the 5 s cache
     let (t7, t8) = tokio::join!(
@@ -236,7 +229,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
     );
     let page = alice
         .http
-        .get(s.broker.at(&format!("/api/desktops/{}/{hers}", s.env.ns)))
+        .get(s.broker().at(&format!("/api/desktops/{}/{hers}", s.ns)))
         .send()
         .await
         .unwrap();
@@ -245,7 +238,7 @@ async fn sessions_end_everywhere_on_logout_revocation_and_a_lost_grant() {
         404,
         "alice's old desktop after leaving the group"
     );
-    let home = alice.http.get(s.broker.at("/")).send().await.unwrap();
+    let home = alice.http.get(s.broker().at("/")).send().await.unwrap();
     assert_eq!(
         home.status(),
         200,

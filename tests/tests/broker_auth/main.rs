@@ -21,7 +21,7 @@ use cases::Who::{Alice, Bob, Carol, Eve, Nobody};
 use cases::{Ask, Auth, Case, Csrf, Filler, Origin, Part, Read, Token, get, post, raw, viewer};
 use report::Table;
 use shadowing::shadowing;
-use tests::brokerenv::setup;
+use tests::brokerenv::builder;
 use world::World;
 
 /// Pool eng's Connect.
@@ -461,7 +461,7 @@ const CASES: &[Case] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_refusal_has_the_right_status_and_leaks_nothing() {
     let started = Instant::now();
-    let Some(s) = setup("broker-auth", 2).await else {
+    let Some(s) = builder("broker-auth", 2).start().await else {
         return;
     };
     let mut w = World::login(&s).await;

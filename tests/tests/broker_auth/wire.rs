@@ -3,20 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tests::brokerenv::BrokerEnv;
+use tests::env::Env;
 use tests::wsrfb::{RfbClient, WsError, websocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// Opens the viewer WebSocket at `path` with `headers` and speaks RFB through it: "101+RFB"
 /// and the client, or the status it was refused with.
 pub(crate) async fn open(
-    s: &BrokerEnv,
+    s: &Env,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (String, Option<RfbClient<DuplexStream>>) {
-    let mut url = s.broker.at(path);
+    let mut url = s.broker().at(path);
     url.set_scheme("wss").unwrap();
-    match websocket(&url, &s.broker.ca, headers).await {
+    match websocket(&url, &s.broker().ca, headers).await {
         Ok(stream) => match RfbClient::handshake(stream, None).await {
             Ok(client) => ("101+RFB".into(), Some(client)),
             Err(e) => (format!("101, then RFB failed: {e}"), None),
@@ -29,13 +29,13 @@ pub(crate) async fn open(
 /// Sends a request byte for byte over TLS (a form `body` when not empty), so no client
 /// normalises the path or balks at a huge head; the status code of the answer.
 pub(crate) async fn raw(
-    s: &BrokerEnv,
+    s: &Env,
     method: &str,
     path: &str,
     with: &[(&str, &str)],
     body: &str,
 ) -> String {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", s.broker.addr);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", s.broker().addr);
     for (name, value) in with {
         head += &format!("{name}: {value}\r\n");
     }
@@ -47,7 +47,7 @@ pub(crate) async fn raw(
     use rustls_pki_types::pem::PemObject;
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&s.broker.ca).unwrap();
+    let pem = std::fs::read(&s.broker().ca).unwrap();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.unwrap()).unwrap();
     }
@@ -57,8 +57,10 @@ pub(crate) async fn raw(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(s.broker.addr.ip().to_string()).unwrap();
-    let tcp = tokio::net::TcpStream::connect(s.broker.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(s.broker().addr.ip().to_string()).unwrap();
+    let tcp = tokio::net::TcpStream::connect(s.broker().addr)
+        .await
+        .unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let (mut read, mut write) = tokio::io::split(connector.connect(name, tcp).await.unwrap());
     // Written while the answer is read: the broker answers a head too large before reading all.

@@ -9,7 +9,7 @@ use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, LOCATION};
 use serde_json::Value;
 use tests::broker::Session;
-use tests::brokerenv::BrokerEnv;
+use tests::env::Env;
 use tests::wsrfb::RfbClient;
 use tokio::io::DuplexStream;
 
@@ -22,7 +22,7 @@ const EVIL: &str = "https://evil.example";
 
 /// The users' sessions and the desktops, and what earlier rows leave for later ones.
 pub(crate) struct World<'a> {
-    s: &'a BrokerEnv,
+    s: &'a Env,
     /// The broker's own Origin.
     origin: String,
     /// Alice's, bob's, carol's and eve's sessions, CSRF tokens and Cookie headers.
@@ -47,7 +47,7 @@ pub(crate) struct World<'a> {
 
 impl<'a> World<'a> {
     /// Logs the four users in at `s`'s broker.
-    pub(crate) async fn login(s: &'a BrokerEnv) -> Self {
+    pub(crate) async fn login(s: &'a Env) -> Self {
         let (alice, bob, carol, eve) = tokio::join!(
             s.login("alice"),
             s.login("bob"),
@@ -55,21 +55,21 @@ impl<'a> World<'a> {
             s.login("eve")
         );
         let csrf = tokio::join!(
-            s.broker.csrf(&alice),
-            s.broker.csrf(&bob),
-            s.broker.csrf(&carol),
-            s.broker.csrf(&eve)
+            s.broker().csrf(&alice),
+            s.broker().csrf(&bob),
+            s.broker().csrf(&carol),
+            s.broker().csrf(&eve)
         );
         let csrf = [csrf.0, csrf.1, csrf.2, csrf.3].map(Result::unwrap);
         let sessions = [alice, bob, carol, eve];
-        let cookies = sessions.each_ref().map(|who| who.cookie(&s.broker.url));
+        let cookies = sessions.each_ref().map(|who| who.cookie(&s.broker().url));
         Self {
             s,
             origin: s.origin(),
             sessions,
             csrf,
             cookies,
-            anon: s.broker.http(),
+            anon: s.broker().http(),
             desktops: None,
             expired: None,
             kept: None,
@@ -127,7 +127,7 @@ impl<'a> World<'a> {
 
     /// `text` with the namespace and the desktops in place of `{ns}`, `{alice's}`, `{bob's}`.
     pub(crate) fn fill(&self, text: &str) -> String {
-        let text = text.replace("{ns}", &self.s.env.ns);
+        let text = text.replace("{ns}", &self.s.ns);
         match &self.desktops {
             Some((a, b)) => text.replace("{alice's}", a).replace("{bob's}", b),
             None => text,
@@ -197,7 +197,7 @@ impl<'a> World<'a> {
             _ => &self.session(who).http,
         };
         let method = Method::from_bytes(http.method.as_bytes()).unwrap();
-        let mut request = client.request(method, self.s.broker.at(path));
+        let mut request = client.request(method, self.s.broker().at(path));
         request = match http.origin {
             Origin::Own => request.header("origin", &self.origin),
             Origin::Evil => request.header("origin", EVIL),
@@ -225,7 +225,7 @@ impl<'a> World<'a> {
     /// `Bearer` and alice's ID token, from the provider at the first use.
     async fn bearer(&mut self) -> String {
         if self.id_token.is_none() {
-            let oidc = self.s.env.cp.oidc().expect("the provider");
+            let oidc = self.s.cp.oidc().expect("the provider");
             let callback = "http://127.0.0.1:1/auth/callback";
             let tokens = oidc.login("alice", "alice-pw", callback).await.unwrap();
             self.id_token = Some(tokens.id_token);
@@ -260,7 +260,7 @@ impl<'a> World<'a> {
         origin: Origin,
         bearer: Option<&str>,
     ) -> (String, Option<RfbClient<DuplexStream>>) {
-        let path = format!("/desktops/{}/{desktop}/vnc?token={token}", self.s.env.ns);
+        let path = format!("/desktops/{}/{desktop}/vnc?token={token}", self.s.ns);
         let mut with = Vec::new();
         if let Some(i) = who.index() {
             with.push(("cookie", self.cookies[i].as_str()));
@@ -350,8 +350,8 @@ impl<'a> World<'a> {
 }
 
 /// How many desktops of the test's namespace are assigned to `user`.
-async fn owned(s: &BrokerEnv, user: &str) -> usize {
-    let list = s.env.desktops().list(&ListParams::default()).await.unwrap();
+async fn owned(s: &Env, user: &str) -> usize {
+    let list = s.desktops().list(&ListParams::default()).await.unwrap();
     let user = Some(user);
     list.iter()
         .filter(|d| d.spec.user.as_deref() == user)

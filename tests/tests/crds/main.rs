@@ -10,16 +10,19 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tests::ControlPlane;
 use tests::controlplane::install_crds;
+use tests::env::Env;
 
 use manifests::{cases, valid_desktop, valid_pool};
 
 const NS: &str = "team-a";
 
 async fn control_plane_with_crds() -> ControlPlane {
-    let mut cp = ControlPlane::start().await.expect("control plane starts");
-    install_crds(&cp.client()).await.expect("CRDs install");
-    cp.create_namespace(NS).await.expect("namespace");
-    cp
+    Env::builder(NS)
+        .api_only()
+        .start()
+        .await
+        .expect("the API alone needs no part of the machine")
+        .cp
 }
 
 fn api(client: &Client, kind: &str) -> Api<DynamicObject> {
@@ -50,7 +53,7 @@ fn kubectl_ok(cp: &ControlPlane, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crds_install_and_become_established() {
-    let cp = ControlPlane::start().await.expect("control plane starts");
+    let cp = Env::bare("default").await;
     let installed = install_crds(&cp.client()).await.expect("CRDs install");
     let names: Vec<_> = installed
         .iter()

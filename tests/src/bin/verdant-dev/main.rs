@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use tests::controlplane::{self, ControlPlane, Options, Versions};
+use tests::controlplane::{self, ControlPlane, Versions};
 
 use demo::start_demo;
 use state::{State, alive, default_state_dir, write_atomically};
@@ -396,7 +396,7 @@ fn serve(state: &State, node: bool) -> Result<(), String> {
         if node {
             let say = |text: &str| eprintln!("progress: {text}");
             let product = tests::product::start(&state.controlplane_dir(), say).await?;
-            let portal = product.broker.url.to_string();
+            let portal = product.broker().url.to_string();
             write_ready(state, &product.cp, None, Some(&portal))?;
             tokio::select! {
                 _ = term.recv() => eprintln!("SIGTERM: stopping"),
@@ -406,19 +406,17 @@ fn serve(state: &State, node: bool) -> Result<(), String> {
             eprintln!("stopped");
             return Ok(());
         }
-        let options = Options {
-            controller_manager: true,
-            dir: Some(state.controlplane_dir()),
-            ..Options::default()
-        };
-        let cp = ControlPlane::start_with(options)
+        // The operator runs below, as an administrator would run it by hand: for every
+        // namespace, with the launcher image of $VERDANT_LAUNCHER_IMAGE.
+        let env = tests::env::Env::builder("default")
+            .dir(&state.controlplane_dir())
+            .api_only()
+            .controller_manager()
+            .try_start()
             .await
             .map_err(|e| e.to_string())?;
-        eprintln!("control plane up at {}", cp.server());
-        controlplane::install_crds(&cp.client())
-            .await
-            .map_err(|e| e.to_string())?;
-        eprintln!("CRDs installed");
+        let cp = env.cp;
+        eprintln!("control plane up at {}, CRDs installed", cp.server());
         let (stop_operator, operator_stopped) = tokio::sync::oneshot::channel::<()>();
         let operator = tokio::spawn(operator::run(cp.client(), operator_options(), async {
             let _ = operator_stopped.await;
@@ -468,6 +466,7 @@ fn operator_options() -> operator::Options {
         http: None,
         leader_election: None,
         identity: "verdant-dev".into(),
+        recheck_refused: operator::RECHECK_REFUSED,
     }
 }
 
