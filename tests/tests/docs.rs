@@ -338,7 +338,6 @@ fn the_readme_commands_run() {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            ["cargo", "test", "--workspace"] => {}
             ["export", kubeconfig] => {
                 let path = kubeconfig.trim_start_matches("KUBECONFIG=");
                 let help = Command::new(&verdant_dev).arg("--help").output().unwrap();

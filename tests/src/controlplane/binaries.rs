@@ -128,7 +128,8 @@ impl Binaries {
         if bins.missing().is_none() {
             return Ok(bins);
         }
-        // One build at a time in this process; build.sh itself skips what another run finished.
+        // One build at a time in this process (and across processes, by run_build_script's
+        // lock); build.sh itself skips what another run finished.
         let _one_build = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if bins.missing().is_some() {
             run_build_script()?;
@@ -169,7 +170,12 @@ fn run_build_script() -> Result<(), Error> {
     eprintln!(
         "control-plane tools missing: running {BUILD_SCRIPT} (a cold build takes several minutes)"
     );
-    let status = Command::new("bash")
+    // Test binaries run side by side (`verdant-dev test`'s lanes): flock(1) lets one process
+    // build while the others wait, and build.sh then skips what it finished.
+    let lock = std::env::temp_dir().join("verdant-controlplane-build.lock");
+    let status = Command::new("flock")
+        .arg(&lock)
+        .arg("bash")
         .arg(script)
         .status()
         .map_err(|e| Error::io(script, e))?;

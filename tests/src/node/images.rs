@@ -43,8 +43,13 @@ impl Images {
              build takes 10-15 min)",
             dir.display()
         );
-        let mut cmd = Command::new("bash");
-        cmd.arg(root.join("images/build.sh")).arg(&dir);
+        // Test binaries run side by side (`verdant-dev test`'s lanes): flock(1) keeps two from
+        // writing the same archives at once; the second then rebuilds from a warm build.
+        let mut cmd = Command::new("flock");
+        cmd.arg(dir.with_extension("lock"))
+            .arg("bash")
+            .arg(root.join("images/build.sh"))
+            .arg(&dir);
         crate::bins::without_test_environment(&mut cmd);
         let status = cmd
             .status()

@@ -59,7 +59,8 @@ enum Cmd {
     Down,
     /// Say whether it runs.
     Status,
-    /// Run the tests (`cargo test --workspace --no-fail-fast`, with ARGS after it), then list
+    /// Run the tests (`cargo test --workspace`, with ARGS after it): every test binary, two at
+    /// a time (VERDANT_TEST_LANES; 1 is cargo's own sequential run), whatever fails; then list
     /// the slowest test binaries and count what skipped a missing part.
     ///
     /// A missing part fails its test unless VERDANT_ALLOW_SKIP=1 is set; with it, the run ends
