@@ -19,7 +19,7 @@ use serde_json::json;
 use tests::ControlPlane;
 use tests::chart::{helm, output, rules};
 use tests::controlplane::service_account_client;
-use tests::env::Env;
+use tests::env::{Env, stand_in_ready};
 use tests::kubelet::{Kubelet, Reaper};
 
 /// How long a scenario may take before it counts as failed.
@@ -57,25 +57,9 @@ impl Stage {
 
     /// A stand-in kubelet that starts every launcher pod of the namespace as soon as it
     /// appears, and completes deletions.
-    fn kubelet(&self) -> (Reaper, Reaper) {
+    fn kubelet(&self) -> Reaper {
         let kubelet = Kubelet::new(self.admin.clone(), &self.ns, "node-1");
-        let reaper = kubelet.reap_in_background();
-        let pods = self.pods();
-        let starter = Reaper::spawn(async move {
-            loop {
-                if let Ok(list) = pods.list(&ListParams::default()).await {
-                    for pod in list {
-                        let unscheduled = pod.spec.as_ref().is_some_and(|s| s.node_name.is_none());
-                        if unscheduled && pod.metadata.deletion_timestamp.is_none() {
-                            let _ = kubelet.schedule(&pod.name_any()).await;
-                            let _ = kubelet.run(&pod.name_any(), true).await;
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-        (starter, reaper)
+        stand_in_ready(kubelet, self.pods())
     }
 
     async fn create_desktop(&self, name: &str, kernel: serde_json::Value) -> Result<(), String> {

@@ -36,7 +36,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-pub use node::{Node, NodeKind};
+pub use node::{Node, NodeKind, stand_in_ready};
 pub use watch::{changes_within, condition, http_get, live, probe_path, wait_ready_desktops};
 
 use crate::broker::BrokerProcess;

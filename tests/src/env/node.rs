@@ -78,7 +78,10 @@ pub(super) async fn start(kind: NodeKind, cp: &ControlPlane, kubelet: &Kubelet, 
         }
         NodeKind::StandInReady => {
             kubelet.register().await.expect("node");
-            Node::StandInReady(stand_in(kubelet.clone(), Api::namespaced(cp.client(), ns)))
+            Node::StandInReady(stand_in_ready(
+                kubelet.clone(),
+                Api::namespaced(cp.client(), ns),
+            ))
         }
         NodeKind::Launchers => Node::Launchers(
             LocalNode::start(cp.client(), ns, "node-1")
@@ -93,8 +96,9 @@ pub(super) async fn start(kind: NodeKind, cp: &ControlPlane, kubelet: &Kubelet, 
     }
 }
 
-/// Starts, as Ready, every pod of `pods` not bound yet, and reaps deleted ones, until dropped.
-fn stand_in(kubelet: Kubelet, pods: Api<Pod>) -> Reaper {
+/// The stand-in of [`NodeKind::StandInReady`]: starts, as Ready, every pod of `pods` not bound
+/// yet, as `kubelet`'s node, and reaps deleted ones, until dropped.
+pub fn stand_in_ready(kubelet: Kubelet, pods: Api<Pod>) -> Reaper {
     Reaper::spawn(async move {
         let _heartbeat = kubelet.heartbeat_in_background();
         loop {
