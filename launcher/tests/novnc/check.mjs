@@ -17,7 +17,21 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
-  await page.goto(url);
+  // What the page could not load, for the failure message (stderr; stdout is the caller's).
+  page.on("requestfailed", (r) => console.error(`request failed: ${r.url()}: ${r.failure()?.errorText}`));
+  page.on("pageerror", (e) => console.error(`page error: ${e}`));
+  // The page and noVNC's modules come from websockify's one-thread web server, which on a
+  // loaded machine can drop a request; the page's script then never runs (verdantState stays
+  // unset). That is the test's web server failing, not the VNC server under test: the page is
+  // loaded again, once, saying so.
+  for (let attempt = 1; ; attempt++) {
+    await page.goto(url);
+    const ran = await page.waitForFunction(() => window.verdantState !== undefined, null, { timeout: 30000 })
+      .then(() => true, () => false);
+    if (ran) break;
+    if (attempt === 2) throw new Error("the page's script did not run twice (its modules did not load)");
+    console.error("the page's script did not run (its modules did not load): loading it again");
+  }
   await page.waitForFunction(() => window.verdantState === "connected", null, { timeout: 30000 })
     .catch(async (e) => { throw new Error(`not connected: ${await page.evaluate(() => window.verdantState)}: ${e}`); });
   // The first frame is drawn once the top panel is no longer black.
