@@ -35,8 +35,10 @@ impl Default for Placement {
     }
 }
 
-/// What more brokers of an [`Env`] share with its first one.
+/// An [`Env`]'s first broker, and what more brokers share with it.
 pub(super) struct Brokers {
+    /// The first broker.
+    pub first: BrokerProcess,
     /// The broker user's kubeconfig.
     pub kubeconfig: PathBuf,
     /// The namespace of their session key.
@@ -93,33 +95,42 @@ impl Env {
         let (_, kubeconfig) = self.cp.client_for(BROKER_USER, None).await.unwrap();
         grant(&self.client, BROKER_USER, &namespace, &[&self.ns]).await;
         let port = placement.port.unwrap_or_else(free_port);
+        let first = BrokerProcess::start(
+            &self.cp,
+            &kubeconfig,
+            &namespace,
+            &[&self.ns],
+            port,
+            &placement.name,
+        )
+        .await;
         self.brokers = Some(Brokers {
+            first,
             kubeconfig,
             namespace,
         });
-        self.broker = Some(self.start_broker_on(port, &placement.name).await);
     }
 
     /// The first broker; panics unless the builder asked for one ([`super::Builder::broker`]).
     pub fn broker(&self) -> &BrokerProcess {
-        self.broker
-            .as_ref()
-            .expect("an environment built with .broker()")
+        &self.brokers().first
     }
 
     /// The first broker, to stop or kill it.
     pub fn broker_mut(&mut self) -> &mut BrokerProcess {
-        self.broker
+        &mut self
+            .brokers
             .as_mut()
             .expect("an environment built with .broker()")
+            .first
     }
 
     /// The broker user's kubeconfig.
     pub fn broker_kubeconfig(&self) -> &std::path::Path {
-        &self.shared_brokers().kubeconfig
+        &self.brokers().kubeconfig
     }
 
-    fn shared_brokers(&self) -> &Brokers {
+    fn brokers(&self) -> &Brokers {
         self.brokers
             .as_ref()
             .expect("an environment built with .broker()")
@@ -142,7 +153,7 @@ impl Env {
     }
 
     async fn start_broker_with_on(&self, name: &str, extra: &[&str], port: u16) -> BrokerProcess {
-        let brokers = self.shared_brokers();
+        let brokers = self.brokers();
         BrokerProcess::start_with(
             &self.cp,
             &brokers.kubeconfig,

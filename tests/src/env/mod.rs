@@ -38,7 +38,6 @@ use kube::Client;
 pub use node::{Node, NodeKind, stand_in_ready};
 pub use watch::{changes_within, condition, http_get, live, probe_path, wait_ready_desktops};
 
-use crate::broker::BrokerProcess;
 use crate::controlplane::{ControlPlane, OidcUser, Options as CpOptions, install_crds};
 use crate::kubelet::{Kubelet, Reaper};
 
@@ -211,7 +210,6 @@ impl Builder {
         let kubelet = Kubelet::new(client.clone(), &self.ns, "node-1");
         let node = node::start(self.node, &cp, &kubelet, &self.ns).await;
         let mut env = Env {
-            broker: None,
             brokers: None,
             operator: None,
             node,
@@ -271,9 +269,8 @@ impl std::fmt::Display for Failure {
 /// The running environment, as [`Env::builder`] made it. Dropping it stops the brokers, the
 /// operator, the node and the control plane, in that order.
 pub struct Env {
-    /// The first broker, with [`Builder::broker`] (see [`Env::broker`]).
-    broker: Option<BrokerProcess>,
-    /// What more brokers share with the first one.
+    /// The first broker, with [`Builder::broker`] (see [`Env::broker`]), and what more
+    /// brokers share with it.
     brokers: Option<broker::Brokers>,
     /// The operator running in this process, if any (stops on drop).
     pub operator: Option<Reaper>,
